@@ -1,0 +1,68 @@
+# vzpanel: `make run` starts the panel, `make test` runs the whole test suite.
+# Both install what is missing first (Debian packages, a virtualenv, Python and
+# front-end packages); a second run reuses what is there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2
+TEST_DEBS := chromium
+NODE_DEBS := nodejs npm
+
+.PHONY: run test install install-test debs test-debs venv assets setup clean
+
+run: install setup
+	$(PY) manage.py runpanel
+
+test: install install-test
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) -m pytest
+
+install: debs venv assets
+
+install-test: test-debs
+	$(VENV)/bin/pip install -q -e ".[test]"
+
+# Debian packages: only the missing ones are installed.
+debs:
+	@missing=$$(for p in $(RUN_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing $(NODE_DEBS)"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test-debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+# Front-end libraries come from npm and are served from our own static files.
+assets: static/vendor/.installed
+
+static/vendor/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js static/vendor/
+	touch $@
+
+setup:
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py setup_panel
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor

@@ -1,0 +1,131 @@
+"""Containers over REST. Long operations answer 202 with the task's URL."""
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+
+from accounts.permissions import get_container_for_user, visible_containers, visible_hosts
+from containers import services
+from containers.models import OSTemplate
+from tasks.api.serializers import TaskSerializer
+from tasks.services import TaskError
+
+from .serializers import (ContainerCreateSerializer, ContainerSerializer, ContainerUpdateSerializer,
+                          DestroySerializer, ExecSerializer, TemplateSerializer)
+
+
+def accepted(request, task):
+    url = reverse("api-task-detail", args=[task.pk], request=request)
+    data = TaskSerializer(task, context={"request": request}).data
+    return Response({"task": data, "task_url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+def refused(exc: TaskError):
+    return Response({"detail": str(exc)}, status=exc.http_status)
+
+
+class ContainerViewSet(viewsets.GenericViewSet):
+    """Containers the caller may see, addressed by CTID or name alias."""
+
+    serializer_class = ContainerSerializer
+    lookup_field = "ctid"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        qs = visible_containers(self.request.user)
+        if self.request.query_params.get("status"):
+            qs = qs.filter(status=self.request.query_params["status"])
+        return qs
+
+    def get_object(self):
+        return get_container_for_user(self.request.user, self.kwargs["ctid"])
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ContainerSerializer(page, many=True, context={"request": request}).data)
+
+    def retrieve(self, request, ctid=None):
+        return Response(ContainerSerializer(self.get_object(), context={"request": request}).data)
+
+    @extend_schema(request=ContainerCreateSerializer, responses={202: TaskSerializer})
+    def create(self, request):
+        ser = ContainerCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        host = data.get("host") or visible_hosts(request.user).first()
+        if host is None:
+            return Response({"host": ["No host is registered."]}, status=400)
+        try:
+            task = services.create_container(user=request.user, host=host, **{k: v for k, v in data.items()
+                                                                             if k != "host"})
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request=ContainerUpdateSerializer, responses={200: ContainerSerializer, 202: TaskSerializer})
+    def partial_update(self, request, ctid=None):
+        ct = self.get_object()
+        ser = ContainerUpdateSerializer(data=request.data, partial=True)
+        ser.is_valid(raise_exception=True)
+        try:
+            task = services.update_container(ct, request.user, **ser.validated_data)
+        except TaskError as exc:
+            return refused(exc)
+        if task:
+            return accepted(request, task)
+        return Response(ContainerSerializer(ct, context={"request": request}).data)
+
+    @extend_schema(request=DestroySerializer, responses={202: TaskSerializer},
+                   parameters=[OpenApiParameter("confirm", str, description="the CTID again")])
+    def destroy(self, request, ctid=None):
+        ct = self.get_object()
+        confirm = request.data.get("confirm") if hasattr(request.data, "get") else None
+        confirm = confirm or request.query_params.get("confirm")
+        try:
+            task = services.destroy_container(ct, request.user, confirm)
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    def _action(self, request, func):
+        try:
+            task = func(self.get_object(), request.user)
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request=None, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request, ctid=None):
+        return self._action(request, services.start_container)
+
+    @extend_schema(request=None, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, ctid=None):
+        return self._action(request, services.stop_container)
+
+    @extend_schema(request=None, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def restart(self, request, ctid=None):
+        return self._action(request, services.restart_container)
+
+    @extend_schema(request=ExecSerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"], url_path="exec")
+    def exec_command(self, request, ctid=None):
+        ct = self.get_object()
+        ser = ExecSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            task = services.exec_in_container(ct, request.user, ser.validated_data["command"],
+                                              ser.validated_data["timeout"])
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+
+class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = TemplateSerializer
+
+    def get_queryset(self):
+        return OSTemplate.objects.filter(host__in=visible_hosts(self.request.user)).select_related("host")

@@ -1,0 +1,290 @@
+"""LXC containers named by CTID in one lxcpath, driven through LXC's own tools.
+
+Containers stay ordinary LXC containers, so `lxc-ls`, `lxc-info -n CTID` and
+`lxc-attach -n CTID` work at the shell next to the panel.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .commands import CommandError, CommandResult, run
+
+Log = Callable[[str], None]
+PARTIAL_PREFIX = ".vzpanel-partial-"
+
+# What LXC's common.conf sets, minus its include of common.conf.d: with lxcfs
+# installed that adds a post-stop hook that sleeps 0.5 s on every stop.
+BASE_CONFIG = """\
+lxc.arch = linux64
+lxc.tty.max = 0
+lxc.pty.max = 1024
+lxc.autodev = 1
+lxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio
+lxc.mount.auto = cgroup:mixed proc:mixed sys:mixed
+lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp
+lxc.cgroup.devices.deny = a
+lxc.cgroup.devices.allow = c *:* m
+lxc.cgroup.devices.allow = b *:* m
+lxc.cgroup.devices.allow = c 1:3 rwm
+lxc.cgroup.devices.allow = c 1:5 rwm
+lxc.cgroup.devices.allow = c 1:7 rwm
+lxc.cgroup.devices.allow = c 1:8 rwm
+lxc.cgroup.devices.allow = c 1:9 rwm
+lxc.cgroup.devices.allow = c 5:0 rwm
+lxc.cgroup.devices.allow = c 5:1 rwm
+lxc.cgroup.devices.allow = c 5:2 rwm
+lxc.cgroup.devices.allow = c 136:* rwm
+lxc.cgroup.devices.allow = c 10:229 rwm
+lxc.cgroup2.devices.deny = a
+lxc.cgroup2.devices.allow = c *:* m
+lxc.cgroup2.devices.allow = b *:* m
+lxc.cgroup2.devices.allow = c 1:3 rwm
+lxc.cgroup2.devices.allow = c 1:5 rwm
+lxc.cgroup2.devices.allow = c 1:7 rwm
+lxc.cgroup2.devices.allow = c 1:8 rwm
+lxc.cgroup2.devices.allow = c 1:9 rwm
+lxc.cgroup2.devices.allow = c 5:0 rwm
+lxc.cgroup2.devices.allow = c 5:1 rwm
+lxc.cgroup2.devices.allow = c 5:2 rwm
+lxc.cgroup2.devices.allow = c 136:* rwm
+lxc.cgroup2.devices.allow = c 10:229 rwm
+"""
+
+# LXC states as lxc-info prints them; ABSENT is ours for "no such container".
+ABSENT = "ABSENT"
+
+
+class LxcError(Exception):
+    """An LXC operation failed; the message is LXC's own error text where it has one."""
+
+
+@dataclass
+class ContainerSpec:
+    """What the agent renders into an LXC config: the desired state of one container."""
+
+    ctid: int
+    hostname: str
+    onboot: bool = False
+
+
+def _noop(_msg: str) -> None:
+    pass
+
+
+class Lxc:
+    """The containers of one lxcpath (default /var/lib/lxc)."""
+
+    def __init__(self, lxcpath: str | os.PathLike):
+        self.lxcpath = Path(lxcpath)
+
+    # -- paths and state -------------------------------------------------
+    def path(self, ctid: int) -> Path:
+        return self.lxcpath / str(int(ctid))
+
+    def rootfs(self, ctid: int) -> Path:
+        return self.path(ctid) / "rootfs"
+
+    def exists(self, ctid: int) -> bool:
+        return (self.path(ctid) / "config").is_file()
+
+    def _base(self, ctid: int) -> list[str]:
+        return ["-n", str(int(ctid)), "-P", str(self.lxcpath)]
+
+    def state(self, ctid: int) -> str:
+        """LXC's state (RUNNING, STOPPED, FROZEN, ...) or ABSENT."""
+        if not self.exists(ctid):
+            return ABSENT
+        res = run(["lxc-info", *self._base(ctid), "-sH"], check=False, timeout=30)
+        if res.returncode != 0:
+            raise LxcError(res.stderr.strip() or f"lxc-info failed for {ctid}")
+        return res.stdout.strip()
+
+    def list_all(self) -> dict[str, str]:
+        """Every container in the lxcpath (by name) with its state, as lxc-ls sees them."""
+        if not self.lxcpath.is_dir():
+            return {}
+        res = run(["lxc-ls", "-P", str(self.lxcpath), "--fancy", "-F", "NAME,STATE"], timeout=60)
+        found = {}
+        for line in res.stdout.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2 and not parts[0].startswith(PARTIAL_PREFIX):
+                found[parts[0]] = parts[1]
+        return found
+
+    def nproc(self, ctid: int) -> int | None:
+        """Number of tasks in the container's cgroup (vzlist NPROC), None if unknown."""
+        res = run(["lxc-cgroup", *self._base(ctid), "pids.current"], check=False, timeout=30)
+        try:
+            return int(res.stdout.strip())
+        except ValueError:
+            return None
+
+    def init_pid(self, ctid: int) -> int | None:
+        res = run(["lxc-info", *self._base(ctid), "-pH"], check=False, timeout=30)
+        try:
+            return int(res.stdout.strip())
+        except ValueError:
+            return None
+
+    # -- configuration ---------------------------------------------------
+    def render_config(self, spec: ContainerSpec, rootfs: Path | None = None) -> str:
+        rootfs = rootfs or self.rootfs(spec.ctid)
+        lines = [
+            "# Written by vzpanel's host agent from the panel's database; edits here are overwritten.",
+            f"lxc.uts.name = {spec.hostname}",
+            f"lxc.rootfs.path = dir:{self.rootfs(spec.ctid)}",
+            "lxc.net.0.type = empty",
+            f"lxc.start.auto = {1 if spec.onboot else 0}",
+        ]
+        # busybox init halts on SIGUSR1; systemd and sysvinit on LXC's default SIGPWR.
+        if _is_busybox_init(rootfs):
+            lines.append("lxc.signal.halt = SIGUSR1")
+        return "\n".join(lines) + "\n" + BASE_CONFIG
+
+    def write_config(self, spec: ContainerSpec) -> None:
+        _atomic_write(self.path(spec.ctid) / "config", self.render_config(spec))
+
+    # -- operations ------------------------------------------------------
+    def create(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
+        """Unpack a template into a new container; on any failure nothing is left behind.
+
+        The root filesystem is unpacked into a hidden sibling directory and renamed
+        into place only when complete, so a crash never leaves a half container
+        under the CTID (the agent removes stale partial directories at start).
+        """
+        target = self.path(spec.ctid)
+        if target.exists():
+            raise LxcError(f"{target} already exists: a container {spec.ctid} is already known to LXC")
+        if not template.is_file():
+            raise LxcError(f"OS template {template} not found")
+        self.lxcpath.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-", dir=self.lxcpath))
+        try:
+            os.chmod(partial, 0o770)
+            rootfs = partial / "rootfs"
+            rootfs.mkdir()
+            log(f"Unpacking {template.name} into {target}/rootfs")
+            try:
+                run(["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                     "-f", str(template), "-C", str(rootfs)], timeout=1800)
+            except CommandError as exc:
+                raise LxcError(f"unpacking {template.name} failed: {exc.output}") from exc
+            if not (rootfs / "sbin" / "init").exists() and not os.path.islink(rootfs / "sbin" / "init"):
+                raise LxcError(f"{template.name} is not a root filesystem: it has no /sbin/init")
+            _write_identity(rootfs, spec.hostname)
+            _atomic_write(partial / "config", self.render_config(spec, rootfs))
+            os.rename(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        log(f"Container {spec.ctid} created")
+
+    def start(self, ctid: int, timeout: int = 30) -> None:
+        logfile = self.path(ctid) / "lxc.log"
+        res = run(["lxc-start", *self._base(ctid), "-d", "-o", str(logfile), "-l", "ERROR"],
+                  check=False, timeout=timeout + 10)
+        if res.returncode != 0:
+            raise LxcError(_lxc_error_text(res, logfile))
+        res = run(["lxc-wait", *self._base(ctid), "-s", "RUNNING", "-t", str(timeout)],
+                  check=False, timeout=timeout + 10)
+        if res.returncode != 0:
+            raise LxcError(f"container {ctid} did not reach RUNNING within {timeout} s. "
+                           + _lxc_error_text(res, logfile))
+
+    def stop(self, ctid: int, timeout: int = 30) -> None:
+        """Clean shutdown, killed after `timeout` seconds (vzctl stop)."""
+        res = run(["lxc-stop", *self._base(ctid), "-t", str(timeout)], check=False, timeout=timeout + 30)
+        if res.returncode != 0 and self.state(ctid) != "STOPPED":
+            raise LxcError(_lxc_error_text(res, None))
+
+    def kill(self, ctid: int) -> None:
+        run(["lxc-stop", *self._base(ctid), "-k"], check=False, timeout=60)
+
+    def destroy(self, ctid: int) -> None:
+        if not self.exists(ctid):
+            return
+        res = run(["lxc-destroy", *self._base(ctid)], check=False, timeout=600)
+        if res.returncode != 0:
+            raise LxcError(_lxc_error_text(res, None))
+
+    def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60) -> CommandResult:
+        """Run argv inside the container; returns its output and exit status."""
+        env = ["--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        return run(["lxc-attach", *self._base(ctid), *env, "--", *argv], check=False, timeout=timeout)
+
+    def set_hostname(self, ctid: int, hostname: str, running: bool) -> None:
+        """Write the hostname into the container, and into the live UTS namespace if running."""
+        _write_identity(self.rootfs(ctid), hostname)
+        if running:
+            res = self.attach(ctid, ["hostname", hostname], timeout=30)
+            if res.returncode != 0:
+                raise LxcError(f"setting hostname inside {ctid} failed: {res.stderr.strip() or res.stdout.strip()}")
+
+    def remove_partials(self) -> list[Path]:
+        """Remove what interrupted creates left behind; returns what was removed."""
+        removed = []
+        if self.lxcpath.is_dir():
+            for entry in self.lxcpath.iterdir():
+                if entry.name.startswith(PARTIAL_PREFIX) and entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        return removed
+
+
+def _is_busybox_init(rootfs: Path) -> bool:
+    init = rootfs / "sbin" / "init"
+    try:
+        return os.path.islink(init) and os.path.basename(os.readlink(init)) == "busybox"
+    except OSError:
+        return False
+
+
+def _write_identity(rootfs: Path, hostname: str) -> None:
+    """/etc/hostname and the 127.0.1.1 line of /etc/hosts, as the distribution's tools expect."""
+    etc = rootfs / "etc"
+    if etc.is_symlink() or not etc.is_dir():
+        raise LxcError("the container's /etc is missing or a symlink; refusing to write into it")
+    _safe_write(etc / "hostname", hostname + "\n")
+    hosts_path = etc / "hosts"
+    lines = []
+    if hosts_path.is_file() and not hosts_path.is_symlink():
+        lines = [l for l in hosts_path.read_text(errors="replace").splitlines() if not l.startswith("127.0.1.1")]
+    if not any(l.split()[:1] == ["127.0.0.1"] for l in lines):
+        lines.insert(0, "127.0.0.1\tlocalhost")
+    short = hostname.split(".")[0]
+    lines.append(f"127.0.1.1\t{hostname} {short}" if short != hostname else f"127.0.1.1\t{hostname}")
+    _safe_write(hosts_path, "\n".join(lines) + "\n")
+
+
+def _safe_write(path: Path, text: str) -> None:
+    # A symlink planted inside the container must not make the agent write on the host.
+    if path.is_symlink():
+        path.unlink()
+    _atomic_write(path, text)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.vzpanel-tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    # O_EXCL|O_NOFOLLOW: never follow a link someone placed at the temporary name.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _lxc_error_text(res: CommandResult, logfile: Path | None) -> str:
+    text = (res.stderr or res.stdout).strip()
+    if logfile and logfile.is_file():
+        tail = logfile.read_text(errors="replace").strip().splitlines()[-8:]
+        if tail:
+            text = (text + "\n" if text else "") + "\n".join(tail)
+    return text or f"{res.argv[0]} exited with status {res.returncode}"

@@ -1,0 +1,155 @@
+"""What the host agent does for each container task. Runs only in the agent process."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from tasks.choices import TaskType
+from tasks.registry import handler
+from tasks.runner import TaskFailed
+
+from .choices import LXC_STATE_MAP, ContainerStatus
+from .engine.lxc import ABSENT, ContainerSpec, Lxc
+from .engine.templates import find_template
+from .models import Container
+
+MAX_EXEC_OUTPUT = 1 << 20  # keep at most 1 MiB of a command's output in the task
+
+
+def lxc_for(host) -> Lxc:
+    return Lxc(host.lxcpath)
+
+
+def spec_for(ct: Container) -> ContainerSpec:
+    return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot)
+
+
+def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> None:
+    """Write LXC's view of the container back to its row."""
+    status = LXC_STATE_MAP.get(lxc_state, ContainerStatus.UNKNOWN)
+    fields = {"nproc": nproc if status == ContainerStatus.RUNNING else None}
+    if status != ct.status:
+        fields.update(status=status, status_changed_at=timezone.now())
+    Container.objects.filter(pk=ct.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(ct, key, value)
+
+
+def refresh_state(ct: Container, lxc: Lxc) -> str:
+    state = lxc.state(ct.ctid)
+    record_state(ct, state, lxc.nproc(ct.ctid) if state == "RUNNING" else None)
+    return state
+
+
+def _container(task) -> Container:
+    if task.container is None:
+        raise TaskFailed(f"container {task.ctid} no longer exists in the panel")
+    return task.container
+
+
+@handler(TaskType.CT_CREATE)
+def create(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    try:
+        template = find_template(task.host.template_dir, ct.ostemplate)
+        if template is None:
+            raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
+        task.set_progress(5)
+        lxc.create(spec_for(ct), template, log)
+    except BaseException:
+        # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
+        Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
+        log(f"Container {ct.ctid} removed after the failed create")
+        raise
+    record_state(ct, "STOPPED")
+    task.set_progress(80)
+    if task.params.get("start"):
+        log(f"Starting container {ct.ctid}")
+        lxc.start(ct.ctid)
+        refresh_state(ct, lxc)
+    return {"ctid": ct.ctid, "status": ct.status}
+
+
+@handler(TaskType.CT_START)
+def start(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    if lxc.state(ct.ctid) == "RUNNING":
+        refresh_state(ct, lxc)
+        raise TaskFailed(f"container {ct.ctid} is already running")
+    lxc.write_config(spec_for(ct))  # the panel's settings are the truth, as CTID.conf is for vzctl
+    log(f"Starting container {ct.ctid}")
+    try:
+        lxc.start(ct.ctid)
+    finally:
+        refresh_state(ct, lxc)
+    log(f"Container {ct.ctid} is running (init pid {lxc.init_pid(ct.ctid)})")
+    return {"status": ct.status}
+
+
+@handler(TaskType.CT_STOP)
+def stop(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    timeout = int(task.params.get("timeout", settings.CONTAINER_STOP_TIMEOUT))
+    log(f"Stopping container {ct.ctid} (clean shutdown, killed after {timeout} s)")
+    try:
+        lxc.stop(ct.ctid, timeout=timeout)
+    finally:
+        refresh_state(ct, lxc)
+    log(f"Container {ct.ctid} is stopped")
+    return {"status": ct.status}
+
+
+@handler(TaskType.CT_RESTART)
+def restart(task, log):
+    stop(task, log)
+    task.set_progress(50)
+    return start(task, log)
+
+
+@handler(TaskType.CT_DESTROY)
+def destroy(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    state = lxc.state(ct.ctid)
+    if state not in ("STOPPED", ABSENT):
+        refresh_state(ct, lxc)
+        raise TaskFailed(f"container {ct.ctid} is {state.lower()} in LXC; stop it first")
+    log(f"Destroying container {ct.ctid} and its root filesystem")
+    lxc.destroy(ct.ctid)
+    Container.objects.filter(pk=ct.pk).delete()
+    log(f"Container {ct.ctid} destroyed")
+    return {"destroyed": ct.ctid}
+
+
+@handler(TaskType.CT_SET)
+def apply_settings(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    running = lxc.state(ct.ctid) == "RUNNING"
+    lxc.write_config(spec_for(ct))
+    if "hostname" in task.params:
+        lxc.set_hostname(ct.ctid, ct.hostname, running=running)
+        log(f"Hostname set to {ct.hostname}" + (" (also in the running container)" if running else ""))
+    if "onboot" in task.params:
+        log(f"onboot is {'yes' if ct.onboot else 'no'}")
+    return {"saved": sorted(task.params)}
+
+
+@handler(TaskType.CT_EXEC)
+def exec_command(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    if lxc.state(ct.ctid) != "RUNNING":
+        refresh_state(ct, lxc)
+        raise TaskFailed(f"container {ct.ctid} is not running")
+    argv = task.params["argv"]
+    log("Running: " + " ".join(argv))
+    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60))
+    stdout, stderr = res.stdout[-MAX_EXEC_OUTPUT:], res.stderr[-MAX_EXEC_OUTPUT:]
+    for line in (stdout + stderr).splitlines()[-200:]:
+        log(f"| {line}")
+    log(f"Exit status {res.returncode}")
+    return {"exit_code": res.returncode, "stdout": stdout, "stderr": stderr}

@@ -1,0 +1,130 @@
+"""vzctl for the panel: the OpenVZ verbs, going through the same tasks as the UI and the API.
+
+    manage.py vzctl create CTID --ostemplate NAME [--hostname H] [--name N]
+    manage.py vzctl start|stop|restart|destroy|status CTID
+    manage.py vzctl set CTID [--hostname H] [--name N] [--onboot yes|no] [--description D] --save
+    manage.py vzctl exec CTID -- COMMAND [ARGS...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.permissions import get_container_for_user, visible_hosts
+from containers import services
+from tasks.choices import TaskStatus
+from tasks.cli import acting_user, wait_for_task
+from tasks.services import TaskError
+
+
+def yes_no(value: str) -> bool:
+    if value.lower() in ("yes", "y", "on", "1"):
+        return True
+    if value.lower() in ("no", "n", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, not {value!r}")
+
+
+class Command(BaseCommand):
+    help = "Manage containers with OpenVZ's vzctl verbs (queued as tasks, run by the host agent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", help="act as this panel user (default: the first superuser)")
+        parser.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+        sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+        p = sub.add_parser("create", help="create a container from an OS template")
+        p.add_argument("ctid")
+        p.add_argument("--ostemplate", required=True)
+        p.add_argument("--hostname")
+        p.add_argument("--name")
+        p.add_argument("--host", help="the host to create it on (default: this one)")
+        p.add_argument("--onboot", type=yes_no, default=False)
+        p.add_argument("--description", default="")
+        for verb in ("start", "stop", "restart", "status"):
+            sub.add_parser(verb).add_argument("ctid")
+        p = sub.add_parser("destroy", help="destroy a stopped container")
+        p.add_argument("ctid")
+        p = sub.add_parser("set", help="change settings")
+        p.add_argument("ctid")
+        p.add_argument("--hostname")
+        p.add_argument("--name")
+        p.add_argument("--onboot", type=yes_no)
+        p.add_argument("--description")
+        p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
+        p = sub.add_parser("exec", help="run a command inside; exits with its status")
+        p.add_argument("ctid")
+        p.add_argument("--exec-timeout", type=int, default=600)
+        p.add_argument("command", nargs=argparse.REMAINDER)
+
+    def handle(self, *args, **opts):
+        user = acting_user(opts["user"])
+        verb = opts["verb"]
+        try:
+            if verb == "create":
+                return self._create(user, opts)
+            ct = get_container_for_user(user, opts["ctid"])
+        except TaskError as exc:
+            raise CommandError(str(exc)) from None
+        except Exception as exc:
+            if exc.__class__.__name__ == "Http404":
+                raise CommandError(f"Container {opts['ctid']} does not exist") from None
+            raise
+        try:
+            if verb == "status":
+                self.stdout.write(f"CTID {ct.ctid} exist {'mounted ' if ct.status == 'running' else ''}{ct.status}"
+                                  + (f" (locked by task #{ct.lock_task_id})" if ct.lock_task_id else ""))
+                return
+            if verb in ("start", "stop", "restart"):
+                task = getattr(services, f"{verb}_container")(ct, user)
+            elif verb == "destroy":
+                task = services.destroy_container(ct, user, confirm=ct.ctid)
+            elif verb == "set":
+                changes = {k: opts[k] for k in services.SETTABLE if opts.get(k) is not None}
+                if not changes:
+                    raise CommandError("nothing to set: give --hostname, --name, --onboot or --description")
+                task = services.update_container(ct, user, **changes)
+                if task is None:
+                    self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
+                    return
+            elif verb == "exec":
+                argv = opts["command"][1:] if opts["command"][:1] == ["--"] else opts["command"]
+                task = services.exec_in_container(ct, user, argv, opts["exec_timeout"])
+                return self._exec(task, opts)
+        except TaskError as exc:
+            raise CommandError(str(exc)) from None
+        self._finish(task, opts)
+
+    def _create(self, user, opts):
+        hosts = visible_hosts(user)
+        host = hosts.filter(name=opts["host"]).first() if opts["host"] else None
+        if opts["host"] and host is None:
+            raise CommandError(f"no host {opts['host']!r}")
+        if host is None:
+            from django.conf import settings
+            host = hosts.filter(name=settings.PANEL_HOST_NAME).first() or hosts.first()
+        if host is None:
+            raise CommandError("no host is registered")
+        ctid = opts["ctid"]
+        if not str(ctid).isdigit():
+            raise CommandError(f"CTID must be a number, not {ctid!r}")
+        task = services.create_container(
+            user=user, ctid=int(ctid), ostemplate=opts["ostemplate"], host=host,
+            hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
+            description=opts["description"])
+        self._finish(task, opts)
+
+    def _finish(self, task, opts):
+        task = wait_for_task(task, self.stdout, timeout=opts["timeout"])
+        if task.status != TaskStatus.OK:
+            raise CommandError(task.error or f"task #{task.pk} {task.status}")
+
+    def _exec(self, task, opts):
+        task = wait_for_task(task, self.stdout, timeout=opts["timeout"], quiet=True)
+        if task.status != TaskStatus.OK:
+            raise CommandError(task.error or f"task #{task.pk} {task.status}")
+        sys.stdout.write(task.result.get("stdout", ""))
+        sys.stderr.write(task.result.get("stderr", ""))
+        sys.stdout.flush()
+        sys.exit(task.result.get("exit_code", 1))

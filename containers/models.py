@@ -1,0 +1,58 @@
+"""Containers and the OS templates they are made from."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .choices import ContainerStatus
+from .validators import validate_ctid, validate_hostname, validate_name_alias
+
+
+class Container(models.Model):
+    """One container: the desired state (OpenVZ's CTID.conf) and the last state seen in LXC."""
+
+    ctid = models.PositiveIntegerField(unique=True, validators=[validate_ctid])
+    name = models.CharField(max_length=64, unique=True, null=True, blank=True,
+                            validators=[validate_name_alias])
+    hostname = models.CharField(max_length=253, validators=[validate_hostname])
+    ostemplate = models.CharField(max_length=128)
+    host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="containers")
+    onboot = models.BooleanField(default=False)
+    description = models.TextField(blank=True, default="", max_length=2000)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="containers")
+    status = models.CharField(max_length=16, choices=ContainerStatus.choices,
+                              default=ContainerStatus.CREATING, db_index=True)
+    nproc = models.PositiveIntegerField(null=True, blank=True)
+    # The task that holds this container; at most one mutating task at a time.
+    lock_task = models.ForeignKey("tasks.Task", null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="+")
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ctid"]
+
+    def __str__(self) -> str:
+        return f"CT {self.ctid}" + (f" ({self.name})" if self.name else "")
+
+
+class OSTemplate(models.Model):
+    """A template tarball in a host's cache directory, as the agent last listed it."""
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=128)
+    filename = models.CharField(max_length=160)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    modified_at = models.DateTimeField()
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "host__name"]
+        constraints = [models.UniqueConstraint(fields=["host", "name"], name="unique_template_per_host")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.container_list, name="container-list"),
+    path("new/", views.container_create, name="container-create"),
+    path("<str:ident>/", views.container_detail, name="container-detail"),
+    path("<str:ident>/settings/", views.container_settings, name="container-settings"),
+    path("<str:ident>/exec/", views.container_exec, name="container-exec"),
+    path("<str:ident>/destroy/", views.container_destroy, name="container-destroy"),
+    path("<str:ident>/<str:action>/", views.container_action, name="container-action"),
+]

@@ -1,0 +1,147 @@
+"""Container pages: thin views over accounts.permissions and containers.services."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import get_container_for_user, visible_containers, visible_tasks
+from tasks.services import TaskError
+
+from . import services
+from .choices import ContainerStatus
+from .forms import ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm
+
+ACTIONS = {
+    "start": services.start_container,
+    "stop": services.stop_container,
+    "restart": services.restart_container,
+}
+
+
+@login_required
+def container_list(request):
+    containers = visible_containers(request.user)
+    status = request.GET.get("status")
+    if status in ContainerStatus.values:
+        containers = containers.filter(status=status)
+    template = "containers/_table.html" if request.headers.get("HX-Request") else "containers/list.html"
+    return render(request, template, {"containers": containers, "status": status,
+                                      "statuses": ContainerStatus.choices})
+
+
+@login_required
+def container_create(request):
+    if request.method == "POST":
+        form = ContainerCreateForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                task = services.create_container(
+                    user=request.user, ctid=data["ctid"], ostemplate=data["ostemplate"],
+                    hostname=data["hostname"], host=data["host"], name=data["name"],
+                    onboot=data["onboot"], description=data["description"], start=data["start"])
+            except TaskError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
+                return redirect("task-detail", task.pk)
+    else:
+        form = ContainerCreateForm(initial={"ctid": services.next_free_ctid()})
+    return render(request, "containers/create.html", {"form": form})
+
+
+@login_required
+def container_detail(request, ident):
+    ct = get_container_for_user(request.user, ident)
+    context = {
+        "ct": ct,
+        "tasks": visible_tasks(request.user).filter(ctid=ct.ctid)[:15],
+        "settings_form": ContainerSettingsForm(container=ct),
+        "exec_form": ExecForm(),
+        "destroy_form": DestroyForm(),
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "containers/_status.html", context)
+    return render(request, "containers/detail.html", context)
+
+
+@login_required
+@require_POST
+def container_action(request, ident, action):
+    ct = get_container_for_user(request.user, ident)
+    if action not in ACTIONS:
+        messages.error(request, f"Unknown action {action!r}.")
+        return redirect("container-detail", ct.ctid)
+    try:
+        task = ACTIONS[action](ct, request.user)
+    except TaskError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Task #{task.pk} queued: {action} container {ct.ctid}.")
+    if request.POST.get("next"):
+        return redirect(_safe_next(request.POST["next"]))
+    return redirect("container-detail", ct.ctid)
+
+
+def _safe_next(url: str) -> str:
+    # Only local paths: never redirect to another site.
+    return url if url.startswith("/") and not url.startswith("//") else "/"
+
+
+@login_required
+@require_POST
+def container_settings(request, ident):
+    ct = get_container_for_user(request.user, ident)
+    form = ContainerSettingsForm(request.POST, container=ct)
+    if form.is_valid():
+        try:
+            task = services.update_container(ct, request.user, **form.cleaned_data)
+        except TaskError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Settings saved; task #{task.pk} applies them on the host."
+                             if task else "Settings saved.")
+            return redirect("container-detail", ct.ctid)
+    else:
+        messages.error(request, "Settings not saved: " + _form_errors(form))
+    return redirect("container-detail", ct.ctid)
+
+
+@login_required
+@require_POST
+def container_exec(request, ident):
+    ct = get_container_for_user(request.user, ident)
+    form = ExecForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Command not run: " + _form_errors(form))
+        return redirect("container-detail", ct.ctid)
+    try:
+        task = services.exec_in_container(ct, request.user, form.cleaned_data["command"],
+                                          form.cleaned_data["timeout"])
+    except TaskError as exc:
+        messages.error(request, str(exc))
+        return redirect("container-detail", ct.ctid)
+    return redirect("task-detail", task.pk)
+
+
+@login_required
+@require_POST
+def container_destroy(request, ident):
+    ct = get_container_for_user(request.user, ident)
+    form = DestroyForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError(_form_errors(form))
+        task = services.destroy_container(ct, request.user, form.cleaned_data["confirm"])
+    except TaskError as exc:
+        messages.error(request, str(exc))
+        return redirect("container-detail", ct.ctid)
+    messages.success(request, f"Task #{task.pk} queued: destroy container {ct.ctid}.")
+    return redirect("task-detail", task.pk)
+
+
+def _form_errors(form) -> str:
+    return " ".join(f"{'' if f == '__all__' else form.fields[f].label or f}: {' '.join(e)}".lstrip(": ")
+                    for f, e in form.errors.items())

@@ -1,0 +1,135 @@
+"""The host agent: the only process that runs privileged commands on its host.
+
+It is an RQ worker for its host's queue, plus a heartbeat thread that reports
+the host's metrics and reconciles the panel's view of containers with LXC's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+from rq import Queue, SimpleWorker
+
+from containers.choices import ContainerStatus
+from containers.engine import sysinfo
+from containers.engine.lxc import Lxc
+from containers.engine.templates import list_templates
+from containers.jobs import record_state
+from containers.models import Container, OSTemplate
+from tasks.choices import TaskStatus
+from tasks.models import Task
+from tasks.queue import redis_connection
+from tasks.services import enqueue, finish_task
+
+from .models import Host
+
+logger = logging.getLogger("vzpanel.agent")
+
+
+class Agent:
+    def __init__(self, host: Host):
+        self.host = host
+        self.lxc = Lxc(host.lxcpath)
+        self._stop = threading.Event()
+
+    # -- at start ---------------------------------------------------------
+    def recover(self) -> None:
+        """Fail tasks that were running when the agent last stopped, and release their locks."""
+        for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING):
+            finish_task(task, TaskStatus.FAILED,
+                        error="interrupted: the host agent stopped while this task was running")
+            logger.warning("task %s marked interrupted", task.pk)
+        for path in self.lxc.remove_partials():
+            logger.warning("removed the partial container %s left by an interrupted create", path)
+        # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence).
+        queued_ids = set(Queue(self.host.queue_name, connection=redis_connection()).get_job_ids())
+        for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED):
+            if task.rq_job_id not in queued_ids:
+                logger.warning("re-queueing task %s whose job was lost", task.pk)
+                enqueue(task.pk)
+
+    def reconcile(self) -> None:
+        """Write every container's real state back; list LXC containers the panel does not know."""
+        seen = self.lxc.list_all()
+        managed = Container.objects.filter(host=self.host)
+        known = set()
+        for ct in managed:
+            known.add(str(ct.ctid))
+            # A container that a task holds is that task's to report; creating ones do not exist yet.
+            if ct.lock_task_id or ct.status == ContainerStatus.CREATING:
+                continue
+            state = seen.get(str(ct.ctid), "ABSENT")
+            record_state(ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None)
+        unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]
+        if unmanaged != self.host.unmanaged:
+            Host.objects.filter(pk=self.host.pk).update(unmanaged=unmanaged)
+            self.host.unmanaged = unmanaged
+
+    def sync_templates(self) -> None:
+        found = list_templates(self.host.template_dir)
+        with transaction.atomic():
+            for info in found:
+                OSTemplate.objects.update_or_create(
+                    host=self.host, name=info.name,
+                    defaults=dict(filename=info.filename, size=info.size, sha256=info.sha256,
+                                  modified_at=datetime.fromtimestamp(info.mtime, dt_timezone.utc),
+                                  seen_at=timezone.now()))
+            OSTemplate.objects.filter(host=self.host).exclude(name__in=[i.name for i in found]).delete()
+
+    def start_onboot(self) -> None:
+        """Start stopped containers marked onboot, as the vz service does when it starts."""
+        from containers.services import start_container
+        for ct in Container.objects.filter(host=self.host, onboot=True, status=ContainerStatus.STOPPED):
+            try:
+                task = start_container(ct, None)
+                logger.info("onboot: queued start of CT %s as task %s", ct.ctid, task.pk)
+            except Exception as exc:
+                logger.warning("onboot: cannot start CT %s: %s", ct.ctid, exc)
+
+    def heartbeat(self) -> None:
+        Host.objects.filter(pk=self.host.pk).update(
+            agent_seen_at=timezone.now(), agent_pid=os.getpid(),
+            stats=sysinfo.host_stats(self.host.lxcpath if os.path.isdir(self.host.lxcpath) else "/"))
+
+    # -- background thread ------------------------------------------------
+    def _background(self) -> None:
+        last_reconcile = time.monotonic()
+        while not self._stop.wait(settings.AGENT_HEARTBEAT_SECONDS):
+            try:
+                self.heartbeat()
+                if time.monotonic() - last_reconcile >= settings.AGENT_RECONCILE_SECONDS:
+                    self.reconcile()
+                    self.sync_templates()
+                    last_reconcile = time.monotonic()
+            except Exception:
+                logger.exception("heartbeat failed")
+            finally:
+                close_old_connections()
+        connection.close()
+
+    # -- main -------------------------------------------------------------
+    def run(self, burst: bool = False) -> None:
+        Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
+        self.heartbeat()
+        self.recover()
+        self.sync_templates()
+        self.reconcile()
+        self.start_onboot()
+        thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
+        thread.start()
+        logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
+        # SimpleWorker runs jobs in this process: no fork per job (about 1.5 ms instead
+        # of 8 ms from enqueue to start) and no database connection shared across a fork.
+        worker = SimpleWorker([Queue(self.host.queue_name, connection=redis_connection())],
+                              connection=redis_connection())
+        try:
+            worker.work(burst=burst, logging_level="WARNING")
+        finally:
+            self._stop.set()
+            thread.join(timeout=10)

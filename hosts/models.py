@@ -1,0 +1,58 @@
+"""Hosts: machines that run a host agent and the containers on them."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+host_name_validator = RegexValidator(
+    r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+    "A host name is 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
+)
+
+
+class Host(models.Model):
+    """A hardware node (OpenVZ's HN). Its agent serves the RQ queue named after it."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[host_name_validator])
+    lxcpath = models.CharField(max_length=255, default="/var/lib/lxc",
+                               help_text="Where LXC keeps this host's containers.")
+    template_dir = models.CharField(max_length=255, default="/var/lib/vz/template/cache",
+                                    help_text="The host's OS template cache directory.")
+    agent_started_at = models.DateTimeField(null=True, blank=True)
+    agent_seen_at = models.DateTimeField(null=True, blank=True)
+    agent_pid = models.IntegerField(null=True, blank=True)
+    # Written by the agent at each heartbeat: psutil figures for the dashboard.
+    stats = models.JSONField(default=dict, blank=True)
+    # Containers LXC has on this host that the panel does not manage (never touched).
+    unmanaged = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue_name(self) -> str:
+        return f"vzpanel.host.{self.name}"
+
+    @property
+    def agent_online(self) -> bool:
+        if self.agent_seen_at is None:
+            return False
+        limit = timedelta(seconds=settings.AGENT_OFFLINE_AFTER_SECONDS)
+        return timezone.now() - self.agent_seen_at < limit
+
+    @property
+    def agent_status_text(self) -> str:
+        if self.agent_online:
+            return "agent online"
+        if self.agent_seen_at is None:
+            return "agent has never run"
+        local = timezone.localtime(self.agent_seen_at)
+        return f"agent offline since {local:%Y-%m-%d %H:%M:%S}"

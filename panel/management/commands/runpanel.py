@@ -1,0 +1,82 @@
+"""Start the whole panel under one supervisor: redis-server, the host agent, gunicorn.
+
+Ctrl-C (or SIGTERM) stops them all; if one of them dies, the others are stopped too.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from panel.env import env
+
+
+class Command(BaseCommand):
+    help = "Run redis-server (unless REDIS_URL is set), the host agent and the web server."
+
+    def handle(self, *args, **opts):
+        var = Path(settings.VAR_DIR)
+        python = sys.executable
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        bind = env("PANEL_BIND", "127.0.0.1:8000")
+        procs: list[tuple[str, subprocess.Popen]] = []
+
+        def spawn(name, argv):
+            self.stdout.write(f"[runpanel] starting {name}: {' '.join(argv)}")
+            procs.append((name, subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)))
+
+        if not os.environ.get("REDIS_URL"):
+            sock = var / "run" / "redis.sock"
+            (var / "run").mkdir(parents=True, exist_ok=True)
+            (var / "redis").mkdir(parents=True, exist_ok=True)
+            spawn("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+                            "--dir", str(var / "redis"), "--save", "60 1", "--appendonly", "no",
+                            "--daemonize", "no", "--logfile", ""])
+            deadline = time.monotonic() + 10
+            while not sock.exists():
+                if time.monotonic() > deadline or procs[-1][1].poll() is not None:
+                    self._stop(procs)
+                    raise CommandError("redis-server did not start")
+                time.sleep(0.05)
+        spawn("agent", [python, manage, "agent"])
+        spawn("web", [python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
+                      "--workers", env("PANEL_WEB_WORKERS", "3"), "--access-logfile", "-",
+                      "--forwarded-allow-ips", "127.0.0.1"])
+        self.stdout.write(f"[runpanel] the panel is at http://{bind}/  (Ctrl-C stops everything)")
+
+        stopping = False
+
+        def on_signal(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            while not stopping:
+                for name, proc in procs:
+                    if proc.poll() is not None:
+                        self.stderr.write(f"[runpanel] {name} exited with status {proc.returncode}; stopping the rest")
+                        stopping = True
+                        break
+                time.sleep(0.3)
+        finally:
+            self._stop(procs)
+
+    def _stop(self, procs):
+        # Web first, then the agent (it finishes its current job), redis last.
+        for name, proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            self.stdout.write(f"[runpanel] {name} stopped")

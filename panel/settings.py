@@ -1,0 +1,183 @@
+"""vzpanel settings: everything comes from environment variables (see README).
+
+Development defaults are safe and need nothing: SQLite in WAL mode and a secret key
+kept under var/. With PANEL_ENV=production a missing secret is an error.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from panel.env import env, envbool, envint
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env("PANEL_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+PRODUCTION = env("PANEL_ENV", "development") == "production"
+DEBUG = envbool("PANEL_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env("PANEL_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "PANEL_SECRET_KEY (or PANEL_SECRET_KEY_FILE) must be set when PANEL_ENV=production")
+    # Development: one random key per checkout, kept readable by root only.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = [h for h in (env("PANEL_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]") or "").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in (env("PANEL_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_rq",
+    "panel",
+    "accounts",
+    "hosts",
+    "tasks",
+    "containers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "panel.urls"
+WSGI_APPLICATION = "panel.wsgi.application"
+ASGI_APPLICATION = "panel.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DB_PATH = Path(env("PANEL_DB_PATH", str(VAR_DIR / "panel.sqlite3")))
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DB_PATH,
+        "OPTIONS": {
+            # WAL lets the web server read while the agent writes; IMMEDIATE avoids
+            # "database is locked" when two processes upgrade read locks at once.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+        # A file, not memory, so the agent started by the tests can share it.
+        "TEST": {"NAME": env("PANEL_TEST_DB_PATH", str(VAR_DIR / "test.sqlite3"))},
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("PANEL_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Redis: jobs in database 0 of REDIS_URL. The local default is the unix socket of
+# the redis-server that `make run` starts under var/.
+REDIS_URL = env("REDIS_URL", f"unix://{VAR_DIR / 'run' / 'redis.sock'}?db=0")
+RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+
+# This machine, as a host of the panel (the agent of `make run` serves it).
+PANEL_HOST_NAME = env("PANEL_HOST_NAME", socket.gethostname().split(".")[0]) or "localhost"
+PANEL_LXCPATH = env("PANEL_LXCPATH", "/var/lib/lxc")
+PANEL_TEMPLATE_DIR = env("PANEL_TEMPLATE_DIR", "/var/lib/vz/template/cache")
+# An agent that has not been heard from for this long is shown as offline.
+AGENT_HEARTBEAT_SECONDS = envint("PANEL_AGENT_HEARTBEAT_SECONDS", 5)
+AGENT_OFFLINE_AFTER_SECONDS = envint("PANEL_AGENT_OFFLINE_AFTER_SECONDS", 20)
+AGENT_RECONCILE_SECONDS = envint("PANEL_AGENT_RECONCILE_SECONDS", 15)
+CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "vzpanel API",
+    "DESCRIPTION": "Containers, tasks, OS templates and hosts. Long operations answer 202 with the task's URL.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("PANEL_LOG_LEVEL", "INFO")},
+    "loggers": {"rq.worker": {"level": "WARNING"}},
+}

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from hosts.views import template_list
+
+from . import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("accounts/", include("accounts.urls")),
+    path("containers/", include("containers.urls")),
+    path("tasks/", include("tasks.urls")),
+    path("hosts/", include("hosts.urls")),
+    path("templates/", template_list, name="template-list"),
+    path("api/", include("panel.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,38 @@
+"""Task states and types, in one place."""
+from django.db import models
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    OK = "ok", "ok"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+ACTIVE_STATES = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
+FINISHED_STATES = frozenset({TaskStatus.OK, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# The only moves a task may make; anything else is a bug.
+TRANSITIONS = {
+    TaskStatus.QUEUED: {TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED},
+    TaskStatus.RUNNING: {TaskStatus.OK, TaskStatus.FAILED},
+    TaskStatus.OK: set(),
+    TaskStatus.FAILED: set(),
+    TaskStatus.CANCELLED: set(),
+}
+
+
+def can_transition(old: str, new: str) -> bool:
+    return new in TRANSITIONS.get(TaskStatus(old), set())
+
+
+class TaskType(models.TextChoices):
+    CT_CREATE = "ct.create", "create"
+    CT_START = "ct.start", "start"
+    CT_STOP = "ct.stop", "stop"
+    CT_RESTART = "ct.restart", "restart"
+    CT_DESTROY = "ct.destroy", "destroy"
+    CT_SET = "ct.set", "set"
+    CT_EXEC = "ct.exec", "exec"
+    NOOP = "noop", "no-op"

@@ -1,0 +1,47 @@
+"""Shared by the management commands: act as a user, wait for a task and print its log."""
+from __future__ import annotations
+
+import sys
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from .choices import ACTIVE_STATES, TaskStatus
+from .models import Task
+
+
+def acting_user(username: str | None):
+    """The user the command acts as: the named one, or the first superuser (root at the shell)."""
+    User = get_user_model()
+    if username:
+        try:
+            return User.objects.get(username=username, is_active=True)
+        except User.DoesNotExist:
+            raise CommandError(f"no active user {username!r}") from None
+    user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+    if user is None:
+        raise CommandError("no superuser exists; run 'manage.py ensure_admin' or pass --user")
+    return user
+
+
+def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
+    """Follow a task until it finishes, printing new log lines as they arrive."""
+    out = out or sys.stdout
+    printed = 0
+    deadline = time.monotonic() + timeout if timeout else None
+    warned_offline = False
+    while True:
+        task.refresh_from_db()
+        if not quiet and len(task.log) > printed:
+            out.write(task.log[printed:])
+            out.flush()
+            printed = len(task.log)
+        if task.status not in ACTIVE_STATES:
+            return task
+        if task.status == TaskStatus.QUEUED and not warned_offline and not task.host.agent_online:
+            out.write(f"Waiting: host {task.host.name} {task.host.agent_status_text}\n")
+            warned_offline = True
+        if deadline and time.monotonic() > deadline:
+            raise CommandError(f"task #{task.pk} still {task.status} after {timeout:g} s")
+        time.sleep(0.1)

@@ -1,0 +1,54 @@
+"""The RQ job that the host agent runs for every task."""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from containers.engine.commands import CommandError
+from containers.engine.lxc import LxcError
+
+from .choices import TaskStatus
+from .models import Task
+from .registry import HANDLERS
+from .services import finish_task
+
+logger = logging.getLogger(__name__)
+
+
+class TaskFailed(Exception):
+    """A handler's way to fail a task with a message for the user (no traceback)."""
+
+
+# Errors whose text is meant for users: logged as they are, without a traceback.
+EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError)
+
+
+def run_task(task_id: int) -> str:
+    """Claim the task (if still queued), run its handler, record the outcome."""
+    close_old_connections()
+    claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED).update(
+        status=TaskStatus.RUNNING, started_at=timezone.now(), agent_pid=os.getpid())
+    if not claimed:
+        return "skipped: no longer queued"
+    task = Task.objects.select_related("host", "container", "user").get(pk=task_id)
+    task.append_log(f"Started on host {task.host.name} (agent pid {os.getpid()})")
+    handler = HANDLERS.get(task.type)
+    try:
+        if handler is None:
+            raise TaskFailed(f"this agent does not know task type {task.type!r}")
+        result = handler(task, task.append_log)
+    except EXPECTED_ERRORS as exc:
+        finish_task(task, TaskStatus.FAILED, error=str(exc))
+        return "failed"
+    except Exception as exc:
+        task.append_log(traceback.format_exc())
+        finish_task(task, TaskStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        close_old_connections()
+    finish_task(task, TaskStatus.OK, result=result)
+    return "ok"

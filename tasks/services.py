@@ -1,0 +1,83 @@
+"""Submitting and cancelling tasks. Callers own the transaction; enqueueing waits for commit."""
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from django.db import transaction
+from django.utils import timezone
+
+from .choices import TaskStatus
+from .models import Task
+from .queue import host_queue, job_id_for
+
+logger = logging.getLogger(__name__)
+
+
+class TaskError(Exception):
+    """A request about a task that cannot be granted; the message says why."""
+
+    http_status = 409
+
+
+def submit_task(*, type: str, host, user=None, container=None, params: dict | None = None) -> Task:
+    """Create a queued Task and enqueue it on its host's queue once the transaction commits."""
+    task = Task.objects.create(
+        type=type, host=host, user=user if (user and user.is_authenticated) else None,
+        container=container, ctid=getattr(container, "ctid", None), params=params or {},
+    )
+    task.rq_job_id = job_id_for(task.pk)
+    Task.objects.filter(pk=task.pk).update(rq_job_id=task.rq_job_id)
+    task.append_log(f"Queued on host {host.name}" + (f" by {task.user}" if task.user else ""))
+    transaction.on_commit(partial(enqueue, task.pk))
+    return task
+
+
+def enqueue(task_id: int) -> None:
+    """Put the task's job on its host's queue; if Redis is unreachable, fail the task."""
+    task = Task.objects.select_related("host").get(pk=task_id)
+    try:
+        host_queue(task.host).enqueue(
+            "tasks.runner.run_task", task.pk, job_id=task.rq_job_id,
+            job_timeout=int(task.params.get("job_timeout", 3600)), result_ttl=3600, failure_ttl=7 * 86400,
+        )
+    except Exception as exc:  # Redis down: say so on the task rather than leave it queued forever
+        logger.exception("could not enqueue task %s", task_id)
+        finish_task(task, TaskStatus.FAILED, error=f"could not queue the task: {exc}")
+
+
+def finish_task(task: Task, status: str, *, error: str = "", result=None) -> bool:
+    """Move an active task to a final state and release any container it locked."""
+    from containers.models import Container  # tasks must not depend on containers at import time
+
+    with transaction.atomic():
+        changed = Task.objects.filter(pk=task.pk, status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]).update(
+            status=status, error=error, result=result, finished_at=timezone.now(),
+            progress=100 if status == TaskStatus.OK else task.progress,
+        )
+        Container.objects.filter(lock_task_id=task.pk).update(lock_task=None)
+    if changed:
+        if error:
+            task.append_log(f"ERROR: {error}")
+        task.append_log(f"Task {status}")
+    task.refresh_from_db()
+    return bool(changed)
+
+
+def cancel_task(task: Task, user=None) -> Task:
+    """Cancel a queued task. A task that has started cannot be cancelled."""
+    if task.status != TaskStatus.QUEUED:
+        raise TaskError(f"Task #{task.pk} is {task.status}; only a queued task can be cancelled.")
+    who = f" by {user}" if user and user.is_authenticated else ""
+    if not finish_task(task, TaskStatus.CANCELLED, error=""):
+        task.refresh_from_db()
+        raise TaskError(f"Task #{task.pk} is {task.status}; only a queued task can be cancelled.")
+    task.append_log(f"Cancelled{who}")
+    try:
+        from rq.job import Job
+
+        from .queue import redis_connection
+        Job.fetch(task.rq_job_id, connection=redis_connection()).cancel()
+    except Exception:  # the job may already be gone; the agent skips cancelled tasks anyway
+        pass
+    return task

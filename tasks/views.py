@@ -1,0 +1,40 @@
+"""Task list and task page with a live log."""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import get_task_for_user, visible_tasks
+
+from .choices import TaskStatus
+from .services import TaskError, cancel_task
+
+
+@login_required
+def task_list(request):
+    tasks = visible_tasks(request.user)
+    status = request.GET.get("status")
+    if status in TaskStatus.values:
+        tasks = tasks.filter(status=status)
+    template = "tasks/_table.html" if request.headers.get("HX-Request") else "tasks/list.html"
+    return render(request, template, {"tasks": tasks[:200], "status": status, "statuses": TaskStatus.choices})
+
+
+@login_required
+def task_detail(request, pk):
+    task = get_task_for_user(request.user, pk)
+    template = "tasks/_live.html" if request.headers.get("HX-Request") else "tasks/detail.html"
+    return render(request, template, {"task": task})
+
+
+@login_required
+@require_POST
+def task_cancel(request, pk):
+    task = get_task_for_user(request.user, pk)
+    try:
+        cancel_task(task, request.user)
+    except TaskError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Task #{task.pk} cancelled.")
+    return redirect("task-detail", task.pk)
