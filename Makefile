@@ -18,7 +18,6 @@ run: install setup
 	$(PY) manage.py runpanel
 
 test: install install-test
-	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest
 
 install: debs venv assets

@@ -20,7 +20,7 @@ from containers.choices import ContainerStatus
 from containers.engine import sysinfo
 from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
-from containers.jobs import record_state
+from containers.jobs import record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from tasks.choices import TaskStatus
 from tasks.models import Task

@@ -1,0 +1,199 @@
+"""Fixtures: a real redis-server, a real host agent, real LXC; all cleaned up, also on failure."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(os.environ["VZPANEL_TEST_RUN_DIR"])
+LXCPATH = Path(settings.PANEL_LXCPATH)
+TEMPLATE_DIR = Path(settings.PANEL_TEMPLATE_DIR)
+
+
+def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def lxc_info_state(ctid) -> str:
+    """LXC's own view: the STATE lxc-info prints, or 'ABSENT'."""
+    res = subprocess.run(["lxc-info", "-n", str(ctid), "-P", str(LXCPATH), "-sH"],
+                         capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else "ABSENT"
+
+
+def _destroy_all_test_containers():
+    if not LXCPATH.is_dir():
+        return
+    for entry in LXCPATH.iterdir():
+        if (entry / "config").exists():
+            subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(LXCPATH), "-k"], capture_output=True)
+            subprocess.run(["lxc-destroy", "-n", entry.name, "-P", str(LXCPATH)], capture_output=True)
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_dir():
+    """The whole run's directory; removed at the end with every container in it."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    yield RUN_DIR
+    _destroy_all_test_containers()
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(run_dir):
+    sock = run_dir / "redis.sock"
+    proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+                             "--appendonly", "no", "--dir", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(sock.exists, 10, message="redis-server socket")
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def redis_conn(redis_server):
+    from tasks.queue import redis_connection
+    conn = redis_connection()
+    conn.flushdb()  # no job of an earlier test may reach this test's agent
+    return conn
+
+
+@pytest.fixture(scope="session")
+def busybox_template(run_dir):
+    from containers.engine.busybox import build_busybox_template
+    return build_busybox_template(TEMPLATE_DIR)
+
+
+@pytest.fixture
+def host(db, busybox_template):
+    from containers.models import OSTemplate
+    from hosts.models import Host
+    from containers.engine.templates import list_templates
+    from datetime import datetime, timezone as tz
+    LXCPATH.mkdir(parents=True, exist_ok=True)
+    host = Host.objects.create(name=settings.PANEL_HOST_NAME, lxcpath=str(LXCPATH), template_dir=str(TEMPLATE_DIR))
+    # What the agent would list at start, so tests without an agent can create too.
+    for info in list_templates(TEMPLATE_DIR):
+        OSTemplate.objects.create(host=host, name=info.name, filename=info.filename, size=info.size,
+                                  sha256=info.sha256, modified_at=datetime.fromtimestamp(info.mtime, tz.utc))
+    return host
+
+
+@pytest.fixture
+def template_name(busybox_template):
+    from containers.engine.templates import template_name
+    return template_name(busybox_template.name)
+
+
+@pytest.fixture
+def admin_user(db):
+    from django.contrib.auth.models import User
+    return User.objects.create_superuser("admin", "admin@example.test", "admin-pass-123")
+
+
+@pytest.fixture
+def owner(db):
+    from django.contrib.auth.models import User
+    return User.objects.create_user("owner", "owner@example.test", "owner-pass-123")
+
+
+@pytest.fixture
+def outsider(db):
+    from django.contrib.auth.models import User
+    return User.objects.create_user("outsider", "outsider@example.test", "outsider-pass-123")
+
+
+class AgentProcess:
+    """`manage.py agent` as a real subprocess against the test database."""
+
+    def __init__(self, host_name: str):
+        self.host_name = host_name
+        self.proc: subprocess.Popen | None = None
+        self.log_path = RUN_DIR / f"agent-{host_name}.log"
+
+    def env(self):
+        from django.db import connection
+        env = dict(os.environ)
+        env["PANEL_DB_PATH"] = str(connection.settings_dict["NAME"])
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+        return env
+
+    def start(self, wait=True):
+        from hosts.models import Host
+        started_before = Host.objects.get(name=self.host_name).agent_started_at
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "agent", "--host", self.host_name],
+                                     cwd=BASE_DIR, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            def ready():
+                h = Host.objects.get(name=self.host_name)
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"agent exited: {self.log_path.read_text()[-2000:]}")
+                return h.agent_started_at and h.agent_started_at != started_before and h.agent_seen_at
+            wait_until(ready, 30, message="the agent to start")
+            time.sleep(0.3)  # past recovery and onboot, into the worker loop
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def agent_process(transactional_db, host, redis_conn):
+    """An agent for `host`, not yet started (tests that need it offline at first)."""
+    agent = AgentProcess(host.name)
+    try:
+        yield agent
+    finally:
+        agent.kill()
+        _destroy_all_test_containers()
+
+
+@pytest.fixture
+def agent(agent_process):
+    """A running agent for `host`."""
+    return agent_process.start()
+
+
+def wait_task(task, timeout=60):
+    """Wait until a task has finished; return it fresh from the database."""
+    from tasks.choices import ACTIVE_STATES
+
+    def done():
+        task.refresh_from_db()
+        return task.status not in ACTIVE_STATES
+    wait_until(done, timeout, message=f"task #{task.pk} ({task.type}) to finish")
+    return task
