@@ -1,0 +1,62 @@
+"""In Debian's Chromium: log in, create a container through the form, start it, see it running."""
+import os
+import shutil
+
+import pytest
+
+from containers.models import Container
+
+from .conftest import lxc_info_state
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(tmp_path):
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_login_create_start_and_see_running(page, live_server, agent, host, admin_user, template_name):
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Dashboard")
+
+    page.click("nav >> text=Containers")
+    page.click("text=Create container")
+    page.fill("#id_ctid", "9201")
+    page.fill("#id_hostname", "browser.test")
+    page.select_option("#id_ostemplate", template_name)
+    page.uncheck("#id_start")
+    page.click("button:has-text('Create')")
+    # The task page follows the log live until the task is done.
+    page.wait_for_selector("#task-status [data-status=ok]", timeout=60_000)
+    assert "Container 9201 created" in page.inner_text("#task-log")
+
+    page.goto(f"{live_server.url}/containers/9201/")
+    page.click("#ct-status button:has-text('Start')")
+    page.wait_for_selector("#ct-status [data-status=running]", timeout=60_000)
+    assert lxc_info_state(9201) == "RUNNING"
+    assert Container.objects.get(ctid=9201).status == "running"
+
+    page.click("nav >> text=Containers")
+    row = page.wait_for_selector("tr[data-ctid='9201']")
+    assert "running" in row.inner_text() and "browser.test" in row.inner_text()
