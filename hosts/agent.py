@@ -22,7 +22,7 @@ from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
 from containers.jobs import record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
-from tasks.choices import TaskStatus
+from tasks.choices import TaskStatus, TaskType
 from tasks.models import Task
 from tasks.queue import redis_connection
 from tasks.services import enqueue, finish_task
@@ -41,10 +41,16 @@ class Agent:
     # -- at start ---------------------------------------------------------
     def recover(self) -> None:
         """Fail tasks that were running when the agent last stopped, and release their locks."""
-        for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING):
+        for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING).select_related("container"):
             finish_task(task, TaskStatus.FAILED,
                         error="interrupted: the host agent stopped while this task was running")
             logger.warning("task %s marked interrupted", task.pk)
+            ct = task.container
+            if task.type == TaskType.CT_CREATE and ct is not None and ct.status == ContainerStatus.CREATING:
+                # A create cut off after the rename: remove it, as a failed create would have.
+                self.lxc.destroy(ct.ctid)
+                ct.delete()
+                task.append_log(f"Removed the half-created container {ct.ctid}")
         for path in self.lxc.remove_partials():
             logger.warning("removed the partial container %s left by an interrupted create", path)
         # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence).

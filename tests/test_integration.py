@@ -206,3 +206,18 @@ def test_rolled_back_request_enqueues_nothing(redis_conn, host, admin_user, temp
             raise RuntimeError("the request failed after queueing")
     assert host_queue(host).get_job_ids() == []
     assert not Task.objects.exists() and not Container.objects.exists()
+
+
+def test_create_interrupted_after_unpacking_is_removed_at_agent_start(agent_process, host, admin_user,
+                                                                      template_name, busybox_template):
+    from containers.engine.lxc import ContainerSpec, Lxc
+    # The state a crash leaves: the task running, the row 'creating', the container on disk.
+    task = services.create_container(user=admin_user, ctid=9111, ostemplate=template_name,
+                                     hostname="crash.test", host=host)
+    Task.objects.filter(pk=task.pk).update(status="running")
+    Lxc(LXCPATH).create(ContainerSpec(9111, "crash.test"), busybox_template)
+    agent_process.start()
+    task.refresh_from_db()
+    assert task.status == "failed" and "interrupted" in task.error
+    assert lxc_info_state(9111) == "ABSENT" and not (LXCPATH / "9111").exists()
+    assert not Container.objects.filter(ctid=9111).exists()

@@ -165,3 +165,46 @@ def test_vzlist_columns(ct, admin_user, capsys):
     assert out[1].split() == ["201", "-", "stopped", "-", "own.example"]
     call_command("vzlist")
     assert capsys.readouterr().out.splitlines()[1:] == []  # running only by default
+
+
+def test_settings_form_rejects_bad_hostname_and_changes_nothing(client, admin_user, ct):
+    client.force_login(admin_user)
+    resp = client.post("/containers/201/settings/", {"hostname": "bad_host", "name": "", "description": ""},
+                       follow=True)
+    assert "not a valid hostname" in resp.content.decode()
+    ct.refresh_from_db()
+    assert ct.hostname == "own.example" and Task.objects.count() == 0
+
+
+def test_settings_name_and_description_are_saved_without_a_task(client, admin_user, ct):
+    client.force_login(admin_user)
+    client.post("/containers/201/settings/", {"hostname": "own.example", "name": "web", "description": "hi"})
+    ct.refresh_from_db()
+    assert (ct.name, ct.description) == ("web", "hi") and Task.objects.count() == 0
+    assert client.get("/containers/web/").status_code == 200  # the alias works wherever the CTID does
+
+
+def test_exec_form_rejects_unbalanced_quotes(client, admin_user, ct):
+    ct.status = "running"
+    ct.save()
+    client.force_login(admin_user)
+    resp = client.post("/containers/201/exec/", {"command": "echo 'oops", "timeout": "60"}, follow=True)
+    assert "Cannot split the command" in resp.content.decode()
+    assert Task.objects.count() == 0
+
+
+def test_destroy_form_requires_the_ctid(client, admin_user, ct):
+    client.force_login(admin_user)
+    resp = client.post("/containers/201/destroy/", {"confirm": "20"}, follow=True)
+    assert "confirm by typing its CTID" in resp.content.decode()
+    assert Task.objects.count() == 0 and Container.objects.filter(pk=ct.pk).exists()
+
+
+def test_production_without_secret_key_fails_loudly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANEL_SECRET_KEY")}
+    env.update(PANEL_ENV="production", PANEL_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="panel.settings")
+    res = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "PANEL_SECRET_KEY" in res.stderr
