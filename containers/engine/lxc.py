@@ -19,41 +19,23 @@ PARTIAL_PREFIX = ".vzpanel-partial-"
 
 # What LXC's common.conf sets, minus its include of common.conf.d: with lxcfs
 # installed that adds a post-stop hook that sleeps 0.5 s on every stop.
-BASE_CONFIG = """\
-lxc.arch = linux64
-lxc.tty.max = 0
-lxc.pty.max = 1024
-lxc.autodev = 1
-lxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio
-lxc.mount.auto = cgroup:mixed proc:mixed sys:mixed
-lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp
-lxc.cgroup.devices.deny = a
-lxc.cgroup.devices.allow = c *:* m
-lxc.cgroup.devices.allow = b *:* m
-lxc.cgroup.devices.allow = c 1:3 rwm
-lxc.cgroup.devices.allow = c 1:5 rwm
-lxc.cgroup.devices.allow = c 1:7 rwm
-lxc.cgroup.devices.allow = c 1:8 rwm
-lxc.cgroup.devices.allow = c 1:9 rwm
-lxc.cgroup.devices.allow = c 5:0 rwm
-lxc.cgroup.devices.allow = c 5:1 rwm
-lxc.cgroup.devices.allow = c 5:2 rwm
-lxc.cgroup.devices.allow = c 136:* rwm
-lxc.cgroup.devices.allow = c 10:229 rwm
-lxc.cgroup2.devices.deny = a
-lxc.cgroup2.devices.allow = c *:* m
-lxc.cgroup2.devices.allow = b *:* m
-lxc.cgroup2.devices.allow = c 1:3 rwm
-lxc.cgroup2.devices.allow = c 1:5 rwm
-lxc.cgroup2.devices.allow = c 1:7 rwm
-lxc.cgroup2.devices.allow = c 1:8 rwm
-lxc.cgroup2.devices.allow = c 1:9 rwm
-lxc.cgroup2.devices.allow = c 5:0 rwm
-lxc.cgroup2.devices.allow = c 5:1 rwm
-lxc.cgroup2.devices.allow = c 5:2 rwm
-lxc.cgroup2.devices.allow = c 136:* rwm
-lxc.cgroup2.devices.allow = c 10:229 rwm
-"""
+ALLOWED_DEVICES = [
+    "c *:* m", "b *:* m",  # mknod anything, use only what follows
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
+    "c 136:* rwm", "c 10:229 rwm",  # pts, fuse
+]
+BASE_CONFIG = "\n".join([
+    "lxc.arch = linux64",
+    "lxc.tty.max = 0",
+    "lxc.pty.max = 1024",
+    "lxc.autodev = 1",
+    "lxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio",
+    "lxc.mount.auto = cgroup:mixed proc:mixed sys:mixed",
+    "lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp",
+    *(f"{key}.devices.deny = a" if dev is None else f"{key}.devices.allow = {dev}"
+      for key in ("lxc.cgroup", "lxc.cgroup2") for dev in (None, *ALLOWED_DEVICES)),
+]) + "\n"
 
 # LXC states as lxc-info prints them; ABSENT is ours for "no such container".
 ABSENT = "ABSENT"
