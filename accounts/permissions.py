@@ -1,51 +1,103 @@
 """Who may see and do what: the one place the UI, the CLI and the API all ask.
 
-Staff see everything; other users see their own containers and the tasks on them.
-What a user may not see answers 404, never 403, so existence does not leak.
+Global roles: admin (everything), operator (all containers and hosts, no user
+management), auditor (sees everything, changes nothing). Tenant roles: tenant
+admin (the tenant's members, containers, backups and tasks) and member (the
+containers given to them). What a user may not see answers 404, never 403, so
+existence does not leak; what they may see but not change answers 403.
 """
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from containers.models import Container
-from containers.services import resolve_container
+from containers.models import Container, resolve_container
 from hosts.models import Host
 from tasks.models import Task
+from tenancy.models import Membership, Tenant, TenantRole
+
+from .models import AuditEvent, GlobalRole, User
+
+
+def role_of(user) -> str:
+    if not (user and user.is_authenticated and user.is_active):
+        return "anonymous"
+    return user.global_role
+
+
+def sees_everything(user) -> bool:
+    return role_of(user) in (GlobalRole.ADMIN, GlobalRole.OPERATOR, GlobalRole.AUDITOR)
+
+
+def manages_all_containers(user) -> bool:
+    return role_of(user) in (GlobalRole.ADMIN, GlobalRole.OPERATOR)
+
+
+def manages_users(user) -> bool:
+    return role_of(user) == GlobalRole.ADMIN
+
+
+def manages_hosts(user) -> bool:
+    return role_of(user) in (GlobalRole.ADMIN, GlobalRole.OPERATOR)
 
 
 def is_admin(user) -> bool:
-    return bool(user and user.is_authenticated and (user.is_superuser or user.is_staff))
+    return role_of(user) == GlobalRole.ADMIN
+
+
+def administered_tenant_ids(user) -> list[int]:
+    if role_of(user) == "anonymous":
+        return []
+    return list(Membership.objects.filter(user=user, role=TenantRole.ADMIN).values_list("tenant_id", flat=True))
+
+
+def is_tenant_admin(user, tenant) -> bool:
+    return tenant is not None and (tenant.pk in administered_tenant_ids(user) or is_admin(user))
+
+
+# -- containers -----------------------------------------------------------------
+def _own_or_administered(user) -> Q:
+    return Q(owner=user) | Q(tenant_id__in=administered_tenant_ids(user))
 
 
 def visible_containers(user) -> QuerySet[Container]:
-    qs = Container.objects.select_related("host", "lock_task")
-    if is_admin(user):
+    qs = Container.objects.select_related("host", "lock_task", "tenant", "owner")
+    if sees_everything(user):
         return qs
-    if not (user and user.is_authenticated):
+    if role_of(user) == "anonymous":
         return qs.none()
-    return qs.filter(owner=user)
+    return qs.filter(_own_or_administered(user))
 
 
-def visible_tasks(user) -> QuerySet[Task]:
-    qs = Task.objects.select_related("host", "user", "container")
-    if is_admin(user):
+def manageable_containers(user) -> QuerySet[Container]:
+    qs = Container.objects.select_related("host", "lock_task", "tenant", "owner")
+    if manages_all_containers(user):
         return qs
-    if not (user and user.is_authenticated):
+    if role_of(user) in ("anonymous", GlobalRole.AUDITOR):
         return qs.none()
-    return qs.filter(Q(user=user) | Q(container__owner=user))
+    return qs.filter(_own_or_administered(user))
 
 
-def visible_hosts(user) -> QuerySet[Host]:
-    # Hosts are shared infrastructure: every signed-in user may see them to pick one.
-    return Host.objects.all() if user and user.is_authenticated else Host.objects.none()
-
-
-def get_container_for_user(user, ident) -> Container:
+def get_container_for_user(user, ident, manage: bool = False) -> Container:
+    """The container `ident` (CTID or name) if `user` may see it; 404 otherwise, 403 if read-only."""
     try:
-        return resolve_container(visible_containers(user), ident)
+        ct = resolve_container(visible_containers(user), ident)
     except Container.DoesNotExist:
         raise Http404(f"No container {ident}") from None
+    if manage and not manageable_containers(user).filter(pk=ct.pk).exists():
+        raise PermissionDenied(f"You may look at container {ct.ctid} but not change it.")
+    return ct
+
+
+# -- tasks ----------------------------------------------------------------------
+def visible_tasks(user) -> QuerySet[Task]:
+    qs = Task.objects.select_related("host", "user", "container")
+    if sees_everything(user):
+        return qs
+    if role_of(user) == "anonymous":
+        return qs.none()
+    return qs.filter(Q(user=user) | Q(container__owner=user) | Q(tenant_id__in=administered_tenant_ids(user)))
 
 
 def get_task_for_user(user, task_id) -> Task:
@@ -53,3 +105,66 @@ def get_task_for_user(user, task_id) -> Task:
         return visible_tasks(user).get(pk=int(task_id))
     except (Task.DoesNotExist, ValueError, TypeError):
         raise Http404(f"No task {task_id}") from None
+
+
+def can_cancel_task(user, task) -> bool:
+    return (manages_all_containers(user) or task.user_id == getattr(user, "pk", None)
+            or (task.tenant_id is not None and task.tenant_id in administered_tenant_ids(user)))
+
+
+# -- hosts ----------------------------------------------------------------------
+def visible_hosts(user) -> QuerySet[Host]:
+    # Hosts are shared infrastructure: every signed-in user may see them to pick one.
+    return Host.objects.all() if role_of(user) != "anonymous" else Host.objects.none()
+
+
+# -- tenants, users, audit ------------------------------------------------------
+def visible_tenants(user) -> QuerySet[Tenant]:
+    if sees_everything(user):
+        return Tenant.objects.all()
+    if role_of(user) == "anonymous":
+        return Tenant.objects.none()
+    return Tenant.objects.filter(memberships__user=user).distinct()
+
+
+def manageable_tenants(user) -> QuerySet[Tenant]:
+    if is_admin(user):
+        return Tenant.objects.all()
+    return Tenant.objects.filter(pk__in=administered_tenant_ids(user))
+
+
+def get_tenant_for_user(user, slug, manage: bool = False) -> Tenant:
+    tenant = visible_tenants(user).filter(slug=slug).first()
+    if tenant is None:
+        raise Http404(f"No tenant {slug}")
+    if manage and not manageable_tenants(user).filter(pk=tenant.pk).exists():
+        raise PermissionDenied(f"You may look at tenant {tenant.slug} but not change it.")
+    return tenant
+
+
+def visible_users(user) -> QuerySet[User]:
+    if manages_users(user) or role_of(user) == GlobalRole.AUDITOR:
+        return User.objects.all()
+    if role_of(user) == "anonymous":
+        return User.objects.none()
+    return User.objects.filter(Q(pk=user.pk) | Q(memberships__tenant_id__in=administered_tenant_ids(user))).distinct()
+
+
+def visible_audit_events(user) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.select_related("tenant")
+    if manages_users(user) or role_of(user) == GlobalRole.AUDITOR:
+        return qs
+    if role_of(user) == "anonymous":
+        return qs.none()
+    return qs.filter(Q(user=user) | Q(tenant_id__in=administered_tenant_ids(user)))
+
+
+def creatable_tenants(user) -> QuerySet[Tenant]:
+    """Tenants the user may create containers in."""
+    if manages_all_containers(user):
+        return Tenant.objects.all()
+    return Tenant.objects.filter(pk__in=administered_tenant_ids(user))
+
+
+def may_create_without_tenant(user) -> bool:
+    return manages_all_containers(user)

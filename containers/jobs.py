@@ -9,7 +9,7 @@ from tasks.registry import handler
 from tasks.runner import TaskFailed
 
 from .choices import LXC_STATE_MAP, ContainerStatus
-from .engine.lxc import ABSENT, ContainerSpec, Lxc
+from .engine.lxc import ABSENT, ContainerSpec, Lxc, open_in_root
 from .engine.templates import find_template
 from .models import Container
 
@@ -21,7 +21,8 @@ def lxc_for(host) -> Lxc:
 
 
 def spec_for(ct: Container) -> ContainerSpec:
-    return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot)
+    return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot,
+                         ram_mb=ct.ram_mb, swap_mb=ct.swap_mb, cpus=ct.cpus)
 
 
 def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> None:
@@ -130,6 +131,16 @@ def apply_settings(task, log):
     lxc = lxc_for(task.host)
     running = lxc.state(ct.ctid) == "RUNNING"
     lxc.write_config(spec_for(ct))
+    limit_keys = {"ram_mb", "swap_mb", "cpus", "disk_mb"} & set(task.params)
+    if limit_keys and running:
+        # The row already holds the new values; the old ones are what the cgroup has now.
+        old = ContainerSpec(ct.ctid, ct.hostname, ram_mb=task.params.get("old_ram_mb", 0),
+                            swap_mb=task.params.get("old_swap_mb", 0))
+        for line in lxc.apply_limits(old, spec_for(ct)):
+            log(f"Applied {line}")
+    if limit_keys:
+        log("Limits saved: " + ", ".join(f"{k}={getattr(ct, k)}" for k in sorted(limit_keys))
+            + ("" if running else " (applied at the next start)"))
     if "hostname" in task.params:
         lxc.set_hostname(ct.ctid, ct.hostname, running=running)
         log(f"Hostname set to {ct.hostname}" + (" (also in the running container)" if running else ""))
@@ -153,3 +164,68 @@ def exec_command(task, log):
         log(f"| {line}")
     log(f"Exit status {res.returncode}")
     return {"exit_code": res.returncode, "stdout": stdout, "stderr": stderr}
+
+
+@handler(TaskType.CT_RESET)
+def reset(task, log):
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    if lxc.state(ct.ctid) != "STOPPED":
+        raise TaskFailed(f"container {ct.ctid} must be stopped to be reset")
+    template = find_template(task.host.template_dir, ct.ostemplate)
+    if template is None:
+        raise TaskFailed(f"OS template {ct.ostemplate!r} is no longer in {task.host.template_dir}")
+    log(f"Replacing the root filesystem of {ct.ctid} with a fresh {template.name}")
+    lxc.reset(spec_for(ct), template, log)
+    log(f"Container {ct.ctid} is as new")
+    return {"reset": ct.ctid}
+
+
+@handler(TaskType.CT_USERPASSWD)
+def set_password(task, log):
+    from tasks.secrets import take_secret
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    password = take_secret(task.pk)
+    if password is None:
+        raise TaskFailed("the password was not found (it expires after 10 minutes); set it again")
+    user = task.params["user"]
+    if lxc.state(ct.ctid) != "RUNNING":
+        raise TaskFailed(f"container {ct.ctid} must be running to set a password")
+    res = lxc.attach(ct.ctid, ["chpasswd"], timeout=60, input_text=f"{user}:{password}\n")
+    del password
+    if res.returncode != 0:
+        raise TaskFailed(f"chpasswd failed inside {ct.ctid}: {(res.stderr or res.stdout).strip()}")
+    log(f"Password of {user} set")  # never the password itself
+    return {"user": user}
+
+
+@handler(TaskType.CT_SSHKEY)
+def add_ssh_key(task, log):
+    import os
+    ct = _container(task)
+    rootfs = lxc_for(task.host).rootfs(ct.ctid)
+    user, key = task.params["user"], task.params["key"]
+    uid = gid = home = None
+    fd = open_in_root(rootfs, "etc/passwd", os.O_RDONLY)
+    with os.fdopen(fd) as fh:
+        for line in fh:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) >= 6 and fields[0] == user:
+                uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
+    if home is None:
+        raise TaskFailed(f"there is no user {user} in container {ct.ctid}")
+    path = f"{home.strip('/')}/.ssh/authorized_keys"
+    fd = open_in_root(rootfs, path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600, make_dirs=0o700)
+    with os.fdopen(fd, "r+") as fh:
+        fh.seek(0)
+        present = key in (line.strip() for line in fh)
+        if not present:
+            fh.write(key + "\n")
+        os.fchown(fh.fileno(), uid, gid)
+    ssh_dir = open_in_root(rootfs, f"{home.strip('/')}/.ssh", os.O_RDONLY | os.O_DIRECTORY)
+    os.fchown(ssh_dir, uid, gid)
+    os.fchmod(ssh_dir, 0o700)
+    os.close(ssh_dir)
+    log(f"SSH key {'already present' if present else 'added'} for {user} (/{path})")
+    return {"user": user, "added": not present}

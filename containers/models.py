@@ -28,6 +28,21 @@ class Container(models.Model):
     # The task that holds this container; at most one mutating task at a time.
     lock_task = models.ForeignKey("tasks.Task", null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="+")
+    # Tenancy: whose quota the container counts against, and the class it belongs to.
+    tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="containers")
+    student_class = models.ForeignKey("tenancy.StudentClass", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="containers")
+    plan = models.ForeignKey("tenancy.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Limits (OpenVZ: --ram, --swap, --cpus, --diskspace).
+    ram_mb = models.PositiveIntegerField("RAM (MiB)", default=512)
+    swap_mb = models.PositiveIntegerField("swap (MiB)", default=0)
+    cpus = models.PositiveSmallIntegerField("CPUs", default=1)
+    disk_mb = models.PositiveIntegerField("disk (MiB)", default=2048)
+    # Expiry: stopped when it passes, destroyed after the grace period.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    grace_days = models.PositiveSmallIntegerField(default=14)
+    backup_before_destroy = models.BooleanField(default=False)
     status_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,3 +71,11 @@ class OSTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def resolve_container(queryset, ident: str | int) -> Container:
+    """Find a container by CTID or name alias within `queryset` (which scopes visibility)."""
+    ident = str(ident).strip()
+    if ident.isdigit():
+        return queryset.get(ctid=int(ident))
+    return queryset.get(name=ident)

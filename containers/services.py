@@ -1,21 +1,30 @@
 """One function per container operation, called by the views, the CLI and the API alike.
 
-Each validates, takes the container's lock and queues a task in one transaction;
-the work itself runs on the host's agent (containers/jobs.py).
+Each checks permission, validates, checks quota, takes the container's lock and
+queues a task in one transaction, and leaves an audit record; the work itself
+runs on the host's agent (containers/jobs.py).
 """
 from __future__ import annotations
 
+import re
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.audit import audited
 from hosts.models import Host
 from tasks.choices import TaskType
 from tasks.models import Task
 from tasks.services import TaskError, submit_task
+from tenancy.quotas import check_quota
 
 from .choices import Action, ContainerStatus, refusal
-from .models import Container, OSTemplate
+from .models import Container, OSTemplate, resolve_container  # noqa: F401 (resolve_container re-exported)
 from .validators import validate_command, validate_ctid, validate_hostname, validate_name_alias
+
+LIMIT_FIELDS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
+LIMIT_RANGES = {"ram_mb": (16, 1 << 22), "swap_mb": (0, 1 << 22), "cpus": (1, 1024), "disk_mb": (64, 1 << 26)}
 
 
 class ContainerLocked(TaskError):
@@ -30,6 +39,10 @@ class InvalidState(TaskError):
 
 class InvalidRequest(TaskError):
     http_status = 400
+
+
+class NotAllowed(TaskError):
+    http_status = 403
 
 
 def _lock(ct: Container, task: Task) -> None:
@@ -48,7 +61,17 @@ def _check_state(ct: Container, action: str) -> None:
         raise InvalidState(f"Container {ct.ctid} {reason}.")
 
 
+def _check_manage(ct: Container, user) -> None:
+    """The service's own permission check, so no caller can forget it. `user` None is the system."""
+    if user is None:
+        return
+    from accounts.permissions import manageable_containers
+    if not manageable_containers(user).filter(pk=ct.pk).exists():
+        raise NotAllowed(f"You may not change container {ct.ctid}.")
+
+
 def _submit_locked(ct: Container, action: str, task_type: str, user, params=None) -> Task:
+    _check_manage(ct, user)
     with transaction.atomic():
         # Lock first, then check the state: any refusal rolls back the task and the lock.
         ct = Container.objects.select_related("host").get(pk=ct.pk)
@@ -63,10 +86,42 @@ def next_free_ctid() -> int:
     return max(101, (last or 100) + 1)
 
 
+def validate_limits(limits: dict) -> dict:
+    clean = {}
+    for key, value in limits.items():
+        if key not in LIMIT_FIELDS:
+            raise InvalidRequest(f"Unknown limit {key}.")
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"{key} must be a whole number.") from None
+        low, high = LIMIT_RANGES[key]
+        if not low <= value <= high:
+            raise InvalidRequest(f"{key} must be between {low} and {high}.")
+        clean[key] = value
+    return clean
+
+
+def _check_plan_ceiling(user, plan, limits: dict) -> None:
+    """Only admins and operators set limits freely; everyone else stays within the plan."""
+    from accounts.permissions import manages_all_containers
+    if user is None or manages_all_containers(user):
+        return
+    if plan is None:
+        raise NotAllowed("Only an administrator can set limits of a container without a plan.")
+    for key, value in limits.items():
+        ceiling = getattr(plan, key)
+        if value > ceiling:
+            raise NotAllowed(f"{key} {value} is above plan {plan.name}'s {ceiling}; ask an administrator.")
+
+
+@audited("container.create", target="tenant")
 def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host,
                      name: str | None = None, onboot: bool = False, description: str = "",
-                     start: bool = False) -> Task:
+                     start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
+                     student_class=None, expires_at=None) -> Task:
     """Register a container in state 'creating' and queue its creation on `host`."""
+    from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
         validate_ctid(ctid)
         validate_hostname(hostname)
@@ -75,17 +130,34 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
     except ValidationError as exc:
         raise InvalidRequest(" ".join(exc.messages)) from None
     ctid = int(ctid)
+    if user is not None:
+        if tenant is None and not may_create_without_tenant(user):
+            raise NotAllowed("Choose the tenant the container belongs to.")
+        if tenant is not None and not creatable_tenants(user).filter(pk=tenant.pk).exists():
+            raise NotAllowed(f"You may not create containers in tenant {tenant.slug}.")
+    if plan is not None and tenant is not None and plan.tenants.exists() and not plan.tenants.filter(pk=tenant.pk).exists():
+        raise InvalidRequest(f"Plan {plan.name} is not offered to tenant {tenant.slug}.")
+    wanted = dict(plan.limits() if plan else settings.DEFAULT_LIMITS)
+    wanted.update(validate_limits(limits or {}))
+    _check_plan_ceiling(user, plan, wanted if limits else {})
+    if user is not None and plan is None and tenant is not None:
+        from accounts.permissions import manages_all_containers
+        if not manages_all_containers(user):
+            raise InvalidRequest("Choose a plan for the container.")
     if not OSTemplate.objects.filter(host=host, name=ostemplate).exists():
         raise InvalidRequest(f"OS template {ostemplate!r} is not in the template cache of host {host.name}.")
     if any(str(u.get("name")) == str(ctid) for u in host.unmanaged):
         raise InvalidRequest(f"CTID {ctid} is already used by a container on {host.name} that the panel "
                              "does not manage; pick another CTID.")
+    if owner is None and user is not None and user.is_authenticated:
+        owner = user
     try:
         with transaction.atomic():
+            check_quota(tenant, containers=1, **wanted)
             ct = Container.objects.create(
                 ctid=ctid, name=name or None, hostname=hostname, ostemplate=ostemplate, host=host,
-                onboot=onboot, description=description, owner=user if user and user.is_authenticated else None,
-                status=ContainerStatus.CREATING,
+                onboot=onboot, description=description, owner=owner, tenant=tenant, plan=plan,
+                student_class=student_class, expires_at=expires_at, status=ContainerStatus.CREATING, **wanted,
             )
             task = submit_task(type=TaskType.CT_CREATE, host=host, user=user, container=ct,
                                params={"ostemplate": ostemplate, "hostname": hostname, "start": bool(start)})
@@ -97,18 +169,22 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
     return task
 
 
+@audited("container.start")
 def start_container(ct: Container, user) -> Task:
     return _submit_locked(ct, Action.START, TaskType.CT_START, user)
 
 
+@audited("container.stop")
 def stop_container(ct: Container, user) -> Task:
     return _submit_locked(ct, Action.STOP, TaskType.CT_STOP, user)
 
 
+@audited("container.restart")
 def restart_container(ct: Container, user) -> Task:
     return _submit_locked(ct, Action.RESTART, TaskType.CT_RESTART, user)
 
 
+@audited("container.destroy")
 def destroy_container(ct: Container, user, confirm: str | int | None) -> Task:
     """Destroy a stopped container. `confirm` must repeat its CTID, as the UI asks."""
     if str(confirm).strip() != str(ct.ctid):
@@ -116,6 +192,15 @@ def destroy_container(ct: Container, user, confirm: str | int | None) -> Task:
     return _submit_locked(ct, Action.DESTROY, TaskType.CT_DESTROY, user)
 
 
+@audited("container.reset")
+def reset_container(ct: Container, user, confirm: str | int | None) -> Task:
+    """Put a fresh copy of the container's OS template in place of its root filesystem."""
+    if str(confirm).strip() != str(ct.ctid):
+        raise InvalidRequest(f"To reset container {ct.ctid} to its template, confirm by typing its CTID ({ct.ctid}).")
+    return _submit_locked(ct, Action.DESTROY, TaskType.CT_RESET, user)
+
+
+@audited("container.exec")
 def exec_in_container(ct: Container, user, argv: list[str], timeout: int = 60) -> Task:
     try:
         validate_command(argv)
@@ -127,15 +212,50 @@ def exec_in_container(ct: Container, user, argv: list[str], timeout: int = 60) -
                           params={"argv": list(argv), "timeout": int(timeout)})
 
 
-SETTABLE = ("hostname", "name", "onboot", "description")
+_SYSTEM_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+                         r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]{16,8192}( [^\r\n]{0,200})?$")
 
 
+@audited("container.userpasswd")
+def set_user_password(ct: Container, user, username: str, password: str) -> Task:
+    """vzctl set --userpasswd USER:PASS. The password goes to the agent through Redis only
+    (a short-lived key the agent deletes as it reads it): never in the database or a log."""
+    if not _SYSTEM_USER_RE.match(username or ""):
+        raise InvalidRequest(f"{username!r} is not a valid user name.")
+    if not password or len(password) < 8:
+        raise InvalidRequest("The password must be at least 8 characters.")
+    if len(password) > 512 or any(c in password for c in "\r\n\x00:"):
+        raise InvalidRequest("The password may not contain ':', line breaks or NUL, and is at most 512 characters.")
+    from tasks.secrets import stash_secret
+    with transaction.atomic():
+        task = _submit_locked(ct, Action.EXEC, TaskType.CT_USERPASSWD, user, params={"user": username})
+        stash_secret(task.pk, password)
+    return task
+
+
+@audited("container.sshkey")
+def set_ssh_key(ct: Container, user, public_key: str, username: str = "root") -> Task:
+    key = (public_key or "").strip()
+    if not _SSH_KEY_RE.match(key):
+        raise InvalidRequest("That is not an SSH public key (expected e.g. 'ssh-ed25519 AAAA... comment').")
+    if not _SYSTEM_USER_RE.match(username):
+        raise InvalidRequest(f"{username!r} is not a valid user name.")
+    return _submit_locked(ct, Action.SET, TaskType.CT_SSHKEY, user, params={"user": username, "key": key})
+
+
+SETTABLE = ("hostname", "name", "onboot", "description", *LIMIT_FIELDS)
+
+
+@audited("container.set")
 def update_container(ct: Container, user, **changes) -> Task | None:
     """vzctl set: saves the settings; queues a task when the host must apply them.
 
     Name and description live only in the panel and are saved at once; a new
-    hostname or onboot flag is written into the container by the agent.
+    hostname, onboot flag or limit is written into the container by the agent.
+    Limits are checked against the plan (for non-admins) and the tenant's quota.
     """
+    _check_manage(ct, user)
     unknown = set(changes) - set(SETTABLE)
     if unknown:
         raise InvalidRequest(f"Cannot set {', '.join(sorted(unknown))}.")
@@ -146,21 +266,30 @@ def update_container(ct: Container, user, **changes) -> Task | None:
             validate_name_alias(changes["name"])
     except ValidationError as exc:
         raise InvalidRequest(" ".join(exc.messages)) from None
+    limits = validate_limits({k: v for k, v in changes.items() if k in LIMIT_FIELDS})
+    changes.update(limits)
     if "name" in changes:
         changes["name"] = changes["name"] or None
     changed = {k: v for k, v in changes.items() if getattr(ct, k) != v}
     if not changed:
         return None
-    needs_agent = bool({"hostname", "onboot"} & set(changed))
+    changed_limits = {k: v for k, v in changed.items() if k in LIMIT_FIELDS}
+    _check_plan_ceiling(user, ct.plan, changed_limits)
+    needs_agent = bool({"hostname", "onboot", *LIMIT_FIELDS} & set(changed))
     try:
         with transaction.atomic():
             fresh = Container.objects.select_for_update().get(pk=ct.pk)
             task = None
             if needs_agent:
+                params = {k: changed[k] for k in changed if k not in ("name", "description")}
+                if changed_limits:
+                    params.update(old_ram_mb=fresh.ram_mb, old_swap_mb=fresh.swap_mb)
                 task = submit_task(type=TaskType.CT_SET, host=fresh.host, user=user, container=fresh,
-                                   params={k: changed[k] for k in changed if k in ("hostname", "onboot")})
+                                   params=params)
                 _lock(fresh, task)
                 _check_state(fresh, Action.SET)
+            if changed_limits:
+                check_quota(fresh.tenant, **{k: v - getattr(fresh, k) for k, v in changed_limits.items()})
             for key, value in changed.items():
                 setattr(fresh, key, value)
             fresh.save(update_fields=[*changed, "updated_at"])
@@ -169,11 +298,3 @@ def update_container(ct: Container, user, **changes) -> Task | None:
     for key, value in changed.items():
         setattr(ct, key, value)
     return task
-
-
-def resolve_container(queryset, ident: str | int) -> Container:
-    """Find a container by CTID or name alias within `queryset` (which scopes visibility)."""
-    ident = str(ident).strip()
-    if ident.isdigit():
-        return queryset.get(ctid=int(ident))
-    return queryset.get(name=ident)

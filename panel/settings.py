@@ -53,8 +53,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_rq",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "panel",
     "accounts",
+    "tenancy",
     "hosts",
     "tasks",
     "containers",
@@ -67,8 +71,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.AuditContextMiddleware",
+    "accounts.middleware.RequireOTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -108,6 +116,22 @@ DATABASES = {
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out logins before checking the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+# Login guessing: lock a username+address pair out after 5 failures, for 15 minutes.
+AXES_FAILURE_LIMIT = envint("PANEL_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = envint("PANEL_LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -130,6 +154,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+OTP_TOTP_ISSUER = "vzpanel"
+
+# Email: SMTP when PANEL_EMAIL_HOST is set; otherwise messages are printed to the console.
+EMAIL_HOST = env("PANEL_EMAIL_HOST", "")
+EMAIL_PORT = envint("PANEL_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("PANEL_EMAIL_USER", "") or ""
+EMAIL_HOST_PASSWORD = env("PANEL_EMAIL_PASSWORD", "") or ""
+EMAIL_USE_TLS = envbool("PANEL_EMAIL_TLS", False)
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("PANEL_EMAIL_FROM", "vzpanel@localhost")
+# The address users reach the panel at, for links in emails (password reset, welcome).
+PANEL_URL = (env("PANEL_URL", "") or f"http://{env('PANEL_BIND', '127.0.0.1:8000')}").rstrip("/")
+
+# Defaults for containers created without a plan.
+DEFAULT_LIMITS = {"ram_mb": 512, "swap_mb": 0, "cpus": 1, "disk_mb": 2048}
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

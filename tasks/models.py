@@ -19,6 +19,9 @@ class Task(models.Model):
     # Kept when the container is destroyed, so the history still says which one.
     ctid = models.PositiveIntegerField(null=True, blank=True, db_index=True)
     host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="tasks")
+    # The tenant of the container at the time, so tenant admins keep seeing the history.
+    tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="tasks")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                              on_delete=models.SET_NULL, related_name="tasks")
     status = models.CharField(max_length=16, choices=TaskStatus.choices,

@@ -25,6 +25,7 @@ def submit_task(*, type: str, host, user=None, container=None, params: dict | No
     task = Task.objects.create(
         type=type, host=host, user=user if (user and user.is_authenticated) else None,
         container=container, ctid=getattr(container, "ctid", None), params=params or {},
+        tenant_id=getattr(container, "tenant_id", None),
     )
     task.rq_job_id = job_id_for(task.pk)
     Task.objects.filter(pk=task.pk).update(rq_job_id=task.rq_job_id)

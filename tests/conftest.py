@@ -105,19 +105,19 @@ def template_name(busybox_template):
 
 @pytest.fixture
 def admin_user(db):
-    from django.contrib.auth.models import User
+    from accounts.models import User
     return User.objects.create_superuser("admin", "admin@example.test", "admin-pass-123")
 
 
 @pytest.fixture
 def owner(db):
-    from django.contrib.auth.models import User
+    from accounts.models import User
     return User.objects.create_user("owner", "owner@example.test", "owner-pass-123")
 
 
 @pytest.fixture
 def outsider(db):
-    from django.contrib.auth.models import User
+    from accounts.models import User
     return User.objects.create_user("outsider", "outsider@example.test", "outsider-pass-123")
 
 

@@ -52,6 +52,38 @@ class ContainerSpec:
     ctid: int
     hostname: str
     onboot: bool = False
+    ram_mb: int | None = None
+    swap_mb: int = 0
+    cpus: int | None = None
+
+
+CPU_PERIOD_US = 100_000
+
+
+def cgroup_version() -> int:
+    """1 when the v1 memory controller is mounted (this kind of machine), else 2."""
+    return 1 if os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes") else 2
+
+
+def limit_settings(spec: ContainerSpec, version: int | None = None) -> list[tuple[str, str]]:
+    """(cgroup file, value) pairs for the spec's limits, in an order safe to apply live
+    when lowering (memory before memory+swap); `apply_limits` reverses it when raising."""
+    version = version or cgroup_version()
+    out: list[tuple[str, str]] = []
+    if spec.ram_mb:
+        ram = spec.ram_mb * 1024 * 1024
+        swap = spec.swap_mb * 1024 * 1024
+        if version == 1:
+            out += [("memory.limit_in_bytes", str(ram)), ("memory.memsw.limit_in_bytes", str(ram + swap))]
+        else:
+            out += [("memory.max", str(ram)), ("memory.swap.max", str(swap))]
+    if spec.cpus:
+        quota = spec.cpus * CPU_PERIOD_US
+        if version == 1:
+            out += [("cpu.cfs_period_us", str(CPU_PERIOD_US)), ("cpu.cfs_quota_us", str(quota))]
+        else:
+            out += [("cpu.max", f"{quota} {CPU_PERIOD_US}")]
+    return out
 
 
 def _noop(_msg: str) -> None:
@@ -123,6 +155,8 @@ class Lxc:
             "lxc.net.0.type = empty",
             f"lxc.start.auto = {1 if spec.onboot else 0}",
         ]
+        key = "lxc.cgroup" if cgroup_version() == 1 else "lxc.cgroup2"
+        lines += [f"{key}.{name} = {value}" for name, value in limit_settings(spec)]
         # busybox init halts on SIGUSR1; systemd and sysvinit on LXC's default SIGPWR.
         if _is_busybox_init(rootfs):
             lines.append("lxc.signal.halt = SIGUSR1")
@@ -149,15 +183,8 @@ class Lxc:
         try:
             os.chmod(partial, 0o770)
             rootfs = partial / "rootfs"
-            rootfs.mkdir()
             log(f"Unpacking {template.name} into {target}/rootfs")
-            try:
-                run(["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-                     "-f", str(template), "-C", str(rootfs)], timeout=1800)
-            except CommandError as exc:
-                raise LxcError(f"unpacking {template.name} failed: {exc.output}") from exc
-            if not (rootfs / "sbin" / "init").exists() and not os.path.islink(rootfs / "sbin" / "init"):
-                raise LxcError(f"{template.name} is not a root filesystem: it has no /sbin/init")
+            _unpack(template, rootfs, log)
             _write_identity(rootfs, spec.hostname)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
             os.rename(partial, target)
@@ -194,10 +221,41 @@ class Lxc:
         if res.returncode != 0:
             raise LxcError(_lxc_error_text(res, None))
 
-    def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60) -> CommandResult:
+    def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60,
+               input_text: str | None = None) -> CommandResult:
         """Run argv inside the container; returns its output and exit status."""
         env = ["--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        return run(["lxc-attach", *self._base(ctid), *env, "--", *argv], check=False, timeout=timeout)
+        return run(["lxc-attach", *self._base(ctid), *env, "--", *argv], check=False, timeout=timeout,
+                   input_text=input_text)
+
+    def apply_limits(self, old: ContainerSpec, new: ContainerSpec) -> list[str]:
+        """Change the limits of a running container at once (vzctl set without a restart)."""
+        settings_ = limit_settings(new)
+        raising = (new.ram_mb or 0) + new.swap_mb > (old.ram_mb or 0) + old.swap_mb
+        if raising:
+            settings_ = list(reversed(settings_))  # memory+swap must grow before memory
+        applied = []
+        for name, value in settings_:
+            res = run(["lxc-cgroup", *self._base(new.ctid), name, value], check=False, timeout=30)
+            if res.returncode != 0:
+                raise LxcError(f"setting {name}={value} on {new.ctid} failed: {(res.stderr or res.stdout).strip()}")
+            applied.append(f"{name}={value}")
+        return applied
+
+    def reset(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
+        """Replace the root filesystem with a fresh copy of `template`; on failure the old one stays."""
+        path = self.path(spec.ctid)
+        partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-reset-", dir=self.lxcpath))
+        try:
+            _unpack(template, partial / "rootfs", log)
+            _write_identity(partial / "rootfs", spec.hostname)
+            old = path / ".rootfs-old"
+            os.rename(path / "rootfs", old)
+            os.rename(partial / "rootfs", path / "rootfs")
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(path / ".rootfs-old", ignore_errors=True)
+        self.write_config(spec)
 
     def set_hostname(self, ctid: int, hostname: str, running: bool) -> None:
         """Write the hostname into the container, and into the live UTS namespace if running."""
@@ -216,6 +274,42 @@ class Lxc:
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(entry)
         return removed
+
+
+def _unpack(template: Path, rootfs: Path, log: Log) -> None:
+    rootfs.mkdir()
+    try:
+        run(["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+             "-f", str(template), "-C", str(rootfs)], timeout=1800)
+    except CommandError as exc:
+        raise LxcError(f"unpacking {template.name} failed: {exc.output}") from exc
+    if not (rootfs / "sbin" / "init").exists() and not os.path.islink(rootfs / "sbin" / "init"):
+        raise LxcError(f"{template.name} is not a root filesystem: it has no /sbin/init")
+
+
+def open_in_root(rootfs: Path, relpath: str, flags: int, mode: int = 0o600, make_dirs: int | None = None) -> int:
+    """Open rootfs/relpath without following any symlink on the way (a container's files
+    are the tenant's: a link planted there must not lead the agent onto the host)."""
+    parts = [p for p in relpath.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise LxcError(f"refusing path {relpath!r}")
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            try:
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if make_dirs is None:
+                    raise
+                os.mkdir(part, make_dirs, dir_fd=fd)
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=fd)
+    except OSError as exc:
+        raise LxcError(f"cannot open {relpath} inside the container safely: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _is_busybox_init(rootfs: Path) -> bool:

@@ -1,0 +1,23 @@
+"""Secrets for a task (a password to set) travel through Redis only, never the database.
+
+The web process stashes the secret under a key that expires in ten minutes; the
+agent takes it with GETDEL, so it exists in one place for as short as possible.
+"""
+from __future__ import annotations
+
+from .queue import redis_connection
+
+TTL_SECONDS = 600
+
+
+def _key(task_id: int) -> str:
+    return f"vzpanel:task-secret:{task_id}"
+
+
+def stash_secret(task_id: int, value: str) -> None:
+    redis_connection().set(_key(task_id), value.encode(), ex=TTL_SECONDS)
+
+
+def take_secret(task_id: int) -> str | None:
+    raw = redis_connection().getdel(_key(task_id))
+    return raw.decode() if raw is not None else None
