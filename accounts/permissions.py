@@ -15,7 +15,7 @@ from django.http import Http404
 from containers.models import Container, resolve_container
 from hosts.models import Host
 from tasks.models import Task
-from tenancy.models import Membership, Tenant, TenantRole
+from tenancy.models import Membership, Plan, Tenant, TenantRole
 
 from .models import AuditEvent, GlobalRole, User
 
@@ -168,3 +168,13 @@ def creatable_tenants(user) -> QuerySet[Tenant]:
 
 def may_create_without_tenant(user) -> bool:
     return manages_all_containers(user)
+
+
+def visible_plans(user) -> QuerySet[Plan]:
+    """Plans offered to the user's tenants (those offered to every tenant included); admins: all."""
+    if is_admin(user):
+        return Plan.objects.all()
+    tenants = visible_tenants(user)
+    if not tenants.exists():
+        return Plan.objects.none()
+    return Plan.objects.filter(Q(tenants=None) | Q(tenants__in=tenants)).distinct()

@@ -6,12 +6,24 @@ import shlex
 from django import forms
 
 from hosts.models import Host
+from tenancy.models import Plan, Tenant
 
 from .models import Container, OSTemplate
 from .validators import validate_ctid, validate_hostname, validate_name_alias
 
 
-class ContainerCreateForm(forms.Form):
+class LimitFields(forms.Form):
+    ram_mb = forms.IntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
+    swap_mb = forms.IntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
+    cpus = forms.IntegerField(label="CPUs", min_value=1, max_value=1024, required=False)
+    disk_mb = forms.IntegerField(label="Disk (MiB)", min_value=64, max_value=1 << 26, required=False)
+
+    def limits(self) -> dict:
+        return {k: self.cleaned_data[k] for k in ("ram_mb", "swap_mb", "cpus", "disk_mb")
+                if self.cleaned_data.get(k) is not None}
+
+
+class ContainerCreateForm(LimitFields):
     ctid = forms.IntegerField(label="CTID", validators=[validate_ctid],
                               help_text="101 or above; 0-100 are reserved.")
     host = forms.ModelChoiceField(queryset=Host.objects.all(), empty_label=None)
@@ -23,10 +35,25 @@ class ContainerCreateForm(forms.Form):
     start = forms.BooleanField(required=False, initial=True, label="Start after creating")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
 
-    def __init__(self, *args, **kwargs):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False,
+                                    help_text="Whose quota the container counts against.")
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False,
+                                  help_text="Named limits; the fields below override them (administrators only).")
+
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        from accounts.permissions import creatable_tenants, manages_all_containers, may_create_without_tenant
         names = OSTemplate.objects.order_by("name").values_list("name", flat=True).distinct()
         self.fields["ostemplate"].choices = [(n, n) for n in names]
+        self.fields["tenant"].queryset = creatable_tenants(user)
+        if not may_create_without_tenant(user):
+            self.fields["tenant"].required = True
+            self.fields["tenant"].empty_label = None
+            self.fields["plan"].required = True
+        self.admin_limits = manages_all_containers(user)
+        if not self.admin_limits:
+            for key in ("ram_mb", "swap_mb", "cpus", "disk_mb"):
+                del self.fields[key]
 
     def clean_ctid(self):
         ctid = self.cleaned_data["ctid"]
@@ -48,7 +75,7 @@ class ContainerCreateForm(forms.Form):
         return data
 
 
-class ContainerSettingsForm(forms.Form):
+class ContainerSettingsForm(LimitFields):
     hostname = forms.CharField(max_length=253, validators=[validate_hostname])
     name = forms.CharField(max_length=64, required=False, validators=[validate_name_alias])
     onboot = forms.BooleanField(required=False, label="Start when the host starts (onboot)")
@@ -56,7 +83,8 @@ class ContainerSettingsForm(forms.Form):
 
     def __init__(self, *args, container: Container, **kwargs):
         self.container = container
-        kwargs.setdefault("initial", {k: getattr(container, k) or "" for k in self.base_fields})
+        kwargs.setdefault("initial", {k: "" if getattr(container, k) is None else getattr(container, k)
+                                      for k in self.base_fields})
         super().__init__(*args, **kwargs)
 
     def clean_name(self):
@@ -82,3 +110,25 @@ class ExecForm(forms.Form):
 
 class DestroyForm(forms.Form):
     confirm = forms.CharField(label="Type the CTID to confirm", max_length=16)
+
+
+class PasswordForm(forms.Form):
+    user = forms.CharField(initial="root", max_length=32)
+    password = forms.CharField(widget=forms.PasswordInput, min_length=8, max_length=512)
+    confirm = forms.CharField(widget=forms.PasswordInput, label="Repeat the password")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("confirm"):
+            self.add_error("confirm", "The two passwords differ.")
+        return data
+
+
+class SSHKeyForm(forms.Form):
+    key = forms.CharField(label="SSH public key", widget=forms.Textarea(attrs={"rows": 3}), max_length=9000)
+    user = forms.CharField(initial="root", max_length=32)
+
+
+class BackupForm(forms.Form):
+    compress = forms.ChoiceField(choices=[("zst", "zstd"), ("gz", "gzip"), ("none", "none")], initial="zst")
+    notes = forms.CharField(max_length=200, required=False)

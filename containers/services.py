@@ -229,7 +229,7 @@ def set_user_password(ct: Container, user, username: str, password: str) -> Task
         raise InvalidRequest("The password may not contain ':', line breaks or NUL, and is at most 512 characters.")
     from tasks.secrets import stash_secret
     with transaction.atomic():
-        task = _submit_locked(ct, Action.EXEC, TaskType.CT_USERPASSWD, user, params={"user": username})
+        task = _submit_locked(ct, Action.SET, TaskType.CT_USERPASSWD, user, params={"user": username})
         stash_secret(task.pk, password)
     return task
 

@@ -6,12 +6,14 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import get_container_for_user, visible_containers, visible_tasks
+from accounts.permissions import get_container_for_user, manageable_containers, visible_containers, visible_tasks
+from backups.services import backup_container
 from tasks.services import TaskError
 
 from . import services
 from .choices import ContainerStatus
-from .forms import ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm
+from .forms import (BackupForm, ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, PasswordForm,
+                    SSHKeyForm)
 
 ACTIONS = {
     "start": services.start_container,
@@ -34,21 +36,22 @@ def container_list(request):
 @login_required
 def container_create(request):
     if request.method == "POST":
-        form = ContainerCreateForm(request.POST)
+        form = ContainerCreateForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             try:
                 task = services.create_container(
                     user=request.user, ctid=data["ctid"], ostemplate=data["ostemplate"],
                     hostname=data["hostname"], host=data["host"], name=data["name"],
-                    onboot=data["onboot"], description=data["description"], start=data["start"])
+                    onboot=data["onboot"], description=data["description"], start=data["start"],
+                    tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits())
             except TaskError as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
                 return redirect("task-detail", task.pk)
     else:
-        form = ContainerCreateForm(initial={"ctid": services.next_free_ctid()})
+        form = ContainerCreateForm(initial={"ctid": services.next_free_ctid()}, user=request.user)
     return render(request, "containers/create.html", {"form": form})
 
 
@@ -57,20 +60,29 @@ def container_detail(request, ident):
     ct = get_container_for_user(request.user, ident)
     context = {
         "ct": ct,
+        "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),
         "tasks": visible_tasks(request.user).filter(ctid=ct.ctid)[:15],
+        "backups": ct.backups.all()[:20],
         "settings_form": ContainerSettingsForm(container=ct),
         "exec_form": ExecForm(),
         "destroy_form": DestroyForm(),
+        "password_form": PasswordForm(),
+        "sshkey_form": SSHKeyForm(),
+        "backup_form": BackupForm(),
     }
     if request.headers.get("HX-Request"):
         return render(request, "containers/_status.html", context)
     return render(request, "containers/detail.html", context)
 
 
+def _queued(request, task, what: str):
+    messages.success(request, f"Task #{task.pk} queued: {what}.")
+
+
 @login_required
 @require_POST
 def container_action(request, ident, action):
-    ct = get_container_for_user(request.user, ident)
+    ct = get_container_for_user(request.user, ident, manage=True)
     if action not in ACTIONS:
         messages.error(request, f"Unknown action {action!r}.")
         return redirect("container-detail", ct.ctid)
@@ -79,7 +91,7 @@ def container_action(request, ident, action):
     except TaskError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Task #{task.pk} queued: {action} container {ct.ctid}.")
+        _queued(request, task, f"{action} container {ct.ctid}")
     if request.POST.get("next"):
         return redirect(_safe_next(request.POST["next"]))
     return redirect("container-detail", ct.ctid)
@@ -93,17 +105,18 @@ def _safe_next(url: str) -> str:
 @login_required
 @require_POST
 def container_settings(request, ident):
-    ct = get_container_for_user(request.user, ident)
+    ct = get_container_for_user(request.user, ident, manage=True)
     form = ContainerSettingsForm(request.POST, container=ct)
     if form.is_valid():
+        changes = {k: form.cleaned_data[k] for k in ("hostname", "name", "onboot", "description")}
+        changes.update(form.limits())
         try:
-            task = services.update_container(ct, request.user, **form.cleaned_data)
+            task = services.update_container(ct, request.user, **changes)
         except TaskError as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Settings saved; task #{task.pk} applies them on the host."
                              if task else "Settings saved.")
-            return redirect("container-detail", ct.ctid)
     else:
         messages.error(request, "Settings not saved: " + _form_errors(form))
     return redirect("container-detail", ct.ctid)
@@ -112,7 +125,7 @@ def container_settings(request, ident):
 @login_required
 @require_POST
 def container_exec(request, ident):
-    ct = get_container_for_user(request.user, ident)
+    ct = get_container_for_user(request.user, ident, manage=True)
     form = ExecForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Command not run: " + _form_errors(form))
@@ -126,19 +139,78 @@ def container_exec(request, ident):
     return redirect("task-detail", task.pk)
 
 
-@login_required
-@require_POST
-def container_destroy(request, ident):
-    ct = get_container_for_user(request.user, ident)
+def _confirmed_operation(request, ident, operation, what):
+    ct = get_container_for_user(request.user, ident, manage=True)
     form = DestroyForm(request.POST)
     try:
         if not form.is_valid():
             raise TaskError(_form_errors(form))
-        task = services.destroy_container(ct, request.user, form.cleaned_data["confirm"])
+        task = operation(ct, request.user, form.cleaned_data["confirm"])
     except TaskError as exc:
         messages.error(request, str(exc))
         return redirect("container-detail", ct.ctid)
-    messages.success(request, f"Task #{task.pk} queued: destroy container {ct.ctid}.")
+    _queued(request, task, f"{what} container {ct.ctid}")
+    return redirect("task-detail", task.pk)
+
+
+@login_required
+@require_POST
+def container_destroy(request, ident):
+    return _confirmed_operation(request, ident, services.destroy_container, "destroy")
+
+
+@login_required
+@require_POST
+def container_reset(request, ident):
+    return _confirmed_operation(request, ident, services.reset_container, "reset to its template")
+
+
+@login_required
+@require_POST
+def container_password(request, ident):
+    ct = get_container_for_user(request.user, ident, manage=True)
+    form = PasswordForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError(_form_errors(form))
+        task = services.set_user_password(ct, request.user, form.cleaned_data["user"], form.cleaned_data["password"])
+    except TaskError as exc:
+        messages.error(request, "Password not set: " + str(exc))
+        return redirect("container-detail", ct.ctid)
+    _queued(request, task, f"set the password of {form.cleaned_data['user']} in container {ct.ctid}")
+    return redirect("container-detail", ct.ctid)
+
+
+@login_required
+@require_POST
+def container_sshkey(request, ident):
+    ct = get_container_for_user(request.user, ident, manage=True)
+    form = SSHKeyForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError(_form_errors(form))
+        task = services.set_ssh_key(ct, request.user, form.cleaned_data["key"], form.cleaned_data["user"])
+    except TaskError as exc:
+        messages.error(request, "Key not added: " + str(exc))
+        return redirect("container-detail", ct.ctid)
+    _queued(request, task, f"add an SSH key to container {ct.ctid}")
+    return redirect("container-detail", ct.ctid)
+
+
+@login_required
+@require_POST
+def container_backup(request, ident):
+    ct = get_container_for_user(request.user, ident, manage=True)
+    form = BackupForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError(_form_errors(form))
+        task = backup_container(ct, request.user, compress=form.cleaned_data["compress"],
+                                notes=form.cleaned_data["notes"])
+    except TaskError as exc:
+        messages.error(request, "Backup not started: " + str(exc))
+        return redirect("container-detail", ct.ctid)
+    _queued(request, task, f"back up container {ct.ctid}")
     return redirect("task-detail", task.pk)
 
 

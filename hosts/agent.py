@@ -20,6 +20,7 @@ from containers.choices import ContainerStatus
 from containers.engine import sysinfo
 from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
+import backups.jobs  # noqa: F401  (registers the backup task handler)
 from containers.jobs import record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from tasks.choices import TaskStatus, TaskType

@@ -22,6 +22,8 @@ class Host(models.Model):
                                help_text="Where LXC keeps this host's containers.")
     template_dir = models.CharField(max_length=255, default="/var/lib/vz/template/cache",
                                     help_text="The host's OS template cache directory.")
+    dump_dir = models.CharField(max_length=255, default="/var/lib/vz/dump",
+                                help_text="The host's default backup storage (vzdump --dumpdir).")
     agent_started_at = models.DateTimeField(null=True, blank=True)
     agent_seen_at = models.DateTimeField(null=True, blank=True)
     agent_pid = models.IntegerField(null=True, blank=True)

@@ -4,11 +4,16 @@ from rest_framework.routers import DefaultRouter
 from containers.api.views import ContainerViewSet, TemplateViewSet
 from hosts.api.views import HostViewSet
 from tasks.api.views import TaskViewSet
+from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, UserViewSet
 
 router = DefaultRouter()
 router.register("containers", ContainerViewSet, basename="api-container")
 router.register("tasks", TaskViewSet, basename="api-task")
 router.register("templates", TemplateViewSet, basename="api-template")
 router.register("hosts", HostViewSet, basename="api-host")
+router.register("tenants", TenantViewSet, basename="api-tenant")
+router.register("plans", PlanViewSet, basename="api-plan")
+router.register("audit", AuditEventViewSet, basename="api-audit")
+router.register("users", UserViewSet, basename="api-user")
 
 urlpatterns = router.urls

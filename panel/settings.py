@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "panel",
     "accounts",
     "tenancy",
+    "backups",
     "hosts",
     "tasks",
     "containers",
@@ -191,11 +192,13 @@ RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
 PANEL_HOST_NAME = env("PANEL_HOST_NAME", socket.gethostname().split(".")[0]) or "localhost"
 PANEL_LXCPATH = env("PANEL_LXCPATH", "/var/lib/lxc")
 PANEL_TEMPLATE_DIR = env("PANEL_TEMPLATE_DIR", "/var/lib/vz/template/cache")
+PANEL_DUMP_DIR = env("PANEL_DUMP_DIR", "/var/lib/vz/dump")
 # An agent that has not been heard from for this long is shown as offline.
 AGENT_HEARTBEAT_SECONDS = envint("PANEL_AGENT_HEARTBEAT_SECONDS", 5)
 AGENT_OFFLINE_AFTER_SECONDS = envint("PANEL_AGENT_OFFLINE_AFTER_SECONDS", 20)
 AGENT_RECONCILE_SECONDS = envint("PANEL_AGENT_RECONCILE_SECONDS", 15)
 CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
+SCHEDULER_SECONDS = envint("PANEL_SCHEDULER_SECONDS", 60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

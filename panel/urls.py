@@ -13,6 +13,8 @@ urlpatterns = [
     path("tasks/", include("tasks.urls")),
     path("hosts/", include("hosts.urls")),
     path("templates/", template_list, name="template-list"),
+    path("", include("tenancy.urls")),        # /tenants/, /classes/, /plans/
+    path("", include("accounts.admin_urls")),  # /users/, /audit/
     path("api/", include("panel.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/rq/", include("django_rq.urls")),

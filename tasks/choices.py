@@ -38,4 +38,5 @@ class TaskType(models.TextChoices):
     CT_RESET = "ct.reset", "reset to template"
     CT_USERPASSWD = "ct.userpasswd", "set password"
     CT_SSHKEY = "ct.sshkey", "add SSH key"
+    CT_BACKUP = "ct.backup", "backup"
     NOOP = "noop", "no-op"

@@ -13,6 +13,8 @@ from .models import Task
 
 def acting_user(username: str | None):
     """The user the command acts as: the named one, or the first superuser (root at the shell)."""
+    from accounts.audit import current_address
+    current_address.set("cli")
     User = get_user_model()
     if username:
         try:

@@ -4,7 +4,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import get_task_for_user, visible_tasks
+from django.core.exceptions import PermissionDenied
+
+from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
 
 from .choices import TaskStatus
 from .services import TaskError, cancel_task
@@ -31,6 +33,8 @@ def task_detail(request, pk):
 @require_POST
 def task_cancel(request, pk):
     task = get_task_for_user(request.user, pk)
+    if not can_cancel_task(request.user, task):
+        raise PermissionDenied(f"You may not cancel task #{task.pk}.")
     try:
         cancel_task(task, request.user)
     except TaskError as exc:

@@ -6,8 +6,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 slug_validator = RegexValidator(
-    r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
-    "Use 1-40 lower-case letters, digits and inner hyphens.")
+    r"^(?!(new|edit|api|admin)$)[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
+    "Use 1-40 lower-case letters, digits and inner hyphens (not 'new', 'edit', 'api' or 'admin').")
 
 
 class Plan(models.Model):

@@ -85,7 +85,12 @@ def quota_rows(tenant: Tenant) -> list[dict]:
     for field, (label, unit) in QUOTA_FIELDS.items():
         limit = getattr(tenant, field)
         used = usage_of(tenant, resource_of(field))
-        percent = min(100, round(100 * used / limit)) if limit else 0
+        if limit is None:
+            percent = 0
+        elif limit == 0:
+            percent = 100 if used else 0
+        else:
+            percent = min(100, round(100 * used / limit))
         rows.append({"label": label, "unit": unit, "used": used, "limit": limit, "percent": percent,
                      "level": "danger" if percent >= 90 else "warning" if percent >= 75 else "success"})
     return rows

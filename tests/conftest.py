@@ -16,6 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ["VZPANEL_TEST_RUN_DIR"])
 LXCPATH = Path(settings.PANEL_LXCPATH)
 TEMPLATE_DIR = Path(settings.PANEL_TEMPLATE_DIR)
+DUMP_DIR = Path(settings.PANEL_DUMP_DIR)
 
 
 def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
@@ -89,7 +90,8 @@ def host(db, busybox_template):
     from containers.engine.templates import list_templates
     from datetime import datetime, timezone as tz
     LXCPATH.mkdir(parents=True, exist_ok=True)
-    host = Host.objects.create(name=settings.PANEL_HOST_NAME, lxcpath=str(LXCPATH), template_dir=str(TEMPLATE_DIR))
+    host = Host.objects.create(name=settings.PANEL_HOST_NAME, lxcpath=str(LXCPATH), template_dir=str(TEMPLATE_DIR),
+                               dump_dir=str(DUMP_DIR))
     # What the agent would list at start, so tests without an agent can create too.
     for info in list_templates(TEMPLATE_DIR):
         OSTemplate.objects.create(host=host, name=info.name, filename=info.filename, size=info.size,
@@ -180,6 +182,7 @@ def agent_process(transactional_db, host, redis_conn):
     finally:
         agent.kill()
         _destroy_all_test_containers()
+        shutil.rmtree(DUMP_DIR, ignore_errors=True)
 
 
 @pytest.fixture
@@ -197,3 +200,4 @@ def wait_task(task, timeout=60):
         return task.status not in ACTIVE_STATES
     wait_until(done, timeout, message=f"task #{task.pk} ({task.type}) to finish")
     return task
+from .tenancy_fixtures import acme, other_tenant, people, plan, student_ct  # noqa: E402,F401

@@ -60,3 +60,39 @@ def test_login_create_start_and_see_running(page, live_server, agent, host, admi
     page.click("nav >> text=Containers")
     row = page.wait_for_selector("tr[data-ctid='9201']")
     assert "running" in row.inner_text() and "browser.test" in row.inner_text()
+
+
+def test_student_sees_only_their_container_starts_it_and_sets_root_password(
+        page, live_server, agent, people, acme, plan, host, template_name):
+    from containers import services
+
+    from .conftest import LXCPATH, wait_task
+    for ctid, owner in ((9301, people["student"]), (9302, people["peer"])):
+        task = services.create_container(user=people["tadmin"], ctid=ctid, ostemplate=template_name,
+                                         hostname=f"c{ctid}.test", host=host, tenant=acme, plan=plan, owner=owner)
+        assert wait_task(task).status == "ok"
+
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "student")
+    page.fill("#id_password", "student-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Dashboard")
+    page.click("nav >> text=Containers")
+    page.wait_for_selector("tr[data-ctid='9301']")
+    assert page.query_selector("tr[data-ctid='9302']") is None  # the peer's container is not shown
+    assert page.goto(f"{live_server.url}/containers/9302/").status == 404
+
+    page.goto(f"{live_server.url}/containers/9301/")
+    page.click("#ct-status button:has-text('Start')")
+    page.wait_for_selector("#ct-status [data-status=running]", timeout=60_000)
+
+    page.fill("#password-form input[name=password]", "Student-Root-99")
+    page.fill("#password-form input[name=confirm]", "Student-Root-99")
+    page.click("#password-form button")
+    page.wait_for_selector("text=set the password of root")
+    shadow = LXCPATH / "9301" / "rootfs" / "etc" / "shadow"
+    import time
+    deadline = time.monotonic() + 30
+    while not shadow.read_text().startswith("root:$") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shadow.read_text().startswith("root:$6$")

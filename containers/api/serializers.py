@@ -3,6 +3,7 @@ from rest_framework import serializers
 from containers.models import Container, OSTemplate
 from containers.validators import validate_ctid, validate_hostname, validate_name_alias
 from hosts.models import Host
+from tenancy.models import Plan, Tenant
 
 
 def _django(validator):
@@ -22,10 +23,13 @@ class ContainerSerializer(serializers.ModelSerializer):
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     locked_by_task = serializers.IntegerField(source="lock_task_id", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    plan = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Container
         fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "onboot", "description", "owner",
+                  "tenant", "plan", "ram_mb", "swap_mb", "cpus", "disk_mb", "expires_at",
                   "status", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
         read_only_fields = fields
 
@@ -40,6 +44,14 @@ class ContainerCreateSerializer(serializers.Serializer):
     onboot = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False,
+                                          allow_null=True)
+    plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.all(), required=False,
+                                        allow_null=True)
+    ram_mb = serializers.IntegerField(min_value=16, required=False)
+    swap_mb = serializers.IntegerField(min_value=0, required=False)
+    cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    disk_mb = serializers.IntegerField(min_value=64, required=False)
 
 
 class ContainerUpdateSerializer(serializers.Serializer):
@@ -47,6 +59,10 @@ class ContainerUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
     onboot = serializers.BooleanField(required=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    ram_mb = serializers.IntegerField(min_value=16, required=False)
+    swap_mb = serializers.IntegerField(min_value=0, required=False)
+    cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    disk_mb = serializers.IntegerField(min_value=64, required=False)
 
     def validate_name(self, value):
         if value:
@@ -71,3 +87,18 @@ class TemplateSerializer(serializers.ModelSerializer):
         model = OSTemplate
         fields = ["id", "name", "filename", "host", "size", "sha256", "modified_at", "seen_at"]
         read_only_fields = fields
+
+
+class PasswordSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=32, default="root")
+    password = serializers.CharField(min_length=8, max_length=512, write_only=True, trim_whitespace=False)
+
+
+class SSHKeySerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=9000)
+    user = serializers.CharField(max_length=32, default="root")
+
+
+class BackupRequestSerializer(serializers.Serializer):
+    compress = serializers.ChoiceField(choices=["zst", "gz", "none"], default="zst")
+    notes = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")

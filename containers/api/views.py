@@ -11,8 +11,13 @@ from containers.models import OSTemplate
 from tasks.api.serializers import TaskSerializer
 from tasks.services import TaskError
 
-from .serializers import (ContainerCreateSerializer, ContainerSerializer, ContainerUpdateSerializer,
-                          DestroySerializer, ExecSerializer, TemplateSerializer)
+from backups.services import backup_container
+
+from .serializers import (BackupRequestSerializer, ContainerCreateSerializer, ContainerSerializer,
+                          ContainerUpdateSerializer, DestroySerializer, ExecSerializer, PasswordSerializer,
+                          SSHKeySerializer, TemplateSerializer)
+
+LIMIT_KEYS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
 
 def accepted(request, task):
@@ -39,7 +44,9 @@ class ContainerViewSet(viewsets.GenericViewSet):
         return qs
 
     def get_object(self):
-        return get_container_for_user(self.request.user, self.kwargs["ctid"])
+        # Reading needs visibility; every other method needs the right to manage (403 if only visible).
+        return get_container_for_user(self.request.user, self.kwargs["ctid"],
+                                      manage=self.request.method not in ("GET", "HEAD", "OPTIONS"))
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -56,9 +63,10 @@ class ContainerViewSet(viewsets.GenericViewSet):
         host = data.get("host") or visible_hosts(request.user).first()
         if host is None:
             return Response({"host": ["No host is registered."]}, status=400)
+        limits = {k: data.pop(k) for k in LIMIT_KEYS if k in data}
         try:
-            task = services.create_container(user=request.user, host=host, **{k: v for k, v in data.items()
-                                                                             if k != "host"})
+            task = services.create_container(user=request.user, host=host, limits=limits,
+                                             **{k: v for k, v in data.items() if k != "host"})
         except TaskError as exc:
             return refused(exc)
         return accepted(request, task)
@@ -122,6 +130,41 @@ class ContainerViewSet(viewsets.GenericViewSet):
         except TaskError as exc:
             return refused(exc)
         return accepted(request, task)
+
+
+    def _with(self, request, serializer_class, func):
+        ct = self.get_object()
+        ser = serializer_class(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            task = func(ct, ser.validated_data)
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request=PasswordSerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def userpasswd(self, request, ctid=None):
+        return self._with(request, PasswordSerializer, lambda ct, d: services.set_user_password(
+            ct, request.user, d["user"], d["password"]))
+
+    @extend_schema(request=SSHKeySerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def sshkey(self, request, ctid=None):
+        return self._with(request, SSHKeySerializer, lambda ct, d: services.set_ssh_key(
+            ct, request.user, d["key"], d["user"]))
+
+    @extend_schema(request=DestroySerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def reset(self, request, ctid=None):
+        return self._with(request, DestroySerializer, lambda ct, d: services.reset_container(
+            ct, request.user, d["confirm"]))
+
+    @extend_schema(request=BackupRequestSerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def backup(self, request, ctid=None):
+        return self._with(request, BackupRequestSerializer, lambda ct, d: backup_container(
+            ct, request.user, compress=d["compress"], notes=d["notes"]))
 
 
 class TemplateViewSet(viewsets.ReadOnlyModelViewSet):

@@ -3,7 +3,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.permissions import get_task_for_user, visible_tasks
+from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
 from tasks.services import TaskError, cancel_task
 
 from .serializers import TaskDetailSerializer, TaskSerializer
@@ -30,6 +30,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         task = self.get_object()
+        if not can_cancel_task(request.user, task):
+            return Response({"detail": f"You may not cancel task #{task.pk}."}, status=status.HTTP_403_FORBIDDEN)
         try:
             cancel_task(task, request.user)
         except TaskError as exc:

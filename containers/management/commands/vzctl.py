@@ -10,13 +10,33 @@ from __future__ import annotations
 import argparse
 import sys
 
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
+from django.http import Http404
 
 from accounts.permissions import get_container_for_user, visible_hosts
 from containers import services
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
+
+
+def size_mb(value: str) -> int:
+    """512M, 2G, 1048576K or a plain number of MiB -> MiB (vzctl's units)."""
+    text = value.strip().upper()
+    factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(text[-1:], None)
+    number = text[:-1] if factor else text
+    try:
+        mb = float(number) * (factor or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 512M or 2G") from None
+    if mb < 0:
+        raise argparse.ArgumentTypeError("a size cannot be negative")
+    return int(mb)
+
+
+def diskspace_mb(value: str) -> int:
+    return size_mb(value.split(":")[-1])
 
 
 def yes_no(value: str) -> bool:
@@ -40,6 +60,8 @@ class Command(BaseCommand):
         p.add_argument("--hostname")
         p.add_argument("--name")
         p.add_argument("--host", help="the host to create it on (default: this one)")
+        p.add_argument("--tenant", help="tenant slug: whose quota it counts against")
+        p.add_argument("--plan", help="plan name (named limits, like a vps.basic sample)")
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
         for verb in ("start", "stop", "restart", "status"):
@@ -52,6 +74,12 @@ class Command(BaseCommand):
         p.add_argument("--name")
         p.add_argument("--onboot", type=yes_no)
         p.add_argument("--description")
+        p.add_argument("--ram", type=size_mb, help="RAM, e.g. 512M or 2G")
+        p.add_argument("--swap", type=size_mb, help="swap, e.g. 256M")
+        p.add_argument("--cpus", type=int)
+        p.add_argument("--diskspace", type=diskspace_mb, help="disk, e.g. 2G or 2G:2200M (the hard limit counts)")
+        p.add_argument("--userpasswd", metavar="USER:PASSWORD",
+                       help="set a password inside the running container (never stored or logged)")
         p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
         p = sub.add_parser("exec", help="run a command inside; exits with its status")
         p.add_argument("ctid")
@@ -64,13 +92,13 @@ class Command(BaseCommand):
         try:
             if verb == "create":
                 return self._create(user, opts)
-            ct = get_container_for_user(user, opts["ctid"])
+            ct = get_container_for_user(user, opts["ctid"], manage=verb != "status")
         except TaskError as exc:
             raise CommandError(str(exc)) from None
-        except Exception as exc:
-            if exc.__class__.__name__ == "Http404":
-                raise CommandError(f"Container {opts['ctid']} does not exist") from None
-            raise
+        except Http404:
+            raise CommandError(f"Container {opts['ctid']} does not exist") from None
+        except PermissionDenied as exc:
+            raise CommandError(str(exc)) from None
         try:
             if verb == "status":
                 self.stdout.write(f"CTID {ct.ctid} exist {'mounted ' if ct.status == 'running' else ''}{ct.status}"
@@ -81,9 +109,20 @@ class Command(BaseCommand):
             elif verb == "destroy":
                 task = services.destroy_container(ct, user, confirm=ct.ctid)
             elif verb == "set":
-                changes = {k: opts[k] for k in services.SETTABLE if opts.get(k) is not None}
+                changes = {k: opts[k] for k in ("hostname", "name", "onboot", "description") if opts.get(k) is not None}
+                for opt, key in (("ram", "ram_mb"), ("swap", "swap_mb"), ("cpus", "cpus"), ("diskspace", "disk_mb")):
+                    if opts.get(opt) is not None:
+                        changes[key] = opts[opt]
+                if opts.get("userpasswd"):
+                    who, sep, password = opts["userpasswd"].partition(":")
+                    if not sep:
+                        raise CommandError("--userpasswd takes USER:PASSWORD")
+                    self._finish(services.set_user_password(ct, user, who, password), opts)
+                    if not changes:
+                        return
                 if not changes:
-                    raise CommandError("nothing to set: give --hostname, --name, --onboot or --description")
+                    raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, "
+                                       "--ram, --swap, --cpus, --diskspace or --userpasswd")
                 task = services.update_container(ct, user, **changes)
                 if task is None:
                     self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
@@ -109,10 +148,20 @@ class Command(BaseCommand):
         ctid = opts["ctid"]
         if not str(ctid).isdigit():
             raise CommandError(f"CTID must be a number, not {ctid!r}")
+        from tenancy.models import Plan, Tenant
+        tenant = plan = None
+        if opts["tenant"]:
+            tenant = Tenant.objects.filter(slug=opts["tenant"]).first()
+            if tenant is None:
+                raise CommandError(f"no tenant {opts['tenant']!r}")
+        if opts["plan"]:
+            plan = Plan.objects.filter(name=opts["plan"]).first()
+            if plan is None:
+                raise CommandError(f"no plan {opts['plan']!r}")
         task = services.create_container(
             user=user, ctid=int(ctid), ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
-            description=opts["description"])
+            description=opts["description"], tenant=tenant, plan=plan)
         self._finish(task, opts)
 
     def _finish(self, task, opts):

@@ -13,10 +13,11 @@ class Command(BaseCommand):
         parser.add_argument("name", nargs="?", default=settings.PANEL_HOST_NAME)
         parser.add_argument("--lxcpath", default=settings.PANEL_LXCPATH)
         parser.add_argument("--template-dir", default=settings.PANEL_TEMPLATE_DIR)
+        parser.add_argument("--dump-dir", default=settings.PANEL_DUMP_DIR)
 
     def handle(self, *args, **opts):
         host = Host.objects.filter(name=opts["name"]).first() or Host(name=opts["name"])
-        host.lxcpath, host.template_dir = opts["lxcpath"], opts["template_dir"]
+        host.lxcpath, host.template_dir, host.dump_dir = opts["lxcpath"], opts["template_dir"], opts["dump_dir"]
         try:
             host.full_clean()
         except ValidationError as exc:
@@ -24,4 +25,4 @@ class Command(BaseCommand):
         created = host.pk is None
         host.save()
         self.stdout.write(f"{'Registered' if created else 'Updated'} host {host.name} "
-                          f"(lxcpath {host.lxcpath}, templates {host.template_dir})")
+                          f"(lxcpath {host.lxcpath}, templates {host.template_dir}, dumps {host.dump_dir})")

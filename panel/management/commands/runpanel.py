@@ -1,4 +1,4 @@
-"""Start the whole panel under one supervisor: redis-server, the host agent, gunicorn.
+"""Start the whole panel under one supervisor: redis-server, the host agent, the scheduler, gunicorn.
 
 Ctrl-C (or SIGTERM) stops them all; if one of them dies, the others are stopped too.
 """
@@ -45,6 +45,7 @@ class Command(BaseCommand):
                     raise CommandError("redis-server did not start")
                 time.sleep(0.05)
         spawn("agent", [python, manage, "agent"])
+        spawn("scheduler", [python, manage, "scheduler"])
         spawn("web", [python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
                       "--workers", env("PANEL_WEB_WORKERS", "3"), "--access-logfile", "-",
                       "--forwarded-allow-ips", "127.0.0.1"])

@@ -1,0 +1,93 @@
+"""The users page (admins create, enable and disable users) and the audit log."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from tasks.services import TaskError
+from tenancy import services
+from tenancy.forms import AuditFilterForm, UserCreateForm
+
+from .permissions import manages_users, visible_audit_events, visible_tenants, visible_users
+
+AUDIT_PAGE_SIZE = 100
+
+
+def _user_rows(viewer):
+    """(user, [(tenant, role), ...]) for each user `viewer` may see; only tenants `viewer` may see."""
+    tenant_ids = set(visible_tenants(viewer).values_list("pk", flat=True))
+    users = visible_users(viewer).prefetch_related("memberships__tenant").order_by("username")
+    return [(u, [m for m in u.memberships.all() if m.tenant_id in tenant_ids]) for u in users]
+
+
+def _users_page(request, form=None, status=200):
+    can_manage = manages_users(request.user)
+    return render(request, "accounts/users.html", {
+        "rows": _user_rows(request.user),
+        "can_manage": can_manage,
+        "form": (form or UserCreateForm()) if can_manage else None,
+    }, status=status)
+
+
+@login_required
+def user_list(request):
+    return _users_page(request)
+
+
+@login_required
+@require_POST
+def user_create(request):
+    if not manages_users(request.user):
+        raise PermissionDenied("Only an administrator can create users here.")
+    form = UserCreateForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = services.create_user(request.user, username=data["username"], email=data["email"],
+                                        first_name=data["first_name"], last_name=data["last_name"],
+                                        role=data["role"], password=data["password"])
+        except TaskError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"User {user.username} created"
+                             + ("." if data["password"] else " without a password: they cannot log in until "
+                                                              "one is set."))
+            return redirect("user-list")
+    return _users_page(request, form)
+
+
+@login_required
+@require_POST
+def user_active(request, pk):
+    target = visible_users(request.user).filter(pk=pk).first()
+    if target is None:
+        raise Http404(f"No user {pk}")
+    if not manages_users(request.user):
+        raise PermissionDenied("Only an administrator can enable or disable users.")
+    active = request.POST.get("active") in ("1", "true", "on", "yes")
+    try:
+        cancelled = services.set_user_active(request.user, target, active)
+    except TaskError as exc:
+        messages.error(request, str(exc))
+    else:
+        if active:
+            messages.success(request, f"User {target.username} enabled.")
+        else:
+            messages.success(request, f"User {target.username} disabled and logged out everywhere; "
+                                      f"{cancelled} queued task(s) cancelled.")
+    return redirect("user-list")
+
+
+@login_required
+def audit_list(request):
+    form = AuditFilterForm(request.GET)
+    events = form.apply(visible_audit_events(request.user).select_related("tenant"))
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "accounts/audit.html", {"form": form, "page": page, "query": query.urlencode()})

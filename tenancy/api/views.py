@@ -1,0 +1,74 @@
+"""Tenants, plans, users and the audit log over REST: read-only, scoped by accounts.permissions."""
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import viewsets
+from rest_framework.exceptions import ValidationError
+
+from accounts.permissions import visible_plans, get_tenant_for_user, visible_audit_events, visible_tenants, visible_users
+from tenancy.forms import AuditFilterForm
+
+from .serializers import AuditEventSerializer, PlanSerializer, TenantSerializer, UserSerializer
+
+
+class VisibleTenantsContextMixin:
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["visible_tenant_ids"] = set(visible_tenants(self.request.user).values_list("pk", flat=True))
+        return context
+
+
+class TenantViewSet(viewsets.ReadOnlyModelViewSet):
+    """Tenants the caller may see, by slug, with usage against each quota."""
+
+    serializer_class = TenantSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return visible_tenants(self.request.user)
+
+    def get_object(self):
+        return get_tenant_for_user(self.request.user, self.kwargs["slug"])
+
+
+class PlanViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
+    """Plans offered to the caller's tenants (admins: all plans)."""
+
+    serializer_class = PlanSerializer
+
+    def get_queryset(self):
+        return visible_plans(self.request.user).prefetch_related("tenants")
+
+
+AUDIT_FILTERS = [
+    OpenApiParameter("user", str, description="username contains"),
+    OpenApiParameter("action", str, description="action starts with"),
+    OpenApiParameter("result", str, enum=["ok", "refused", "failed", "locked"]),
+    OpenApiParameter("tenant", str, description="tenant slug"),
+    OpenApiParameter("from", str, description="on or after this date (YYYY-MM-DD)"),
+    OpenApiParameter("to", str, description="on or before this date (YYYY-MM-DD)"),
+]
+
+
+@extend_schema_view(list=extend_schema(parameters=AUDIT_FILTERS))
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit log as far as the caller may see it, newest first."""
+
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self):
+        qs = visible_audit_events(self.request.user).select_related("tenant")
+        if self.action != "list":
+            return qs
+        form = AuditFilterForm(self.request.query_params)
+        qs = form.apply(qs)
+        if form.errors:
+            raise ValidationError({k: list(v) for k, v in form.errors.items()})
+        return qs
+
+
+class UserViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
+    """Users the caller may see, with their memberships in tenants the caller may see."""
+
+    serializer_class = UserSerializer
+
+    def get_queryset(self):
+        return visible_users(self.request.user).prefetch_related("memberships__tenant").order_by("username")

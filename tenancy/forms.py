@@ -1,0 +1,284 @@
+"""Forms of the tenant, class, plan, user and audit pages.
+
+Validation messages say what is wrong and how to fix it; permission checks and the
+rules of each operation stay in tenancy.services.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.db.models import QuerySet
+
+from accounts.models import AuditEvent, GlobalRole, User
+from containers.models import OSTemplate
+
+from .models import QUOTA_FIELDS, Plan, StudentClass, Tenant, TenantRole, slug_validator
+from .services import BULK_ACTIONS, MAX_STUDENTS, InvalidRequest, validate_username
+
+DATETIME_LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    """The browser's date and time picker (<input type="datetime-local">)."""
+
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+def datetime_local_field(label: str, required: bool = False, help_text: str = "") -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label, required=required, help_text=help_text, input_formats=DATETIME_LOCAL_FORMATS,
+        widget=DateTimeLocalInput(),
+        error_messages={"invalid": "Enter a date and time like 2030-06-30 18:00."})
+
+
+def quota_field(field: str) -> forms.IntegerField:
+    label, unit = QUOTA_FIELDS[field]
+    return forms.IntegerField(
+        label=f"Max {label}" + (f" ({unit})" if unit else ""), required=False, min_value=0,
+        help_text="Empty: no limit.",
+        error_messages={"invalid": f"The {label} quota is a whole number, or empty for no limit.",
+                        "min_value": f"The {label} quota cannot be negative; leave it empty for no limit."})
+
+
+class QuotaFieldsMixin:
+    def quotas(self) -> dict:
+        return {f: self.cleaned_data.get(f) for f in QUOTA_FIELDS}
+
+    def quota_fields(self):
+        return [self[f] for f in QUOTA_FIELDS]
+
+
+def _add_quota_fields(form_class):
+    """Append one optional whole-number field per quota (QUOTA_FIELDS order) to `form_class`."""
+    for f in QUOTA_FIELDS:
+        form_class.base_fields[f] = quota_field(f)
+    return form_class
+
+
+@_add_quota_fields
+class QuotaForm(QuotaFieldsMixin, forms.Form):
+    @classmethod
+    def for_tenant(cls, tenant: Tenant, data=None) -> "QuotaForm":
+        return cls(data, initial={f: getattr(tenant, f) for f in QUOTA_FIELDS})
+
+
+@_add_quota_fields
+class TenantForm(QuotaFieldsMixin, forms.Form):
+    slug = forms.CharField(max_length=40, validators=[slug_validator],
+                           help_text="1-40 lower-case letters, digits and inner hyphens; used in URLs.")
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(widget=forms.Textarea, required=False)
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if Tenant.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"A tenant with the slug {slug} exists already; pick another.")
+        return slug
+
+
+def _clean_username(value: str) -> str:
+    value = (value or "").strip()
+    try:
+        validate_username(value)
+    except InvalidRequest as exc:
+        raise forms.ValidationError(str(exc)) from None
+    return value
+
+
+class AddMemberForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="An existing user.")
+    role = forms.ChoiceField(choices=TenantRole.choices, initial=TenantRole.MEMBER)
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError(f"There is no user {username}; create them with the form below.")
+        self.cleaned_data["user"] = user
+        return username
+
+
+class CreateMemberForm(forms.Form):
+    username = forms.CharField(max_length=32)
+    email = forms.EmailField(error_messages={"invalid": "Enter a valid email address, like ann@example.org.",
+                                             "required": "An email address is needed for the welcome link."})
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    role = forms.ChoiceField(choices=TenantRole.choices, initial=TenantRole.MEMBER, label="Tenant role")
+
+    def clean_username(self):
+        username = _clean_username(self.cleaned_data["username"])
+        if User.objects.filter(username=username).exists():
+            raise forms.ValidationError(f"The username {username} is taken; add the existing user above instead.")
+        return username
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=32)
+    email = forms.EmailField(required=False,
+                             error_messages={"invalid": "Enter a valid email address, like ann@example.org."})
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    role = forms.ChoiceField(choices=GlobalRole.choices, required=False, label="Global role")
+    password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput,
+                               help_text="Optional; without one the user cannot log in until a password is set.")
+
+    def clean_username(self):
+        username = _clean_username(self.cleaned_data["username"])
+        if User.objects.filter(username=username).exists():
+            raise forms.ValidationError(f"The username {username} is taken.")
+        return username
+
+    def clean_password(self):
+        password = self.cleaned_data.get("password")
+        if password:
+            from django.contrib.auth.password_validation import validate_password
+            validate_password(password, User(username=self.data.get("username", ""),
+                                             email=self.data.get("email", "")))
+        return password or None
+
+
+class StudentClassForm(forms.Form):
+    slug = forms.CharField(max_length=40, validators=[slug_validator],
+                           help_text="Used in container names: SLUG-USERNAME.")
+    name = forms.CharField(max_length=100)
+    host = forms.ModelChoiceField(queryset=None, empty_label=None)
+    ostemplate = forms.ChoiceField(label="OS template")
+    plan = forms.ModelChoiceField(queryset=None, empty_label=None,
+                                  error_messages={"invalid_choice": "Pick one of the plans offered to this tenant."})
+    expires_at = datetime_local_field("Expires at", help_text="Optional. When it passes, the containers are stopped.")
+    grace_days = forms.IntegerField(min_value=0, max_value=3650, initial=14, label="Grace days",
+                                    help_text="Days after expiry before the containers are destroyed.")
+    backup_before_destroy = forms.BooleanField(required=False, initial=True, label="Back up before destroying")
+
+    def __init__(self, *args, hosts: QuerySet, plans: QuerySet, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["host"].queryset = hosts
+        self.fields["plan"].queryset = plans
+        names = OSTemplate.objects.order_by("name").values_list("name", flat=True).distinct()
+        self.fields["ostemplate"].choices = [(n, n) for n in names]
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if StudentClass.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"A class with the slug {slug} exists already; pick another.")
+        return slug
+
+    def clean(self):
+        data = super().clean()
+        host, tmpl = data.get("host"), data.get("ostemplate")
+        if host and tmpl and not OSTemplate.objects.filter(host=host, name=tmpl).exists():
+            self.add_error("ostemplate", f"Template {tmpl} is not on host {host.name}.")
+        return data
+
+
+MAX_CSV_BYTES = 1024 * 1024
+
+
+class ImportForm(forms.Form):
+    csv_text = forms.CharField(widget=forms.Textarea, required=False, label="CSV",
+                               help_text="One student a line: username, email, optional name. A header line is "
+                                         f"allowed. At most {MAX_STUDENTS} students.")
+    csv_file = forms.FileField(required=False, label="or a CSV file")
+    start = forms.BooleanField(required=False, label="Start the containers once created")
+
+    def clean_csv_file(self):
+        upload = self.cleaned_data.get("csv_file")
+        if not upload:
+            return ""
+        if upload.size > MAX_CSV_BYTES:
+            raise forms.ValidationError(f"The file is {upload.size} bytes; at most {MAX_CSV_BYTES} are accepted.")
+        raw = upload.read()
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise forms.ValidationError("The file is not UTF-8 text; save it as CSV (UTF-8) and try again.") from None
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        text, from_file = (data.get("csv_text") or "").strip(), data.get("csv_file") or ""
+        if text and from_file.strip():
+            raise forms.ValidationError("Paste the CSV or upload a file, not both.")
+        if not text and not from_file.strip():
+            raise forms.ValidationError("Paste the CSV into the text box or choose a file.")
+        data["csv"] = text or from_file
+        return data
+
+
+class BulkActionForm(forms.Form):
+    action = forms.ChoiceField(choices=[(a, a) for a in BULK_ACTIONS],
+                               error_messages={"invalid_choice": "Pick one of: " + ", ".join(BULK_ACTIONS) + "."})
+    confirm = forms.CharField(required=False, max_length=40, label="Confirm (reset and destroy)",
+                              help_text="Type the class slug to reset or destroy every container.")
+    expires_at = datetime_local_field("New expiry (extend)")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "extend" and not data.get("expires_at") and "expires_at" not in self.errors:
+            self.add_error("expires_at", "Give the new expiry date and time to extend the class.")
+        return data
+
+
+class PlanForm(forms.ModelForm):
+    tenants = forms.ModelMultipleChoiceField(queryset=Tenant.objects.all(), required=False,
+                                             help_text="None selected: offered to every tenant.")
+
+    class Meta:
+        model = Plan
+        fields = ["name", "description", "ram_mb", "swap_mb", "cpus", "disk_mb", "tenants"]
+        error_messages = {
+            "name": {"unique": "A plan with this name exists already; pick another name."},
+            "ram_mb": {"min_value": "RAM must be at least 16 MiB."},
+            "disk_mb": {"min_value": "Disk must be at least 64 MiB."},
+            "cpus": {"min_value": "A plan needs at least 1 CPU."},
+        }
+
+
+AUDIT_RESULTS = ["ok", "refused", "failed", "locked"]
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, shared by the page and the API (?user=&action=&result=&tenant=&from=&to=)."""
+
+    user = forms.CharField(required=False, max_length=150, help_text="Username contains.")
+    action = forms.CharField(required=False, max_length=64, help_text="Action starts with, e.g. container.")
+    result = forms.ChoiceField(required=False, choices=[("", "any")] + [(r, r) for r in AUDIT_RESULTS],
+                               error_messages={"invalid_choice": "The result is one of: "
+                                               + ", ".join(AUDIT_RESULTS) + "."})
+    tenant = forms.CharField(required=False, max_length=40, help_text="Tenant slug.")
+    date_from = forms.DateField(required=False, label="From",
+                                error_messages={"invalid": "Enter the from date as YYYY-MM-DD."})
+    date_to = forms.DateField(required=False, label="To",
+                              error_messages={"invalid": "Enter the to date as YYYY-MM-DD."})
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None:
+            # ?from= and ?to= on the API and in links; date_from/date_to are the form's names.
+            data = {k: data.get(k) for k in ("user", "action", "result", "tenant", "date_from", "date_to")
+                    if data.get(k) is not None} | {
+                f"date_{k}": data.get(k) for k in ("from", "to") if data.get(k) is not None}
+        super().__init__(data, *args, **kwargs)
+
+    def apply(self, qs: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        """Narrow `qs` by the valid filters (an invalid one is ignored and reported in `errors`)."""
+        if not self.is_bound:
+            return qs
+        self.is_valid()
+        data = self.cleaned_data
+        if data.get("user"):
+            qs = qs.filter(username__icontains=data["user"])
+        if data.get("action"):
+            qs = qs.filter(action__startswith=data["action"])
+        if data.get("result"):
+            qs = qs.filter(result=data["result"])
+        if data.get("tenant"):
+            qs = qs.filter(tenant__slug=data["tenant"])
+        if data.get("date_from"):
+            qs = qs.filter(created_at__date__gte=data["date_from"])
+        if data.get("date_to"):
+            qs = qs.filter(created_at__date__lte=data["date_to"])
+        return qs
