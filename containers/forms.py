@@ -12,6 +12,22 @@ from .models import Container, OSTemplate
 from .validators import validate_ctid, validate_hostname, validate_name_alias
 
 
+class TemplateOnHostMixin:
+    """For forms with `host` and `ostemplate` fields: the template choices, and the check
+    that the chosen template is in that host's cache."""
+
+    def set_template_choices(self):
+        names = OSTemplate.objects.order_by("name").values_list("name", flat=True).distinct()
+        self.fields["ostemplate"].choices = [(n, n) for n in names]
+
+    def clean(self):
+        data = super().clean()
+        host, tmpl = data.get("host"), data.get("ostemplate")
+        if host and tmpl and not OSTemplate.objects.filter(host=host, name=tmpl).exists():
+            self.add_error("ostemplate", f"Template {tmpl} is not on host {host.name}.")
+        return data
+
+
 class LimitFields(forms.Form):
     ram_mb = forms.IntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
     swap_mb = forms.IntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
@@ -23,7 +39,7 @@ class LimitFields(forms.Form):
                 if self.cleaned_data.get(k) is not None}
 
 
-class ContainerCreateForm(LimitFields):
+class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
     ctid = forms.IntegerField(label="CTID", validators=[validate_ctid],
                               help_text="101 or above; 0-100 are reserved.")
     host = forms.ModelChoiceField(queryset=Host.objects.all(), empty_label=None)
@@ -43,8 +59,7 @@ class ContainerCreateForm(LimitFields):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         from accounts.permissions import creatable_tenants, manages_all_containers, may_create_without_tenant
-        names = OSTemplate.objects.order_by("name").values_list("name", flat=True).distinct()
-        self.fields["ostemplate"].choices = [(n, n) for n in names]
+        self.set_template_choices()
         self.fields["tenant"].queryset = creatable_tenants(user)
         if not may_create_without_tenant(user):
             self.fields["tenant"].required = True
@@ -66,13 +81,6 @@ class ContainerCreateForm(LimitFields):
         if name and Container.objects.filter(name=name).exists():
             raise forms.ValidationError(f"The name {name!r} is already in use.")
         return name
-
-    def clean(self):
-        data = super().clean()
-        host, tmpl = data.get("host"), data.get("ostemplate")
-        if host and tmpl and not OSTemplate.objects.filter(host=host, name=tmpl).exists():
-            self.add_error("ostemplate", f"Template {tmpl} is not on host {host.name}.")
-        return data
 
 
 class ContainerSettingsForm(LimitFields):

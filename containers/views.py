@@ -165,53 +165,40 @@ def container_reset(request, ident):
     return _confirmed_operation(request, ident, services.reset_container, "reset to its template")
 
 
-@login_required
-@require_POST
-def container_password(request, ident):
+def _form_operation(request, ident, form_class, operation, what: str, show_task: bool = False):
+    """POST a form, run `operation(ct, form data)`, report; refusals change nothing."""
     ct = get_container_for_user(request.user, ident, manage=True)
-    form = PasswordForm(request.POST)
+    form = form_class(request.POST)
     try:
         if not form.is_valid():
             raise TaskError(_form_errors(form))
-        task = services.set_user_password(ct, request.user, form.cleaned_data["user"], form.cleaned_data["password"])
+        task = operation(ct, form.cleaned_data)
     except TaskError as exc:
-        messages.error(request, "Password not set: " + str(exc))
+        messages.error(request, f"Could not {what}: {exc}")
         return redirect("container-detail", ct.ctid)
-    _queued(request, task, f"set the password of {form.cleaned_data['user']} in container {ct.ctid}")
-    return redirect("container-detail", ct.ctid)
+    _queued(request, task, f"{what} of container {ct.ctid}")
+    return redirect("task-detail", task.pk) if show_task else redirect("container-detail", ct.ctid)
+
+
+@login_required
+@require_POST
+def container_password(request, ident):
+    return _form_operation(request, ident, PasswordForm, lambda ct, d: services.set_user_password(
+        ct, request.user, d["user"], d["password"]), "set the password")
 
 
 @login_required
 @require_POST
 def container_sshkey(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = SSHKeyForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
-        task = services.set_ssh_key(ct, request.user, form.cleaned_data["key"], form.cleaned_data["user"])
-    except TaskError as exc:
-        messages.error(request, "Key not added: " + str(exc))
-        return redirect("container-detail", ct.ctid)
-    _queued(request, task, f"add an SSH key to container {ct.ctid}")
-    return redirect("container-detail", ct.ctid)
+    return _form_operation(request, ident, SSHKeyForm, lambda ct, d: services.set_ssh_key(
+        ct, request.user, d["key"], d["user"]), "add the SSH key")
 
 
 @login_required
 @require_POST
 def container_backup(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = BackupForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
-        task = backup_container(ct, request.user, compress=form.cleaned_data["compress"],
-                                notes=form.cleaned_data["notes"])
-    except TaskError as exc:
-        messages.error(request, "Backup not started: " + str(exc))
-        return redirect("container-detail", ct.ctid)
-    _queued(request, task, f"back up container {ct.ctid}")
-    return redirect("task-detail", task.pk)
+    return _form_operation(request, ident, BackupForm, lambda ct, d: backup_container(
+        ct, request.user, compress=d["compress"], notes=d["notes"]), "make a backup", show_task=True)
 
 
 def _form_errors(form) -> str:

@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from accounts.models import AuditEvent, GlobalRole, User
-from containers.models import OSTemplate
+from containers.forms import TemplateOnHostMixin
 
 from .models import QUOTA_FIELDS, Plan, StudentClass, Tenant, TenantRole, slug_validator
 from .services import BULK_ACTIONS, MAX_STUDENTS, InvalidRequest, validate_username
@@ -140,7 +140,7 @@ class UserCreateForm(forms.Form):
         return password or None
 
 
-class StudentClassForm(forms.Form):
+class StudentClassForm(TemplateOnHostMixin, forms.Form):
     slug = forms.CharField(max_length=40, validators=[slug_validator],
                            help_text="Used in container names: SLUG-USERNAME.")
     name = forms.CharField(max_length=100)
@@ -157,21 +157,13 @@ class StudentClassForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["host"].queryset = hosts
         self.fields["plan"].queryset = plans
-        names = OSTemplate.objects.order_by("name").values_list("name", flat=True).distinct()
-        self.fields["ostemplate"].choices = [(n, n) for n in names]
+        self.set_template_choices()
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]
         if StudentClass.objects.filter(slug=slug).exists():
             raise forms.ValidationError(f"A class with the slug {slug} exists already; pick another.")
         return slug
-
-    def clean(self):
-        data = super().clean()
-        host, tmpl = data.get("host"), data.get("ostemplate")
-        if host and tmpl and not OSTemplate.objects.filter(host=host, name=tmpl).exists():
-            self.add_error("ostemplate", f"Template {tmpl} is not on host {host.name}.")
-        return data
 
 
 MAX_CSV_BYTES = 1024 * 1024

@@ -89,7 +89,7 @@ def test_student_sees_only_their_container_starts_it_and_sets_root_password(
     page.fill("#password-form input[name=password]", "Student-Root-99")
     page.fill("#password-form input[name=confirm]", "Student-Root-99")
     page.click("#password-form button")
-    page.wait_for_selector("text=set the password of root")
+    page.wait_for_selector("text=set the password of container 9301")
     shadow = LXCPATH / "9301" / "rootfs" / "etc" / "shadow"
     import time
     deadline = time.monotonic() + 30
