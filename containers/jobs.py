@@ -9,7 +9,9 @@ from tasks.registry import handler
 from tasks.runner import TaskFailed
 
 from .choices import LXC_STATE_MAP, ContainerStatus
-from .engine.lxc import ABSENT, ContainerSpec, Lxc, open_in_root
+from .engine.cgroups import CgroupError, Limits
+from .engine.diskimage import DiskImageError
+from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError, open_in_root
 from .engine.templates import find_template
 from .models import Container
 
@@ -20,9 +22,17 @@ def lxc_for(host) -> Lxc:
     return Lxc(host.lxcpath)
 
 
+def limits_for(values) -> Limits:
+    """The engine's view of a container's limits, from its row (or a dict of the same fields)."""
+    get = values.get if isinstance(values, dict) else lambda k, d=None: getattr(values, k, d)
+    return Limits(ram_mb=get("ram_mb"), ram_barrier_mb=get("ram_barrier_mb"), swap_mb=get("swap_mb") or 0,
+                  cpuunits=get("cpuunits"), cpulimit=get("cpulimit"), cpus=get("cpus"), numproc=get("numproc"),
+                  ioprio=get("ioprio"))
+
+
 def spec_for(ct: Container) -> ContainerSpec:
-    return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot,
-                         ram_mb=ct.ram_mb, swap_mb=ct.swap_mb, cpus=ct.cpus)
+    return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot, limits=limits_for(ct),
+                         disk_mb=ct.disk_mb, diskinodes=ct.diskinodes)
 
 
 def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> None:
@@ -130,23 +140,41 @@ def apply_settings(task, log):
     ct = _container(task)
     lxc = lxc_for(task.host)
     running = lxc.state(ct.ctid) == "RUNNING"
-    lxc.write_config(spec_for(ct))
-    limit_keys = {"ram_mb", "swap_mb", "cpus", "disk_mb"} & set(task.params)
-    if limit_keys and running:
-        # The row already holds the new values; the old ones are what the cgroup has now.
-        old = ContainerSpec(ct.ctid, ct.hostname, ram_mb=task.params.get("old_ram_mb", 0),
-                            swap_mb=task.params.get("old_swap_mb", 0))
-        for line in lxc.apply_limits(old, spec_for(ct)):
-            log(f"Applied {line}")
+    old = task.params.get("old") or {}
+    limit_keys = set(old) & set(task.params)
     if limit_keys:
-        log("Limits saved: " + ", ".join(f"{k}={getattr(ct, k)}" for k in sorted(limit_keys))
-            + ("" if running else " (applied at the next start)"))
+        try:
+            _apply_limit_changes(task, ct, lxc, old, limit_keys, running, log)
+        except (LxcError, CgroupError, DiskImageError) as exc:
+            # The service saved the new values to reserve them against the quota; the host
+            # refused them, so the row goes back to what the container really has.
+            Container.objects.filter(pk=ct.pk).update(**old)
+            for key, value in old.items():
+                setattr(ct, key, value)
+            if running:
+                lxc.apply_limits(ct.ctid, limits_for(ct))
+            raise TaskFailed(f"{exc}. The limits were left as they were.") from None
+    lxc.write_config(spec_for(ct))
     if "hostname" in task.params:
         lxc.set_hostname(ct.ctid, ct.hostname, running=running)
         log(f"Hostname set to {ct.hostname}" + (" (also in the running container)" if running else ""))
     if "onboot" in task.params:
         log(f"onboot is {'yes' if ct.onboot else 'no'}")
     return {"saved": sorted(task.params)}
+
+
+def _apply_limit_changes(task, ct, lxc, old: dict, keys: set, running: bool, log) -> None:
+    if {"disk_mb", "diskinodes"} & keys:
+        outcome = lxc.set_disk(ct.ctid, ct.disk_mb, ct.diskinodes if "diskinodes" in keys else None, running, log)
+        usage = lxc.disk_usage(ct.ctid)
+        if usage:
+            log(f"Disk {outcome}: {usage.total_bytes // (1024 * 1024)} MiB, {usage.inodes_total} inodes "
+                f"({usage.used_bytes // (1024 * 1024)} MiB and {usage.inodes_used} inodes in use)")
+    if running and keys - {"disk_mb", "diskinodes", "disk_soft_mb", "diskinodes_soft"}:
+        for line in lxc.apply_limits(ct.ctid, limits_for(ct), limits_for(old)):
+            log(f"Applied {line}")
+    log("Saved " + ", ".join(f"{k}={getattr(ct, k)}" for k in sorted(keys))
+        + ("" if running else " (the cgroup limits apply at the next start)"))
 
 
 @handler(TaskType.CT_EXEC)

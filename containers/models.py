@@ -34,11 +34,19 @@ class Container(models.Model):
     student_class = models.ForeignKey("tenancy.StudentClass", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="containers")
     plan = models.ForeignKey("tenancy.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # Limits (OpenVZ: --ram, --swap, --cpus, --diskspace).
-    ram_mb = models.PositiveIntegerField("RAM (MiB)", default=512)
-    swap_mb = models.PositiveIntegerField("swap (MiB)", default=0)
-    cpus = models.PositiveSmallIntegerField("CPUs", default=1)
-    disk_mb = models.PositiveIntegerField("disk (MiB)", default=2048)
+    # Limits, as vzctl set names them. Changed live on a running container, kept for the next start.
+    ram_mb = models.PositiveIntegerField("RAM (MiB)", default=512)                  # --ram, physpages limit
+    ram_barrier_mb = models.PositiveIntegerField("RAM barrier (MiB)", null=True, blank=True)  # physpages barrier
+    swap_mb = models.PositiveIntegerField("swap (MiB)", default=0)                  # --swap
+    cpus = models.PositiveSmallIntegerField("CPUs", default=1)                       # --cpus
+    cpuunits = models.PositiveIntegerField("CPU units", default=1000)                # --cpuunits: relative weight
+    cpulimit = models.PositiveIntegerField("CPU limit (%)", default=0)               # --cpulimit: % of one CPU, 0 = none
+    numproc = models.PositiveIntegerField("processes", null=True, blank=True)        # --numproc: None = unlimited
+    disk_mb = models.PositiveIntegerField("disk (MiB)", default=2048)                # --diskspace hard
+    disk_soft_mb = models.PositiveIntegerField("disk soft (MiB)", null=True, blank=True)  # --diskspace soft
+    diskinodes = models.PositiveIntegerField("inodes", default=220000)              # --diskinodes hard
+    diskinodes_soft = models.PositiveIntegerField("inodes soft", null=True, blank=True)
+    ioprio = models.PositiveSmallIntegerField("I/O priority", default=4)             # --ioprio 0..7
     # Expiry: stopped when it passes, destroyed after the grace period.
     expires_at = models.DateTimeField(null=True, blank=True)
     grace_days = models.PositiveSmallIntegerField(default=14)

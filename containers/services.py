@@ -23,8 +23,18 @@ from .choices import Action, ContainerStatus, refusal
 from .models import Container, OSTemplate, resolve_container  # noqa: F401 (resolve_container re-exported)
 from .validators import validate_command, validate_ctid, validate_hostname, validate_name_alias
 
-LIMIT_FIELDS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
-LIMIT_RANGES = {"ram_mb": (16, 1 << 22), "swap_mb": (0, 1 << 22), "cpus": (1, 1024), "disk_mb": (64, 1 << 26)}
+LIMIT_FIELDS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
+                "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio")
+# Fields that may be None (unlimited / same as the hard limit).
+NULLABLE_LIMITS = ("ram_barrier_mb", "numproc", "disk_soft_mb", "diskinodes_soft")
+LIMIT_RANGES = {
+    "ram_mb": (16, 1 << 22), "ram_barrier_mb": (16, 1 << 22), "swap_mb": (0, 1 << 22), "cpus": (1, 1024),
+    "cpuunits": (8, 500000), "cpulimit": (0, 102400), "numproc": (8, 4_000_000), "disk_mb": (64, 1 << 26),
+    "disk_soft_mb": (64, 1 << 26), "diskinodes": (1000, 1 << 31), "diskinodes_soft": (1000, 1 << 31),
+    "ioprio": (0, 7),
+}
+# The limits a plan sets (and a non-admin may not exceed); quotas count these too.
+PLAN_LIMITS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
 
 class ContainerLocked(TaskError):
@@ -91,6 +101,9 @@ def validate_limits(limits: dict) -> dict:
     for key, value in limits.items():
         if key not in LIMIT_FIELDS:
             raise InvalidRequest(f"Unknown limit {key}.")
+        if value is None and key in NULLABLE_LIMITS:
+            clean[key] = None
+            continue
         try:
             value = int(value)
         except (TypeError, ValueError):
@@ -99,7 +112,40 @@ def validate_limits(limits: dict) -> dict:
         if not low <= value <= high:
             raise InvalidRequest(f"{key} must be between {low} and {high}.")
         clean[key] = value
+    _check_pairs(clean)
     return clean
+
+
+def _check_pairs(limits: dict, current=None) -> None:
+    """barrier <= limit for the soft:hard pairs, as vzctl insists."""
+    def value(key):
+        if key in limits:
+            return limits[key]
+        return getattr(current, key, None) if current is not None else None
+    for soft, hard, what in (("ram_barrier_mb", "ram_mb", "RAM barrier"), ("disk_soft_mb", "disk_mb", "diskspace soft limit"),
+                             ("diskinodes_soft", "diskinodes", "diskinodes soft limit")):
+        if value(soft) is not None and value(hard) is not None and value(soft) > value(hard):
+            raise InvalidRequest(f"The {what} ({value(soft)}) is above the hard limit ({value(hard)}).")
+
+
+CAPACITY_LIMITS = ("ram_mb", "cpus", "disk_mb")
+
+
+def check_capacity(host: Host, user, exclude=None, override: bool = False, **wanted) -> None:
+    """Refuse to promise more than the host has (vzmemcheck/vzcpucheck), unless an admin overrides."""
+    from accounts.permissions import is_admin
+    from hosts.capacity import capacity_refusal
+    if override:
+        if user is not None and not is_admin(user):
+            raise NotAllowed("Only an administrator can override the host's capacity.")
+        return
+    reason = capacity_refusal(host, exclude=exclude, **wanted)
+    if reason:
+        raise InsufficientCapacity(reason)
+
+
+class InsufficientCapacity(TaskError):
+    http_status = 409
 
 
 def _check_plan_ceiling(user, plan, limits: dict) -> None:
@@ -110,8 +156,8 @@ def _check_plan_ceiling(user, plan, limits: dict) -> None:
     if plan is None:
         raise NotAllowed("Only an administrator can set limits of a container without a plan.")
     for key, value in limits.items():
-        ceiling = getattr(plan, key)
-        if value > ceiling:
+        ceiling = getattr(plan, key, None)
+        if ceiling is not None and value is not None and value > ceiling:
             raise NotAllowed(f"{key} {value} is above plan {plan.name}'s {ceiling}; ask an administrator.")
 
 
@@ -119,7 +165,7 @@ def _check_plan_ceiling(user, plan, limits: dict) -> None:
 def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host,
                      name: str | None = None, onboot: bool = False, description: str = "",
                      start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
-                     student_class=None, expires_at=None) -> Task:
+                     student_class=None, expires_at=None, override_capacity: bool = False) -> Task:
     """Register a container in state 'creating' and queue its creation on `host`."""
     from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
@@ -153,7 +199,9 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
         owner = user
     try:
         with transaction.atomic():
-            check_quota(tenant, containers=1, **wanted)
+            check_quota(tenant, containers=1, **{k: v for k, v in wanted.items() if k in PLAN_LIMITS})
+            check_capacity(host, user, override=override_capacity, **{k: wanted[k]
+                                                                    for k in CAPACITY_LIMITS})
             ct = Container.objects.create(
                 ctid=ctid, name=name or None, hostname=hostname, ostemplate=ostemplate, host=host,
                 onboot=onboot, description=description, owner=owner, tenant=tenant, plan=plan,
@@ -267,6 +315,7 @@ def update_container(ct: Container, user, **changes) -> Task | None:
     except ValidationError as exc:
         raise InvalidRequest(" ".join(exc.messages)) from None
     limits = validate_limits({k: v for k, v in changes.items() if k in LIMIT_FIELDS})
+    _check_pairs(limits, ct)
     changes.update(limits)
     if "name" in changes:
         changes["name"] = changes["name"] or None
@@ -283,13 +332,18 @@ def update_container(ct: Container, user, **changes) -> Task | None:
             if needs_agent:
                 params = {k: changed[k] for k in changed if k not in ("name", "description")}
                 if changed_limits:
-                    params.update(old_ram_mb=fresh.ram_mb, old_swap_mb=fresh.swap_mb)
+                    # What the row held before: the agent orders live changes by it, and puts
+                    # it back if the host refuses the new values.
+                    params["old"] = {k: getattr(fresh, k) for k in LIMIT_FIELDS}
                 task = submit_task(type=TaskType.CT_SET, host=fresh.host, user=user, container=fresh,
                                    params=params)
                 _lock(fresh, task)
                 _check_state(fresh, Action.SET)
             if changed_limits:
-                check_quota(fresh.tenant, **{k: v - getattr(fresh, k) for k, v in changed_limits.items()})
+                check_quota(fresh.tenant, **{k: v - getattr(fresh, k) for k, v in changed_limits.items()
+                                             if k in PLAN_LIMITS})
+                check_capacity(fresh.host, user, exclude=fresh,
+                               **{k: changed_limits.get(k, getattr(fresh, k)) for k in CAPACITY_LIMITS})
             for key, value in changed.items():
                 setattr(fresh, key, value)
             fresh.save(update_fields=[*changed, "updated_at"])

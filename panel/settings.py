@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "accounts",
     "tenancy",
     "backups",
+    "metrics",
     "hosts",
     "tasks",
     "containers",
@@ -169,6 +170,14 @@ EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
 DEFAULT_FROM_EMAIL = env("PANEL_EMAIL_FROM", "vzpanel@localhost")
 # The address users reach the panel at, for links in emails (password reset, welcome).
 PANEL_URL = (env("PANEL_URL", "") or f"http://{env('PANEL_BIND', '127.0.0.1:8000')}").rstrip("/")
+
+# How much a host may promise to its containers, as multiples of what it has.
+RAM_OVERCOMMIT = float(env("PANEL_RAM_OVERCOMMIT", "1.0"))
+CPU_OVERCOMMIT = float(env("PANEL_CPU_OVERCOMMIT", "4.0"))
+DISK_OVERCOMMIT = float(env("PANEL_DISK_OVERCOMMIT", "1.0"))
+# Resource sampling by the agent.
+SAMPLE_SECONDS = envint("PANEL_SAMPLE_SECONDS", 10)
+METRICS_TOKEN = env("PANEL_METRICS_TOKEN", "") or ""
 
 # Defaults for containers created without a plan.
 DEFAULT_LIMITS = {"ram_mb": 512, "swap_mb": 0, "cpus": 1, "disk_mb": 2048}

@@ -8,7 +8,9 @@ import traceback
 from django.db import close_old_connections
 from django.utils import timezone
 
+from containers.engine.cgroups import CgroupError
 from containers.engine.commands import CommandError
+from containers.engine.diskimage import DiskImageError
 from containers.engine.lxc import LxcError
 
 from .choices import TaskStatus
@@ -24,7 +26,7 @@ class TaskFailed(Exception):
 
 
 # Errors whose text is meant for users: logged as they are, without a traceback.
-EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError)
+EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError, CgroupError, DiskImageError)
 
 
 def run_task(task_id: int) -> str:

@@ -36,9 +36,22 @@ def lxc_info_state(ctid) -> str:
     return res.stdout.strip() if res.returncode == 0 else "ABSENT"
 
 
+def _unmount_under(path: Path) -> None:
+    """Unmount every filesystem mounted below `path` (containers' disk images), deepest first."""
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    for point in sorted((p for p in points if p.startswith(str(path) + "/")), key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True)
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 def _destroy_all_test_containers():
     if not LXCPATH.is_dir():
         return
+    for entry in LXCPATH.iterdir():
+        if (entry / "config").exists():
+            subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(LXCPATH), "-k"], capture_output=True)
+    _unmount_under(LXCPATH)
     for entry in LXCPATH.iterdir():
         if (entry / "config").exists():
             subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(LXCPATH), "-k"], capture_output=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .commands import CommandError, CommandResult, run
+from .cgroups import Cgroup, Limits
+from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskImageError, DiskUsage, mounted_source
 
 Log = Callable[[str], None]
 PARTIAL_PREFIX = ".vzpanel-partial-"
@@ -52,38 +54,9 @@ class ContainerSpec:
     ctid: int
     hostname: str
     onboot: bool = False
-    ram_mb: int | None = None
-    swap_mb: int = 0
-    cpus: int | None = None
-
-
-CPU_PERIOD_US = 100_000
-
-
-def cgroup_version() -> int:
-    """1 when the v1 memory controller is mounted (this kind of machine), else 2."""
-    return 1 if os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes") else 2
-
-
-def limit_settings(spec: ContainerSpec, version: int | None = None) -> list[tuple[str, str]]:
-    """(cgroup file, value) pairs for the spec's limits, in an order safe to apply live
-    when lowering (memory before memory+swap); `apply_limits` reverses it when raising."""
-    version = version or cgroup_version()
-    out: list[tuple[str, str]] = []
-    if spec.ram_mb:
-        ram = spec.ram_mb * 1024 * 1024
-        swap = spec.swap_mb * 1024 * 1024
-        if version == 1:
-            out += [("memory.limit_in_bytes", str(ram)), ("memory.memsw.limit_in_bytes", str(ram + swap))]
-        else:
-            out += [("memory.max", str(ram)), ("memory.swap.max", str(swap))]
-    if spec.cpus:
-        quota = spec.cpus * CPU_PERIOD_US
-        if version == 1:
-            out += [("cpu.cfs_period_us", str(CPU_PERIOD_US)), ("cpu.cfs_quota_us", str(quota))]
-        else:
-            out += [("cpu.max", f"{quota} {CPU_PERIOD_US}")]
-    return out
+    limits: Limits | None = None
+    disk_mb: int | None = None      # hard diskspace: the size of the container's ext4 image
+    diskinodes: int | None = None   # hard diskinodes: the image's inode count
 
 
 def _noop(_msg: str) -> None:
@@ -105,6 +78,57 @@ class Lxc:
 
     def exists(self, ctid: int) -> bool:
         return (self.path(ctid) / "config").is_file()
+
+    def disk(self, ctid: int) -> DiskImage | None:
+        """The container's disk image, or None for a plain-directory container."""
+        image = DiskImage(self.path(ctid) / IMAGE_NAME, self.rootfs(ctid))
+        return image if image.exists() else None
+
+    def ensure_mounted(self, ctid: int) -> None:
+        disk = self.disk(ctid)
+        if disk:
+            disk.mount()
+
+    def disk_usage(self, ctid: int) -> DiskUsage | None:
+        disk = self.disk(ctid)
+        return disk.usage() if disk and disk.is_mounted() else None
+
+    def set_disk(self, ctid: int, disk_mb: int, diskinodes: int | None, running: bool, log: Log = _noop) -> str:
+        """vzctl set --diskspace/--diskinodes: grow online, shrink or change inodes only when stopped."""
+        disk = self.disk(ctid)
+        if disk is None:
+            raise LxcError(f"container {ctid} has no disk image: its disk space is not limited")
+        disk.mount()
+        usage = disk.usage()
+        if disk_mb * MIB < usage.used_bytes + 16 * MIB:
+            raise LxcError(f"diskspace {disk_mb} MiB is below what container {ctid} uses "
+                           f"({usage.used_bytes // MIB} MiB, plus 16 MiB for the filesystem itself)")
+        if diskinodes and diskinodes < usage.inodes_used + 16:
+            raise LxcError(f"diskinodes {diskinodes} is below the {usage.inodes_used} inodes container {ctid} uses")
+        inodes_change = bool(diskinodes) and abs(diskinodes - usage.inodes_total) > max(64, usage.inodes_total // 50)
+        current_mb = disk.size_mb()
+        if inodes_change:
+            if running:
+                raise LxcError("diskinodes can only change while the container is stopped: "
+                               "the filesystem is rebuilt with the new inode count")
+            log(f"Rebuilding the disk of {ctid}: {disk_mb} MiB, {diskinodes} inodes")
+            disk.rebuild(disk_mb, diskinodes)
+            return "rebuilt"
+        if disk_mb > current_mb:
+            log(f"Growing the disk of {ctid} from {current_mb} to {disk_mb} MiB" + (" online" if running else ""))
+            disk.grow(disk_mb)
+            return "grown"
+        if disk_mb < current_mb:
+            if running:
+                raise LxcError("the disk can only shrink while the container is stopped")
+            log(f"Shrinking the disk of {ctid} from {current_mb} to {disk_mb} MiB")
+            disk.umount()
+            try:
+                disk.shrink(disk_mb)
+            finally:
+                disk.mount()
+            return "shrunk"
+        return "unchanged"
 
     def _base(self, ctid: int) -> list[str]:
         return ["-n", str(int(ctid)), "-P", str(self.lxcpath)]
@@ -155,8 +179,8 @@ class Lxc:
             "lxc.net.0.type = empty",
             f"lxc.start.auto = {1 if spec.onboot else 0}",
         ]
-        key = "lxc.cgroup" if cgroup_version() == 1 else "lxc.cgroup2"
-        lines += [f"{key}.{name} = {value}" for name, value in limit_settings(spec)]
+        if spec.limits:
+            lines += Cgroup(str(spec.ctid)).lxc_config_lines(spec.limits)
         # busybox init halts on SIGUSR1; systemd and sysvinit on LXC's default SIGPWR.
         if _is_busybox_init(rootfs):
             lines.append("lxc.signal.halt = SIGUSR1")
@@ -180,20 +204,35 @@ class Lxc:
             raise LxcError(f"OS template {template} not found")
         self.lxcpath.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-", dir=self.lxcpath))
+        image = None
         try:
             os.chmod(partial, 0o770)
             rootfs = partial / "rootfs"
+            rootfs.mkdir()
+            if spec.disk_mb:
+                image = DiskImage(partial / IMAGE_NAME, rootfs)
+                log(f"Making a {spec.disk_mb} MiB disk" + (f" with {spec.diskinodes} inodes" if spec.diskinodes else ""))
+                image.create(spec.disk_mb, spec.diskinodes)
+                image.mount()
             log(f"Unpacking {template.name} into {target}/rootfs")
             _unpack(template, rootfs, log)
             _write_identity(rootfs, spec.hostname)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
+            if image:
+                image.umount()
             os.rename(partial, target)
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
+            _discard(partial)
+            raise
+        try:
+            self.ensure_mounted(spec.ctid)
+        except BaseException:
+            _discard(target)
             raise
         log(f"Container {spec.ctid} created")
 
     def start(self, ctid: int, timeout: int = 30) -> None:
+        self.ensure_mounted(ctid)
         logfile = self.path(ctid) / "lxc.log"
         res = run(["lxc-start", *self._base(ctid), "-d", "-o", str(logfile), "-l", "ERROR"],
                   check=False, timeout=timeout + 10)
@@ -217,6 +256,9 @@ class Lxc:
     def destroy(self, ctid: int) -> None:
         if not self.exists(ctid):
             return
+        disk = self.disk(ctid)
+        if disk:
+            disk.umount()  # never let a recursive delete walk into a mounted filesystem
         res = run(["lxc-destroy", *self._base(ctid)], check=False, timeout=600)
         if res.returncode != 0:
             raise LxcError(_lxc_error_text(res, None))
@@ -267,32 +309,35 @@ class Lxc:
             os.close(etc)
         return "shadow"
 
-    def apply_limits(self, old: ContainerSpec, new: ContainerSpec) -> list[str]:
+    def apply_limits(self, ctid: int, new: Limits, old: Limits | None = None) -> list[str]:
         """Change the limits of a running container at once (vzctl set without a restart)."""
-        settings_ = limit_settings(new)
-        raising = (new.ram_mb or 0) + new.swap_mb > (old.ram_mb or 0) + old.swap_mb
-        if raising:
-            settings_ = list(reversed(settings_))  # memory+swap must grow before memory
-        applied = []
-        for name, value in settings_:
-            res = run(["lxc-cgroup", *self._base(new.ctid), name, value], check=False, timeout=30)
-            if res.returncode != 0:
-                raise LxcError(f"setting {name}={value} on {new.ctid} failed: {(res.stderr or res.stdout).strip()}")
-            applied.append(f"{name}={value}")
-        return applied
+        return Cgroup(str(ctid)).apply(new, old)
 
     def reset(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
         """Replace the root filesystem with a fresh copy of `template`; on failure the old one stays."""
         path = self.path(spec.ctid)
         partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-reset-", dir=self.lxcpath))
+        old_disk = self.disk(spec.ctid)
         try:
+            (partial / "rootfs").mkdir()
+            if old_disk:
+                new_disk = DiskImage(partial / IMAGE_NAME, partial / "rootfs")
+                new_disk.create(old_disk.size_mb(), spec.diskinodes)
+                new_disk.mount()
             _unpack(template, partial / "rootfs", log)
             _write_identity(partial / "rootfs", spec.hostname)
-            old = path / ".rootfs-old"
-            os.rename(path / "rootfs", old)
-            os.rename(partial / "rootfs", path / "rootfs")
+            if old_disk:
+                new_disk.umount()
+                old_disk.umount()
+                os.replace(new_disk.image, old_disk.image)
+                old_disk.mount()
+            else:
+                os.rename(path / "rootfs", path / ".rootfs-old")
+                os.rename(partial / "rootfs", path / "rootfs")
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            _discard(partial)
+            if old_disk:
+                old_disk.mount()
         shutil.rmtree(path / ".rootfs-old", ignore_errors=True)
         self.write_config(spec)
 
@@ -310,13 +355,23 @@ class Lxc:
         if self.lxcpath.is_dir():
             for entry in self.lxcpath.iterdir():
                 if entry.name.startswith(PARTIAL_PREFIX) and entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
+                    _discard(entry)
                     removed.append(entry)
         return removed
 
 
+def _discard(directory: Path) -> None:
+    """Remove a container directory, unmounting its disk image first if it is mounted."""
+    if mounted_source(directory / "rootfs"):
+        try:
+            run(["umount", str(directory / "rootfs")], timeout=120)
+        except CommandError:
+            run(["umount", "-l", str(directory / "rootfs")], check=False, timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _unpack(template: Path, rootfs: Path, log: Log) -> None:
-    rootfs.mkdir()
+    rootfs.mkdir(exist_ok=True)
     try:
         run(["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
              "-f", str(template), "-C", str(rootfs)], timeout=1800)

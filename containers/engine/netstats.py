@@ -1,0 +1,31 @@
+"""Network byte counters of a container's host-side interfaces, read through netlink (pyroute2)."""
+from __future__ import annotations
+
+import re
+
+from pyroute2 import IPRoute
+
+
+def host_interface_pattern(ctid: int) -> re.Pattern:
+    # OpenVZ names: veth<CTID>.<N> for veth devices, venet<CTID> for the routed venet pair.
+    return re.compile(rf"^(veth{int(ctid)}\.\d+|venet{int(ctid)})$")
+
+
+def interface_bytes(ipr: IPRoute) -> dict[str, tuple[int, int]]:
+    """name -> (rx_bytes, tx_bytes) of every interface on the host, in one netlink dump."""
+    out = {}
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME")
+        stats = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS")
+        if name and stats:
+            out[name] = (stats["rx_bytes"], stats["tx_bytes"])
+    return out
+
+
+def container_bytes(all_bytes: dict[str, tuple[int, int]], ctid: int) -> tuple[int, int] | None:
+    """(bytes into the container, bytes out of it): the host side's tx and rx. None: no interface."""
+    pattern = host_interface_pattern(ctid)
+    found = [v for k, v in all_bytes.items() if pattern.match(k)]
+    if not found:
+        return None
+    return sum(tx for _rx, tx in found), sum(rx for rx, _tx in found)

@@ -1,0 +1,66 @@
+"""What a host has promised against what it has: vzmemcheck, vzcpucheck and vzcalc for the panel."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Sum
+
+MIB = 1024 * 1024
+
+
+def _committed(host, exclude=None) -> dict:
+    from containers.models import Container
+    qs = Container.objects.filter(host=host)
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    sums = qs.aggregate(ram=Sum("ram_mb"), swap=Sum("swap_mb"), cpus=Sum("cpus"), units=Sum("cpuunits"),
+                        disk=Sum("disk_mb"))
+    return {k: v or 0 for k, v in sums.items()}
+
+
+def _available(host) -> dict | None:
+    stats = host.stats or {}
+    if not stats.get("mem_total"):
+        return None  # the agent has not reported yet: nothing to compare with
+    return {
+        "ram": int(stats["mem_total"] // MIB * settings.RAM_OVERCOMMIT),
+        "cpus": int(stats.get("cpu_count", 1) * settings.CPU_OVERCOMMIT),
+        "disk": int(stats.get("disk_total", 0) // MIB * settings.DISK_OVERCOMMIT),
+    }
+
+
+def capacity_rows(host) -> list[dict]:
+    """For the dashboard: each resource promised to containers against the host's (overcommitted) size."""
+    used = _committed(host)
+    have = _available(host)
+    stats = host.stats or {}
+    rows = [
+        ("Memory (vzmemcheck)", used["ram"], have and have["ram"], "MiB",
+         f"{stats.get('mem_total', 0) // MIB} MiB RAM × {settings.RAM_OVERCOMMIT:g}"),
+        ("CPUs (vzcpucheck)", used["cpus"], have and have["cpus"], "",
+         f"{stats.get('cpu_count', 0)} cores × {settings.CPU_OVERCOMMIT:g}"),
+        ("Disk (vzcalc)", used["disk"], have and have["disk"], "MiB",
+         f"{stats.get('disk_total', 0) // MIB} MiB × {settings.DISK_OVERCOMMIT:g}"),
+    ]
+    out = []
+    for label, promised, total, unit, basis in rows:
+        percent = min(100, round(100 * promised / total)) if total else 0
+        out.append({"label": label, "used": promised, "limit": total, "unit": unit, "basis": basis,
+                    "percent": percent, "level": "danger" if percent >= 90 else "warning" if percent >= 75 else "success"})
+    out.append({"label": "CPU units", "used": used["units"], "limit": None, "unit": "", "percent": 0,
+                "basis": "relative weights", "level": "success"})
+    return out
+
+
+def capacity_refusal(host, exclude=None, ram_mb: int = 0, cpus: int = 0, disk_mb: int = 0) -> str | None:
+    """Why giving a container these limits would promise more than the host has, or None."""
+    have = _available(host)
+    if have is None:
+        return None
+    used = _committed(host, exclude)
+    for key, wanted, label, unit in (("ram", ram_mb, "memory", " MiB"), ("cpus", cpus, "CPUs", ""),
+                                     ("disk", disk_mb, "disk", " MiB")):
+        if have[key] and used[key] + wanted > have[key]:
+            return (f"Host {host.name} has not enough {label}: containers there are promised {used[key]}{unit}, "
+                    f"this one would add {wanted}{unit}, and the host can promise {have[key]}{unit}. "
+                    "An administrator can override.")
+    return None
