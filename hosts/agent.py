@@ -65,6 +65,12 @@ class Agent:
         """Write every container's real state back; list LXC containers the panel does not know."""
         seen = self.lxc.list_all()
         managed = Container.objects.filter(host=self.host)
+        for ct in managed:
+            if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
+                try:
+                    self.lxc.ensure_mounted(ct.ctid)  # disk images are not mounted after a host reboot
+                except Exception as exc:
+                    logger.warning("cannot mount the disk of CT %s: %s", ct.ctid, exc)
         known = set()
         for ct in managed:
             known.add(str(ct.ctid))
@@ -106,19 +112,28 @@ class Agent:
 
     # -- background thread ------------------------------------------------
     def _background(self) -> None:
-        last_reconcile = time.monotonic()
-        while not self._stop.wait(settings.AGENT_HEARTBEAT_SECONDS):
-            try:
-                self.heartbeat()
-                if time.monotonic() - last_reconcile >= settings.AGENT_RECONCILE_SECONDS:
-                    self.reconcile()
-                    self.sync_templates()
-                    last_reconcile = time.monotonic()
-            except Exception:
-                logger.exception("heartbeat failed")
-            finally:
-                close_old_connections()
+        from metrics.sampler import Sampler
+        sampler = Sampler(self.host, self.lxc)
+        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0}
+        every = {"heartbeat": settings.AGENT_HEARTBEAT_SECONDS, "reconcile": settings.AGENT_RECONCILE_SECONDS,
+                 "sample": settings.SAMPLE_SECONDS}
+        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round}
+        while not self._stop.wait(0.5):
+            for name, duty in duties.items():
+                if time.monotonic() - last[name] < every[name]:
+                    continue
+                last[name] = time.monotonic()
+                try:
+                    duty()
+                except Exception:
+                    logger.exception("%s failed", name)
+                finally:
+                    close_old_connections()
         connection.close()
+
+    def _reconcile_all(self) -> None:
+        self.reconcile()
+        self.sync_templates()
 
     # -- main -------------------------------------------------------------
     def run(self, burst: bool = False) -> None:

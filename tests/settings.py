@@ -18,6 +18,7 @@ os.environ.setdefault("PANEL_AGENT_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("PANEL_AGENT_RECONCILE_SECONDS", "2")
 os.environ.setdefault("PANEL_AGENT_OFFLINE_AFTER_SECONDS", "5")
 os.environ.setdefault("PANEL_STOP_TIMEOUT", "10")
+os.environ.setdefault("PANEL_SAMPLE_SECONDS", "1")
 
 from panel.settings import *  # noqa: E402,F401,F403
 
