@@ -55,7 +55,8 @@ assets: static/vendor/.installed
 static/vendor/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor
-	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js static/vendor/
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/chart.js/dist/chart.umd.js static/vendor/
 	touch $@
 
 setup:

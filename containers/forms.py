@@ -32,11 +32,12 @@ class LimitFields(forms.Form):
     ram_mb = forms.IntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
     swap_mb = forms.IntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
     cpus = forms.IntegerField(label="CPUs", min_value=1, max_value=1024, required=False)
-    disk_mb = forms.IntegerField(label="Disk (MiB)", min_value=64, max_value=1 << 26, required=False)
+    disk_mb = forms.IntegerField(label="Disk (MiB)", min_value=300, max_value=1 << 26, required=False)
+
+    CORE = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
     def limits(self) -> dict:
-        return {k: self.cleaned_data[k] for k in ("ram_mb", "swap_mb", "cpus", "disk_mb")
-                if self.cleaned_data.get(k) is not None}
+        return {k: self.cleaned_data[k] for k in self.CORE if self.cleaned_data.get(k) is not None}
 
 
 class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
@@ -88,6 +89,26 @@ class ContainerSettingsForm(LimitFields):
     name = forms.CharField(max_length=64, required=False, validators=[validate_name_alias])
     onboot = forms.BooleanField(required=False, label="Start when the host starts (onboot)")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+    ram_barrier_mb = forms.IntegerField(label="RAM barrier (MiB)", min_value=16, max_value=1 << 22, required=False,
+                                        help_text="physpages barrier; empty for none")
+    cpuunits = forms.IntegerField(label="CPU units", min_value=8, max_value=500000, required=False)
+    cpulimit = forms.IntegerField(label="CPU limit (% of one CPU)", min_value=0, max_value=102400, required=False,
+                                  help_text="0 for no limit")
+    numproc = forms.IntegerField(label="Processes (numproc)", min_value=8, max_value=4_000_000, required=False,
+                                 help_text="empty for no limit")
+    disk_soft_mb = forms.IntegerField(label="Disk soft limit (MiB)", min_value=64, max_value=1 << 26, required=False)
+    diskinodes = forms.IntegerField(label="Inodes", min_value=1000, max_value=1 << 31, required=False)
+    diskinodes_soft = forms.IntegerField(label="Inodes soft limit", min_value=1000, max_value=1 << 31, required=False)
+    ioprio = forms.IntegerField(label="I/O priority (0-7)", min_value=0, max_value=7, required=False)
+
+    # Empty means "none" for these; for the others empty means "leave as it is".
+    NULLABLE = ("ram_barrier_mb", "numproc", "disk_soft_mb", "diskinodes_soft")
+    ALL_LIMITS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc", "disk_mb",
+                  "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio")
+
+    def limits(self) -> dict:
+        return {k: self.cleaned_data.get(k) for k in self.ALL_LIMITS
+                if self.cleaned_data.get(k) is not None or k in self.NULLABLE}
 
     def __init__(self, *args, container: Container, **kwargs):
         self.container = container

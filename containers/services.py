@@ -29,7 +29,7 @@ LIMIT_FIELDS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpul
 NULLABLE_LIMITS = ("ram_barrier_mb", "numproc", "disk_soft_mb", "diskinodes_soft")
 LIMIT_RANGES = {
     "ram_mb": (16, 1 << 22), "ram_barrier_mb": (16, 1 << 22), "swap_mb": (0, 1 << 22), "cpus": (1, 1024),
-    "cpuunits": (8, 500000), "cpulimit": (0, 102400), "numproc": (8, 4_000_000), "disk_mb": (64, 1 << 26),
+    "cpuunits": (8, 500000), "cpulimit": (0, 102400), "numproc": (8, 4_000_000), "disk_mb": (300, 1 << 26),
     "disk_soft_mb": (64, 1 << 26), "diskinodes": (1000, 1 << 31), "diskinodes_soft": (1000, 1 << 31),
     "ioprio": (0, 7),
 }

@@ -72,6 +72,24 @@ def container_detail(request, ident):
     }
     if request.headers.get("HX-Request"):
         return render(request, "containers/_status.html", context)
+    tab = request.GET.get("tab")
+    context["tab"] = tab if tab in ("resources", "events") else "overview"
+    if context["tab"] == "resources":
+        # The table only: the charts fetch their samples from series.json.
+        from metrics.consolidate import RANGES
+        from metrics.models import Beancounters
+        from metrics.views import beancounter_rows, mark_seen
+        snapshot = Beancounters.objects.filter(container=ct).first()
+        chart_range = request.GET.get("range")
+        context.update({
+            "beancounters": snapshot,
+            "counter_rows": beancounter_rows(snapshot),
+            "ranges": list(RANGES),
+            "chart_range": chart_range if chart_range in RANGES else "hour",
+        })
+        mark_seen(snapshot)
+    elif context["tab"] == "events":
+        context["events"] = ct.events.all()[:200]
     return render(request, "containers/detail.html", context)
 
 

@@ -9,6 +9,7 @@ from . import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("accounts/", include("accounts.urls")),
+    path("", include("metrics.urls")),        # series.json, user_beancounters, /metrics
     path("containers/", include("containers.urls")),
     path("tasks/", include("tasks.urls")),
     path("hosts/", include("hosts.urls")),

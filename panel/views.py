@@ -1,17 +1,20 @@
-"""The dashboard: hosts with their metrics and agent status, containers by state, recent tasks,
-quota usage per tenant and the containers expiring soon."""
+"""The dashboard: hosts with their metrics, capacity and agent status, containers by state, recent tasks,
+quota usage per tenant, the containers expiring soon and the latest resource events."""
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.shortcuts import render
 from django.utils import timezone
 
-from accounts.permissions import visible_containers, visible_hosts, visible_tasks, visible_tenants
+from accounts.permissions import sees_everything, visible_containers, visible_hosts, visible_tasks, visible_tenants
 from containers.choices import ContainerStatus
+from hosts.capacity import capacity_rows
+from metrics.models import ContainerEvent
 from tasks.choices import ACTIVE_STATES
 from tenancy.expiry import expiring_soon
 from tenancy.quotas import quota_rows
 
 DASHBOARD_TENANTS = 10  # quota cards shown; the rest are on the tenants page
+DASHBOARD_EVENTS = 10  # latest resource events shown
 
 
 @login_required
@@ -23,8 +26,17 @@ def dashboard(request):
     tenants = visible_tenants(request.user)
     # Only the quotas with a limit: those are the ones that can run out.
     quota_tenants = [(t, [r for r in quota_rows(t) if r["limit"] is not None]) for t in tenants[:DASHBOARD_TENANTS]]
+    hosts = list(visible_hosts(request.user))
+    # What each host has promised to all its containers: for those who see every container only.
+    if sees_everything(request.user):
+        for host in hosts:
+            host.capacity = capacity_rows(host)
+    events = ContainerEvent.objects.select_related("container", "host")
+    if not sees_everything(request.user):
+        events = events.filter(container__in=visible_containers(request.user).values("pk"))
     return render(request, "dashboard.html", {
-        "hosts": visible_hosts(request.user),
+        "hosts": hosts,
+        "resource_events": events[:DASHBOARD_EVENTS],
         "by_state": by_state,
         "total": sum(counts.values()),
         "active_tasks": tasks.filter(status__in=ACTIVE_STATES)[:10],

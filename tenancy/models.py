@@ -19,7 +19,8 @@ class Plan(models.Model):
     ram_mb = models.PositiveIntegerField("RAM (MiB)", validators=[MinValueValidator(16)])
     swap_mb = models.PositiveIntegerField("swap (MiB)", default=0)
     cpus = models.PositiveSmallIntegerField("CPUs", default=1, validators=[MinValueValidator(1)])
-    disk_mb = models.PositiveIntegerField("disk (MiB)", validators=[MinValueValidator(64)])
+    disk_mb = models.PositiveIntegerField("disk (MiB)", validators=[MinValueValidator(300)],
+                                          help_text="At least 300 MiB (the smallest XFS disk).")
     # Empty: every tenant may pick it.
     tenants = models.ManyToManyField("Tenant", blank=True, related_name="plans")
 

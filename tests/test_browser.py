@@ -96,3 +96,36 @@ def test_student_sees_only_their_container_starts_it_and_sets_root_password(
     while not shadow.read_text().startswith("root:$") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert shadow.read_text().startswith("root:$6$")
+
+
+def test_resources_tab_draws_charts_from_samples(page, live_server, agent, host, admin_user, template_name):
+    from containers import services
+    from metrics.models import Sample
+
+    from .conftest import wait_task, wait_until
+    task = services.create_container(user=admin_user, ctid=9401, ostemplate=template_name,
+                                     hostname="charts.test", host=host)
+    assert wait_task(task).status == "ok"
+    ct = Container.objects.get(ctid=9401)
+    assert wait_task(services.start_container(ct, admin_user)).status == "ok"
+    # The agent samples every second in the tests.
+    wait_until(lambda: Sample.objects.filter(container=ct, tier=0).count() >= 3, 30,
+               message="three samples of CT 9401")
+
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Dashboard")
+    page.goto(f"{live_server.url}/containers/9401/")
+    page.click("#ct-tabs >> text=Resources")
+    page.wait_for_selector("#beancounters-card tr[data-resource='physpages']")
+    page.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('chart-mem'))")
+    points = page.evaluate("""() => Chart.getChart(document.getElementById('chart-mem'))
+                                     .data.datasets[0].data.filter(p => p.y !== null).length""")
+    assert points >= 2
+    assert page.evaluate("() => Chart.getChart(document.getElementById('chart-cpu')).data.datasets[0].data.length") >= 2
+    # Another range is fetched without reloading the page.
+    page.click("#range-selector >> text=day")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('range') === 'day'")
+    page.wait_for_function("() => !document.getElementById('chart-status').textContent.startsWith('Loading')")

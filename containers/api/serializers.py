@@ -29,7 +29,8 @@ class ContainerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Container
         fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "onboot", "description", "owner",
-                  "tenant", "plan", "ram_mb", "swap_mb", "cpus", "disk_mb", "expires_at",
+                  "tenant", "plan", "ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
+                  "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio", "expires_at",
                   "status", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
         read_only_fields = fields
 
@@ -51,7 +52,7 @@ class ContainerCreateSerializer(serializers.Serializer):
     ram_mb = serializers.IntegerField(min_value=16, required=False)
     swap_mb = serializers.IntegerField(min_value=0, required=False)
     cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
-    disk_mb = serializers.IntegerField(min_value=64, required=False)
+    disk_mb = serializers.IntegerField(min_value=300, required=False)
 
 
 class ContainerUpdateSerializer(serializers.Serializer):
@@ -62,7 +63,15 @@ class ContainerUpdateSerializer(serializers.Serializer):
     ram_mb = serializers.IntegerField(min_value=16, required=False)
     swap_mb = serializers.IntegerField(min_value=0, required=False)
     cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
-    disk_mb = serializers.IntegerField(min_value=64, required=False)
+    disk_mb = serializers.IntegerField(min_value=300, required=False)
+    ram_barrier_mb = serializers.IntegerField(min_value=16, required=False, allow_null=True)
+    cpuunits = serializers.IntegerField(min_value=8, max_value=500000, required=False)
+    cpulimit = serializers.IntegerField(min_value=0, max_value=102400, required=False)
+    numproc = serializers.IntegerField(min_value=8, required=False, allow_null=True)
+    disk_soft_mb = serializers.IntegerField(min_value=64, required=False, allow_null=True)
+    diskinodes = serializers.IntegerField(min_value=1000, required=False)
+    diskinodes_soft = serializers.IntegerField(min_value=1000, required=False, allow_null=True)
+    ioprio = serializers.IntegerField(min_value=0, max_value=7, required=False)
 
     def validate_name(self, value):
         if value:

@@ -1,14 +1,20 @@
-"""Per-container disk quota: the root filesystem lives in its own ext4 image, loop-mounted.
+"""Per-container disk quota: the root filesystem lives in its own XFS image, loop-mounted.
 
-The image's size is the hard diskspace limit and its inode count the hard
-diskinodes limit, so a container that fills its quota gets ENOSPC inside and
-nothing outside it is affected. (This kernel has no ext4 quota format and no XFS
-quota, so project quotas are not an option here.) The image stays mounted at
-<lxcpath>/<CTID>/rootfs while the host runs; the agent mounts it again at start.
+The image's size is the hard diskspace limit, so a container that fills its
+quota gets ENOSPC inside and nothing outside it is affected. Inodes are limited
+by XFS's imaxpct (the share of the space inodes may take), set so that the
+filesystem allows about the hard diskinodes limit; statvfs reports the exact
+number the kernel enforces, and the panel shows that one.
 
-Growing works online (the loop device is told the new size, then resize2fs);
-shrinking needs the container stopped and is refused below what is in use.
-Changing the inode count needs a rebuild (a new filesystem, the files copied).
+Why XFS: this kernel has neither ext4 nor XFS quota support (no project quotas),
+and ext4's online resize needs CAP_SYS_RESOURCE, which an agent in a restricted
+environment may not have; xfs_growfs grows a mounted filesystem with
+CAP_SYS_ADMIN and changes imaxpct online. XFS needs at least 300 MiB.
+
+The image stays mounted at <lxcpath>/<CTID>/rootfs while the host runs; the
+agent mounts it again when it starts. Growing and changing the inode limit work
+online; shrinking (XFS cannot shrink in place) rebuilds the filesystem with the
+files copied, so it needs the container stopped and is refused below what is in use.
 """
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ from .commands import CommandError, run
 
 IMAGE_NAME = "root.img"
 MIB = 1024 * 1024
+MIN_SIZE_MB = 300      # mkfs.xfs refuses smaller filesystems
+LOG_MB = 64            # XFS's internal log (at least 64 MiB): added to the image so the usable space is the limit
+INODE_BYTES = 512      # XFS v5 inode size
+DEFAULT_MAXPCT = 25
 
 
 class DiskImageError(Exception):
@@ -61,16 +71,16 @@ class DiskImage:
     def create(self, size_mb: int, inodes: int | None = None) -> None:
         if self.image.exists():
             raise DiskImageError(f"{self.image} exists already")
+        if size_mb < MIN_SIZE_MB:
+            raise DiskImageError(f"a container's disk must be at least {MIN_SIZE_MB} MiB (XFS's minimum)")
         with open(self.image, "wb") as fh:
-            fh.truncate(size_mb * MIB)  # sparse: only what is written takes space
-        argv = ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1"]
-        if inodes:
-            argv += ["-N", str(inodes)]
+            fh.truncate((size_mb + LOG_MB) * MIB)  # sparse: only what is written takes space
         try:
-            run([*argv, str(self.image)], timeout=300)
+            run(["mkfs.xfs", "-q", "-f", "-K", "-i", f"maxpct={maxpct_for(size_mb, inodes)}", str(self.image)],
+                timeout=300)
         except CommandError as exc:
             self.image.unlink(missing_ok=True)
-            raise DiskImageError(f"mkfs.ext4 failed: {exc.output}") from exc
+            raise DiskImageError(f"mkfs.xfs failed: {exc.output}") from exc
 
     def mount(self) -> None:
         if self.is_mounted():
@@ -95,40 +105,36 @@ class DiskImage:
                          inodes_used=st.f_files - st.f_ffree, inodes_total=st.f_files)
 
     def size_mb(self) -> int:
-        return self.image.stat().st_size // MIB
+        """The usable size: the image less the log."""
+        return self.image.stat().st_size // MIB - LOG_MB
 
-    def grow(self, size_mb: int) -> None:
-        """Make the filesystem bigger, online if mounted."""
-        if size_mb * MIB <= self.image.stat().st_size:
+    def grow(self, size_mb: int, inodes: int | None = None) -> None:
+        """Make the filesystem bigger while mounted (xfs_growfs), keeping the inode limit."""
+        if size_mb <= self.size_mb():
             return
+        self.mount()
         with open(self.image, "r+b") as fh:
-            fh.truncate(size_mb * MIB)
+            fh.truncate((size_mb + LOG_MB) * MIB)
         device = mounted_source(self.mountpoint)
         try:
-            if device and device.startswith("/dev/loop"):
-                run(["losetup", "-c", device], timeout=60)
-                run(["resize2fs", device], timeout=1800)
-            else:
-                run(["e2fsck", "-f", "-p", str(self.image)], timeout=1800)
-                run(["resize2fs", str(self.image)], timeout=1800)
+            run(["losetup", "-c", device], timeout=60)
+            run(["xfs_growfs", "-d", str(self.mountpoint)], timeout=1800)
         except CommandError as exc:
             raise DiskImageError(f"growing the disk to {size_mb} MiB failed: {exc.output}") from exc
+        self.set_inodes(size_mb, inodes or self.usage().inodes_total)
 
-    def shrink(self, size_mb: int) -> None:
-        """Make the filesystem smaller; needs it unmounted, refused below what is in use."""
-        if self.is_mounted():
-            raise DiskImageError("the disk can only shrink while the container is stopped and unmounted")
+    def set_inodes(self, size_mb: int, inodes: int) -> None:
+        """Let inodes take the share of the space that allows about `inodes` of them (online)."""
+        self.mount()
         try:
-            run(["e2fsck", "-f", "-p", str(self.image)], timeout=1800)
-            run(["resize2fs", str(self.image), f"{size_mb}M"], timeout=1800)
+            run(["xfs_growfs", "-m", str(maxpct_for(size_mb, inodes)), str(self.mountpoint)], timeout=300)
         except CommandError as exc:
-            raise DiskImageError(f"shrinking the disk to {size_mb} MiB failed: {exc.output}") from exc
-        with open(self.image, "r+b") as fh:
-            fh.truncate(size_mb * MIB)
+            raise DiskImageError(f"setting the inode limit failed: {exc.output}") from exc
 
     def rebuild(self, size_mb: int, inodes: int | None) -> None:
         """A new filesystem with another size or inode count, the files copied over."""
         new = DiskImage(self.image.with_name(self.image.name + ".new"), self.mountpoint.with_name(".rootfs-new"))
+        self.mount()
         new.image.unlink(missing_ok=True)
         new.create(size_mb, inodes)
         try:
@@ -148,6 +154,13 @@ class DiskImage:
     def remove(self) -> None:
         self.umount()
         self.image.unlink(missing_ok=True)
+
+
+def maxpct_for(size_mb: int, inodes: int | None) -> int:
+    """imaxpct that lets about `inodes` inodes fit on a filesystem of `size_mb`."""
+    if not inodes:
+        return DEFAULT_MAXPCT
+    return max(1, min(100, -(-inodes * INODE_BYTES * 100 // (size_mb * MIB))))
 
 
 def copy_tree(source: Path, target: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from .commands import CommandError, CommandResult, run
 from .cgroups import Cgroup, Limits
-from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskImageError, DiskUsage, mounted_source
+from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
 
 Log = Callable[[str], None]
 PARTIAL_PREFIX = ".vzpanel-partial-"
@@ -94,7 +94,7 @@ class Lxc:
         return disk.usage() if disk and disk.is_mounted() else None
 
     def set_disk(self, ctid: int, disk_mb: int, diskinodes: int | None, running: bool, log: Log = _noop) -> str:
-        """vzctl set --diskspace/--diskinodes: grow online, shrink or change inodes only when stopped."""
+        """vzctl set --diskspace/--diskinodes: grow and change inodes online; shrink only when stopped."""
         disk = self.disk(ctid)
         if disk is None:
             raise LxcError(f"container {ctid} has no disk image: its disk space is not limited")
@@ -105,29 +105,21 @@ class Lxc:
                            f"({usage.used_bytes // MIB} MiB, plus 16 MiB for the filesystem itself)")
         if diskinodes and diskinodes < usage.inodes_used + 16:
             raise LxcError(f"diskinodes {diskinodes} is below the {usage.inodes_used} inodes container {ctid} uses")
-        inodes_change = bool(diskinodes) and abs(diskinodes - usage.inodes_total) > max(64, usage.inodes_total // 50)
         current_mb = disk.size_mb()
-        if inodes_change:
-            if running:
-                raise LxcError("diskinodes can only change while the container is stopped: "
-                               "the filesystem is rebuilt with the new inode count")
-            log(f"Rebuilding the disk of {ctid}: {disk_mb} MiB, {diskinodes} inodes")
-            disk.rebuild(disk_mb, diskinodes)
-            return "rebuilt"
-        if disk_mb > current_mb:
-            log(f"Growing the disk of {ctid} from {current_mb} to {disk_mb} MiB" + (" online" if running else ""))
-            disk.grow(disk_mb)
-            return "grown"
         if disk_mb < current_mb:
             if running:
-                raise LxcError("the disk can only shrink while the container is stopped")
-            log(f"Shrinking the disk of {ctid} from {current_mb} to {disk_mb} MiB")
-            disk.umount()
-            try:
-                disk.shrink(disk_mb)
-            finally:
-                disk.mount()
+                raise LxcError("the disk can only shrink while the container is stopped "
+                               "(its filesystem is rebuilt smaller and the files copied)")
+            log(f"Rebuilding the disk of {ctid} at {disk_mb} MiB (was {current_mb} MiB)")
+            disk.rebuild(disk_mb, diskinodes or usage.inodes_total)
             return "shrunk"
+        if disk_mb > current_mb:
+            log(f"Growing the disk of {ctid} from {current_mb} to {disk_mb} MiB" + (" online" if running else ""))
+            disk.grow(disk_mb, diskinodes)
+            return "grown"
+        if diskinodes:
+            disk.set_inodes(disk_mb, diskinodes)
+            return "inodes set"
         return "unchanged"
 
     def _base(self, ctid: int) -> list[str]:

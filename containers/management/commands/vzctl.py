@@ -35,8 +35,45 @@ def size_mb(value: str) -> int:
     return int(mb)
 
 
-def diskspace_mb(value: str) -> int:
-    return size_mb(value.split(":")[-1])
+def _size_or_unit(text: str, unit_bytes: int) -> int:
+    """A vzctl value: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units. -> MiB."""
+    text = text.strip()
+    if text[-1:].upper() in "KMGT" and text[:-1]:
+        return size_mb(text)
+    try:
+        return int(int(text) * unit_bytes // (1024 * 1024))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a size like 512M") from None
+
+
+def pair(convert):
+    """barrier[:limit] -> (barrier, limit); a single value sets both, as vzctl does."""
+    def parse(value: str):
+        soft, _, hard = value.partition(":")
+        soft_v = convert(soft)
+        return soft_v, convert(hard) if hard else soft_v
+    return parse
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a count cannot be negative")
+    return value
+
+
+diskspace_mb = pair(lambda t: _size_or_unit(t, 1024))       # 1K blocks unless suffixed
+pages_mb = pair(lambda t: _size_or_unit(t, 4096))            # 4 KiB pages unless suffixed
+counts = pair(count)
+
+# Beancounters users may name with --NAME barrier[:limit], and what they set here.
+MAPPED_COUNTERS = {"numproc", "physpages", "swappages"}
+UNMAPPED_COUNTERS = ("kmemsize", "lockedpages", "privvmpages", "shmpages", "vmguarpages", "oomguarpages",
+                     "numtcpsock", "numflock", "numpty", "numsiginfo", "tcpsndbuf", "tcprcvbuf", "othersockbuf",
+                     "dgramrcvbuf", "numothersock", "dcachesize", "numfile", "numiptent")
 
 
 def yes_no(value: str) -> bool:
@@ -45,6 +82,31 @@ def yes_no(value: str) -> bool:
     if value.lower() in ("no", "n", "off", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected yes or no, not {value!r}")
+
+
+def limit_changes(opts: dict) -> dict:
+    """The container fields a `vzctl set` command line changes."""
+    unmapped = [n for n in UNMAPPED_COUNTERS if opts.get(n) is not None]
+    if unmapped:
+        raise CommandError(f"{', '.join(unmapped)}: no limit for this on a mainline kernel (cgroups have no "
+                           "counterpart, or this kernel ignores it); the panel shows it as measured or not measured. "
+                           "Nothing was changed.")
+    changes = {}
+    for opt, key in (("ram", "ram_mb"), ("swap", "swap_mb"), ("cpus", "cpus"), ("cpuunits", "cpuunits"),
+                     ("cpulimit", "cpulimit"), ("ioprio", "ioprio")):
+        if opts.get(opt) is not None:
+            changes[key] = opts[opt]
+    if opts.get("numproc") is not None:
+        changes["numproc"] = opts["numproc"][1]  # pids has a limit only
+    if opts.get("physpages") is not None:
+        changes["ram_barrier_mb"], changes["ram_mb"] = opts["physpages"]
+    if opts.get("swappages") is not None:
+        changes["swap_mb"] = opts["swappages"][1]
+    if opts.get("diskspace") is not None:
+        changes["disk_soft_mb"], changes["disk_mb"] = opts["diskspace"]
+    if opts.get("diskinodes") is not None:
+        changes["diskinodes_soft"], changes["diskinodes"] = opts["diskinodes"]
+    return changes
 
 
 class Command(BaseCommand):
@@ -76,8 +138,17 @@ class Command(BaseCommand):
         p.add_argument("--description")
         p.add_argument("--ram", type=size_mb, help="RAM, e.g. 512M or 2G")
         p.add_argument("--swap", type=size_mb, help="swap, e.g. 256M")
-        p.add_argument("--cpus", type=int)
-        p.add_argument("--diskspace", type=diskspace_mb, help="disk, e.g. 2G or 2G:2200M (the hard limit counts)")
+        p.add_argument("--cpus", type=count)
+        p.add_argument("--cpuunits", type=count, help="relative CPU weight (default 1000)")
+        p.add_argument("--cpulimit", type=count, help="percent of one CPU; 0 = no limit")
+        p.add_argument("--ioprio", type=count, help="I/O priority 0..7 (default 4)")
+        p.add_argument("--numproc", type=counts, help="processes, barrier[:limit]")
+        p.add_argument("--physpages", type=pages_mb, help="RAM barrier[:limit], in 4 KiB pages or with a suffix")
+        p.add_argument("--swappages", type=pages_mb, help="swap [barrier:]limit, in 4 KiB pages or with a suffix")
+        p.add_argument("--diskspace", type=diskspace_mb, help="soft[:hard], 1K blocks or with a suffix (2G:2200M)")
+        p.add_argument("--diskinodes", type=counts, help="soft[:hard] inodes")
+        for name in UNMAPPED_COUNTERS:
+            p.add_argument(f"--{name}", metavar="BARRIER[:LIMIT]", help=argparse.SUPPRESS)
         p.add_argument("--userpasswd", metavar="USER:PASSWORD",
                        help="set a password inside the running container (never stored or logged)")
         p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
@@ -110,9 +181,7 @@ class Command(BaseCommand):
                 task = services.destroy_container(ct, user, confirm=ct.ctid)
             elif verb == "set":
                 changes = {k: opts[k] for k in ("hostname", "name", "onboot", "description") if opts.get(k) is not None}
-                for opt, key in (("ram", "ram_mb"), ("swap", "swap_mb"), ("cpus", "cpus"), ("diskspace", "disk_mb")):
-                    if opts.get(opt) is not None:
-                        changes[key] = opts[opt]
+                changes.update(limit_changes(opts))
                 if opts.get("userpasswd"):
                     who, sep, password = opts["userpasswd"].partition(":")
                     if not sep:
@@ -121,8 +190,9 @@ class Command(BaseCommand):
                     if not changes:
                         return
                 if not changes:
-                    raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, "
-                                       "--ram, --swap, --cpus, --diskspace or --userpasswd")
+                    raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, a limit "
+                                       "(--ram, --swap, --cpus, --cpuunits, --cpulimit, --numproc, --physpages, "
+                                       "--diskspace, --diskinodes, --ioprio) or --userpasswd")
                 task = services.update_container(ct, user, **changes)
                 if task is None:
                     self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
