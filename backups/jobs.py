@@ -49,6 +49,7 @@ def backup(task, log):
     except QuotaExceeded as exc:
         remove_archive(archive.path)
         raise TaskFailed(f"{exc} The archive was removed.") from None
+    log.flush()
     task.refresh_from_db(fields=["log"])
     archive.path.with_name(archive.path.name.rsplit(".tar", 1)[0] + ".log").write_text(task.log)
     return {"backup": row.pk, "filename": row.filename, "size": row.size, "sha256": row.sha256}

@@ -46,8 +46,9 @@ def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> Non
         setattr(ct, key, value)
 
 
-def refresh_state(ct: Container, lxc: Lxc) -> str:
-    state = lxc.state(ct.ctid)
+def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
+    """Record LXC's state (asked, unless the caller just established it) and the task count."""
+    state = known or lxc.state(ct.ctid)
     record_state(ct, state, lxc.nproc(ct.ctid) if state == "RUNNING" else None)
     return state
 
@@ -66,7 +67,6 @@ def create(task, log):
         template = find_template(task.host.template_dir, ct.ostemplate)
         if template is None:
             raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
-        task.set_progress(5)
         lxc.create(spec_for(ct), template, log)
     except BaseException:
         # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
@@ -78,7 +78,7 @@ def create(task, log):
     if task.params.get("start"):
         log(f"Starting container {ct.ctid}")
         lxc.start(ct.ctid)
-        refresh_state(ct, lxc)
+        refresh_state(ct, lxc, known="RUNNING")
     return {"ctid": ct.ctid, "status": ct.status}
 
 
@@ -93,9 +93,11 @@ def start(task, log):
     log(f"Starting container {ct.ctid}")
     try:
         lxc.start(ct.ctid)
-    finally:
+    except BaseException:
         refresh_state(ct, lxc)
-    log(f"Container {ct.ctid} is running (init pid {lxc.init_pid(ct.ctid)})")
+        raise
+    refresh_state(ct, lxc, known="RUNNING")  # lxc-wait has just said so
+    log(f"Container {ct.ctid} is running")
     return {"status": ct.status}
 
 

@@ -44,7 +44,8 @@ def container_create(request):
                     user=request.user, ctid=data["ctid"], ostemplate=data["ostemplate"],
                     hostname=data["hostname"], host=data["host"], name=data["name"],
                     onboot=data["onboot"], description=data["description"], start=data["start"],
-                    tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits())
+                    tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
+                    override_capacity=data.get("override_capacity", False))
             except TaskError as exc:
                 form.add_error(None, str(exc))
             else:

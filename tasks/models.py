@@ -54,12 +54,19 @@ class Task(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
+    @staticmethod
+    def format_log(line: str) -> str:
+        stamp = timezone.localtime().strftime("%H:%M:%S")
+        return "".join(f"{stamp} {part}\n" for part in str(line).splitlines() or [""])
+
     def append_log(self, line: str) -> None:
         """Append one line in the database at once, so the task page shows it live."""
-        stamp = timezone.localtime().strftime("%H:%M:%S")
-        text = "".join(f"{stamp} {part}\n" for part in str(line).splitlines() or [""])
-        Task.objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(text)))
-        self.log += text
+        self.write_log(self.format_log(line))
+
+    def write_log(self, text: str) -> None:
+        if text:
+            Task.objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(text)))
+            self.log += text
 
     def set_progress(self, percent: int) -> None:
         percent = max(0, min(100, int(percent)))

@@ -58,9 +58,7 @@ def finish_task(task: Task, status: str, *, error: str = "", result=None) -> boo
         )
         Container.objects.filter(lock_task_id=task.pk).update(lock_task=None)
     if changed:
-        if error:
-            task.append_log(f"ERROR: {error}")
-        task.append_log(f"Task {status}")
+        task.write_log((Task.format_log(f"ERROR: {error}") if error else "") + Task.format_log(f"Task {status}"))
     task.refresh_from_db()
     return bool(changed)
 

@@ -136,3 +136,29 @@ def test_disabling_a_user_cancels_their_queued_tasks(people, student_ct, admin_u
     assert task.status == "cancelled"
     student_ct.refresh_from_db()
     assert student_ct.lock_task is None
+
+
+def test_host_capacity_refuses_overcommit_with_numbers_unless_an_admin_overrides(people, acme, plan, host,
+                                                                                  template_name, admin_user):
+    host.stats = {"mem_total": 1024 * 1024 * 1024, "cpu_count": 2, "disk_total": 100 * 1024 ** 3}
+    host.save()
+    _create(people["tadmin"], host, template_name, acme, plan, 620)  # 256 MiB of 1024
+    services.create_container(user=admin_user, ctid=621, ostemplate=template_name, hostname="big.test", host=host,
+                              limits={"ram_mb": 700})
+    with pytest.raises(services.InsufficientCapacity) as refused:
+        _create(people["tadmin"], host, template_name, acme, plan, 622)
+    assert str(refused.value).startswith("Host vzt-host has not enough memory: containers there are promised "
+                                         "956 MiB, this one would add 256 MiB, and the host can promise 1024 MiB.")
+    with pytest.raises(services.NotAllowed, match="Only an administrator can override"):
+        _create(people["operator"], host, template_name, acme, plan, 622, override_capacity=True)
+    _create(admin_user, host, template_name, acme, plan, 622, override_capacity=True)
+    assert Container.objects.filter(host=host).count() == 3
+
+
+def test_raising_a_limit_past_capacity_is_refused(people, student_ct, host):
+    host.stats = {"mem_total": 1024 * 1024 * 1024, "cpu_count": 2, "disk_total": 100 * 1024 ** 3}
+    host.save()
+    with pytest.raises(services.InsufficientCapacity, match="not enough memory"):
+        services.update_container(student_ct, people["operator"], ram_mb=2048)
+    student_ct.refresh_from_db()
+    assert student_ct.ram_mb == 256 and Task.objects.count() == 0

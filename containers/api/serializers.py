@@ -53,6 +53,7 @@ class ContainerCreateSerializer(serializers.Serializer):
     swap_mb = serializers.IntegerField(min_value=0, required=False)
     cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
     disk_mb = serializers.IntegerField(min_value=300, required=False)
+    override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
 
 
 class ContainerUpdateSerializer(serializers.Serializer):

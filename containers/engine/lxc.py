@@ -147,12 +147,10 @@ class Lxc:
         return found
 
     def nproc(self, ctid: int) -> int | None:
-        """Number of tasks in the container's cgroup (vzlist NPROC), None if unknown."""
-        res = run(["lxc-cgroup", *self._base(ctid), "pids.current"], check=False, timeout=30)
-        try:
-            return int(res.stdout.strip())
-        except ValueError:
-            return None
+        """Number of tasks in the container's cgroup (vzlist NPROC), None if unknown.
+        Read straight from the cgroup file: a tool call would cost ~5 ms per container."""
+        cgroup = Cgroup(str(ctid))
+        return cgroup._int("pids/pids.current" if cgroup.version == 1 else "pids.current")
 
     def init_pid(self, ctid: int) -> int | None:
         res = run(["lxc-info", *self._base(ctid), "-pH"], check=False, timeout=30)
@@ -210,9 +208,7 @@ class Lxc:
             _unpack(template, rootfs, log)
             _write_identity(rootfs, spec.hostname)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
-            if image:
-                image.umount()
-            os.rename(partial, target)
+            os.rename(partial, target)  # the image's mount moves with its directory
         except BaseException:
             _discard(partial)
             raise
