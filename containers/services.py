@@ -296,7 +296,7 @@ SETTABLE = ("hostname", "name", "onboot", "description", *LIMIT_FIELDS)
 
 
 @audited("container.set")
-def update_container(ct: Container, user, **changes) -> Task | None:
+def update_container(ct: Container, user, override_capacity: bool = False, **changes) -> Task | None:
     """vzctl set: saves the settings; queues a task when the host must apply them.
 
     Name and description live only in the panel and are saved at once; a new
@@ -342,7 +342,7 @@ def update_container(ct: Container, user, **changes) -> Task | None:
             if changed_limits:
                 check_quota(fresh.tenant, **{k: v - getattr(fresh, k) for k, v in changed_limits.items()
                                              if k in PLAN_LIMITS})
-                check_capacity(fresh.host, user, exclude=fresh,
+                check_capacity(fresh.host, user, exclude=fresh, override=override_capacity,
                                **{k: changed_limits.get(k, getattr(fresh, k)) for k in CAPACITY_LIMITS})
             for key, value in changed.items():
                 setattr(fresh, key, value)

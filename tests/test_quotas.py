@@ -162,3 +162,8 @@ def test_raising_a_limit_past_capacity_is_refused(people, student_ct, host):
         services.update_container(student_ct, people["operator"], ram_mb=2048)
     student_ct.refresh_from_db()
     assert student_ct.ram_mb == 256 and Task.objects.count() == 0
+    from accounts.models import User
+    admin = User.objects.create_superuser("root2", "", "x-pass-12345")
+    services.update_container(student_ct, admin, override_capacity=True, ram_mb=2048)
+    student_ct.refresh_from_db()
+    assert student_ct.ram_mb == 2048

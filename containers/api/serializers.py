@@ -73,6 +73,7 @@ class ContainerUpdateSerializer(serializers.Serializer):
     diskinodes = serializers.IntegerField(min_value=1000, required=False)
     diskinodes_soft = serializers.IntegerField(min_value=1000, required=False, allow_null=True)
     ioprio = serializers.IntegerField(min_value=0, max_value=7, required=False)
+    override_capacity = serializers.BooleanField(required=False, help_text="administrators only")
 
     def validate_name(self, value):
         if value:

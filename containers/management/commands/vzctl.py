@@ -151,6 +151,8 @@ class Command(BaseCommand):
             p.add_argument(f"--{name}", metavar="BARRIER[:LIMIT]", help=argparse.SUPPRESS)
         p.add_argument("--userpasswd", metavar="USER:PASSWORD",
                        help="set a password inside the running container (never stored or logged)")
+        p.add_argument("--override-capacity", action="store_true",
+                       help="administrators: raise limits even past what the host can promise")
         p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
         p = sub.add_parser("exec", help="run a command inside; exits with its status")
         p.add_argument("ctid")
@@ -193,7 +195,7 @@ class Command(BaseCommand):
                     raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, a limit "
                                        "(--ram, --swap, --cpus, --cpuunits, --cpulimit, --numproc, --physpages, "
                                        "--diskspace, --diskinodes, --ioprio) or --userpasswd")
-                task = services.update_container(ct, user, **changes)
+                task = services.update_container(ct, user, override_capacity=opts["override_capacity"], **changes)
                 if task is None:
                     self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
                     return
