@@ -31,7 +31,11 @@ def limits_for(values) -> Limits:
 
 
 def spec_for(ct: Container) -> ContainerSpec:
+    from network.jobs import network_of
+    net = network_of(ct)
     return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot, limits=limits_for(ct),
+                         net_lines=net.lxc_lines(ct.ctid), addresses=tuple(net.venet),
+                         nameservers=tuple(ct.nameservers or ()), searchdomain=ct.searchdomain,
                          disk_mb=ct.disk_mb, diskinodes=ct.diskinodes)
 
 
@@ -51,6 +55,18 @@ def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
     state = known or lxc.state(ct.ctid)
     record_state(ct, state, lxc.nproc(ct.ctid) if state == "RUNNING" else None)
     return state
+
+
+def network_up(ct: Container, lxc: Lxc, log) -> None:
+    """Addresses and routes of a container that has just started (the host side through netlink)."""
+    from network.jobs import bring_up
+    for line in bring_up(ct, lxc.init_pid(ct.ctid)):
+        log(f"Network: {line}")
+
+
+def network_down(ct: Container, log) -> None:
+    from network.jobs import bring_down
+    bring_down(ct)
 
 
 def _container(task) -> Container:
@@ -79,6 +95,7 @@ def create(task, log):
         log(f"Starting container {ct.ctid}")
         lxc.start(ct.ctid)
         refresh_state(ct, lxc, known="RUNNING")
+        network_up(ct, lxc, log)
     return {"ctid": ct.ctid, "status": ct.status}
 
 
@@ -89,7 +106,9 @@ def start(task, log):
     if lxc.state(ct.ctid) == "RUNNING":
         refresh_state(ct, lxc)
         raise TaskFailed(f"container {ct.ctid} is already running")
-    lxc.write_config(spec_for(ct))  # the panel's settings are the truth, as CTID.conf is for vzctl
+    spec = spec_for(ct)
+    lxc.write_config(spec)  # the panel's settings are the truth, as CTID.conf is for vzctl
+    lxc.write_identity(spec)
     log(f"Starting container {ct.ctid}")
     try:
         lxc.start(ct.ctid)
@@ -97,6 +116,7 @@ def start(task, log):
         refresh_state(ct, lxc)
         raise
     refresh_state(ct, lxc, known="RUNNING")  # lxc-wait has just said so
+    network_up(ct, lxc, log)
     log(f"Container {ct.ctid} is running")
     return {"status": ct.status}
 
@@ -111,6 +131,7 @@ def stop(task, log):
         lxc.stop(ct.ctid, timeout=timeout)
     finally:
         refresh_state(ct, lxc)
+    network_down(ct, log)
     log(f"Container {ct.ctid} is stopped")
     return {"status": ct.status}
 
@@ -158,7 +179,7 @@ def apply_settings(task, log):
             raise TaskFailed(f"{exc}. The limits were left as they were.") from None
     lxc.write_config(spec_for(ct))
     if "hostname" in task.params:
-        lxc.set_hostname(ct.ctid, ct.hostname, running=running)
+        lxc.set_hostname(spec_for(ct), running=running)
         log(f"Hostname set to {ct.hostname}" + (" (also in the running container)" if running else ""))
     if "onboot" in task.params:
         log(f"onboot is {'yes' if ct.onboot else 'no'}")

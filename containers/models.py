@@ -47,6 +47,9 @@ class Container(models.Model):
     diskinodes = models.PositiveIntegerField("inodes", default=220000)              # --diskinodes hard
     diskinodes_soft = models.PositiveIntegerField("inodes soft", null=True, blank=True)
     ioprio = models.PositiveSmallIntegerField("I/O priority", default=4)             # --ioprio 0..7
+    # DNS, written into the container's /etc/resolv.conf (vzctl --nameserver, --searchdomain).
+    nameservers = models.JSONField(default=list, blank=True)
+    searchdomain = models.CharField(max_length=253, blank=True, default="")
     # Expiry: stopped when it passes, destroyed after the grace period.
     expires_at = models.DateTimeField(null=True, blank=True)
     grace_days = models.PositiveSmallIntegerField(default=14)

@@ -74,7 +74,7 @@ def container_detail(request, ident):
     if request.headers.get("HX-Request"):
         return render(request, "containers/_status.html", context)
     tab = request.GET.get("tab")
-    context["tab"] = tab if tab in ("resources", "events") else "overview"
+    context["tab"] = tab if tab in ("resources", "events", "network") else "overview"
     if context["tab"] == "resources":
         # The table only: the charts fetch their samples from series.json.
         from metrics.consolidate import RANGES
@@ -91,6 +91,9 @@ def container_detail(request, ident):
         mark_seen(snapshot)
     elif context["tab"] == "events":
         context["events"] = ct.events.all()[:200]
+    elif context["tab"] == "network":
+        from network.views import container_network
+        context.update(container_network(ct, request.user, context["can_manage"]))
     return render(request, "containers/detail.html", context)
 
 

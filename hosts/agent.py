@@ -21,6 +21,7 @@ from containers.engine import sysinfo
 from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
+import network.jobs  # noqa: F401  (registers the network task handlers)
 from containers.jobs import record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from tasks.choices import TaskStatus, TaskType
@@ -132,8 +133,10 @@ class Agent:
         connection.close()
 
     def _reconcile_all(self) -> None:
+        from network.jobs import refresh_host_network
         self.reconcile()
         self.sync_templates()
+        refresh_host_network(self.host)
 
     # -- main -------------------------------------------------------------
     def run(self, burst: bool = False) -> None:

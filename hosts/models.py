@@ -24,6 +24,10 @@ class Host(models.Model):
                                     help_text="The host's OS template cache directory.")
     dump_dir = models.CharField(max_length=255, default="/var/lib/vz/dump",
                                 help_text="The host's default backup storage (vzdump --dumpdir).")
+    default_bridge = models.CharField(max_length=15, default="vzbr0",
+                                      help_text="The bridge new veth interfaces join unless told otherwise.")
+    # Written by the agent: the host's bridges, the routes and interfaces its containers use.
+    network = models.JSONField(default=dict, blank=True)
     agent_started_at = models.DateTimeField(null=True, blank=True)
     agent_seen_at = models.DateTimeField(null=True, blank=True)
     agent_pid = models.IntegerField(null=True, blank=True)

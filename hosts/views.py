@@ -19,10 +19,12 @@ def host_detail(request, name):
     host = visible_hosts(request.user).filter(name=name).first()
     if host is None:
         raise Http404(f"No host {name}")
+    from network.views import host_network
     return render(request, "hosts/detail.html", {
         "host": host,
         "containers": visible_containers(request.user).filter(host=host),
         "templates": host.templates.all(),
+        **host_network(host, request.user),
     })
 
 

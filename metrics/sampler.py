@@ -44,10 +44,14 @@ class Sampler:
         except Exception:  # no netlink (should not happen on a host): network is then "not measured"
             net = {}
         now = timezone.now()
+        from network.models import NetInterface
+        host_names: dict[int, list[str]] = {}
+        for ct_id, name in NetInterface.objects.filter(container__in=containers).values_list("container_id", "host_ifname"):
+            host_names.setdefault(ct_id, []).append(name)
         sampled = 0
         for ct in containers:
             try:
-                self._sample(ct, now, net)
+                self._sample(ct, now, net, host_names.get(ct.pk))
                 sampled += 1
             except CgroupError:
                 self.previous.pop(ct.ctid, None)  # stopped meanwhile: the next round starts afresh
@@ -62,13 +66,13 @@ class Sampler:
         for ct_id in Container.objects.filter(host=self.host).values_list("pk", flat=True):
             consolidate(ct_id, now)
 
-    def _sample(self, ct: Container, now, net: dict) -> None:
+    def _sample(self, ct: Container, now, net: dict, host_names: list[str] | None = None) -> None:
         cgroup = Cgroup(str(ct.ctid))
         limits = limits_for(ct)
         counters = cgroup.beancounters(limits)
         usage = cgroup.usage()
         disk = self.lxc.disk_usage(ct.ctid)
-        net_bytes = netstats.container_bytes(net, ct.ctid)
+        net_bytes = netstats.container_bytes(net, ct.ctid, host_names)
         clock = time.monotonic()
         current = (clock, usage.cpu_ns, usage.io_read_bytes, usage.io_write_bytes,
                    *(net_bytes if net_bytes else (None, None)))

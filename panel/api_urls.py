@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from containers.api.views import ContainerViewSet, TemplateViewSet
 from hosts.api.views import HostViewSet
+from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet
 from tasks.api.views import TaskViewSet
 from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, UserViewSet
 
@@ -15,5 +16,8 @@ router.register("tenants", TenantViewSet, basename="api-tenant")
 router.register("plans", PlanViewSet, basename="api-plan")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("users", UserViewSet, basename="api-user")
+router.register(r"containers/(?P<ctid>[^/]+)/network", ContainerNetworkViewSet, basename="api-ct-network")
+router.register("pools", PoolViewSet, basename="api-pool")
+router.register(r"hosts/(?P<name>[^/.]+)/bridges", HostBridgeViewSet, basename="api-host-bridges")
 
 urlpatterns = router.urls

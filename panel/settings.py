@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "tenancy",
     "backups",
     "metrics",
+    "network",
     "hosts",
     "tasks",
     "containers",

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("accounts/", include("accounts.urls")),
     path("", include("metrics.urls")),        # series.json, user_beancounters, /metrics
+    path("", include("network.urls")),       # /containers/<id>/network/..., /hosts/<name>/bridges/, /pools/
     path("containers/", include("containers.urls")),
     path("tasks/", include("tasks.urls")),
     path("hosts/", include("hosts.urls")),

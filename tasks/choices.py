@@ -39,4 +39,6 @@ class TaskType(models.TextChoices):
     CT_USERPASSWD = "ct.userpasswd", "set password"
     CT_SSHKEY = "ct.sshkey", "add SSH key"
     CT_BACKUP = "ct.backup", "backup"
+    CT_NET = "ct.net", "network"
+    HOST_BRIDGE = "host.bridge", "bridge"
     NOOP = "noop", "no-op"

@@ -59,13 +59,20 @@ def _destroy_all_test_containers():
         shutil.rmtree(entry, ignore_errors=True)
 
 
+SYSCTLS = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def run_dir():
-    """The whole run's directory; removed at the end with every container in it."""
+    """The whole run's directory; removed at the end with every container in it. The forwarding
+    switches the agent turns on for venet are put back as they were."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    saved = {p: Path(p).read_text() for p in SYSCTLS if Path(p).exists()}
     yield RUN_DIR
     _destroy_all_test_containers()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
+    for path, value in saved.items():
+        Path(path).write_text(value)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from containers.engine.lxc import ContainerSpec, Lxc, _write_identity
+from containers.engine.lxc import ContainerSpec, Lxc, write_identity
 from containers.engine.templates import list_templates, template_name
 
 
@@ -47,7 +47,7 @@ def test_identity_write_does_not_follow_symlinks_out_of_the_container(tmp_path):
     outside.write_text("precious\n")
     os.symlink(outside, rootfs / "etc" / "hostname")
     os.symlink(outside, rootfs / "etc" / ".hosts.vzpanel-tmp")
-    _write_identity(rootfs, "ct.example")
+    write_identity(rootfs, ContainerSpec(1, "ct.example"))
     assert outside.read_text() == "precious\n"
     assert (rootfs / "etc" / "hostname").read_text() == "ct.example\n"
     assert "127.0.1.1\tct.example ct" in (rootfs / "etc" / "hosts").read_text()

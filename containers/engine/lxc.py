@@ -55,7 +55,11 @@ class ContainerSpec:
     hostname: str
     onboot: bool = False
     limits: Limits | None = None
-    disk_mb: int | None = None      # hard diskspace: the size of the container's ext4 image
+    net_lines: list[str] | None = None  # lxc.net.* keys (engine/network.lxc_net_lines); None: no network
+    addresses: tuple[str, ...] = ()     # venet addresses, for /etc/hosts
+    nameservers: tuple[str, ...] = ()
+    searchdomain: str = ""
+    disk_mb: int | None = None      # hard diskspace: the size of the container's disk image
     diskinodes: int | None = None   # hard diskinodes: the image's inode count
 
 
@@ -166,7 +170,7 @@ class Lxc:
             "# Written by vzpanel's host agent from the panel's database; edits here are overwritten.",
             f"lxc.uts.name = {spec.hostname}",
             f"lxc.rootfs.path = dir:{self.rootfs(spec.ctid)}",
-            "lxc.net.0.type = empty",
+            *(spec.net_lines or ["lxc.net.0.type = empty"]),
             f"lxc.start.auto = {1 if spec.onboot else 0}",
         ]
         if spec.limits:
@@ -206,7 +210,7 @@ class Lxc:
                 image.mount()
             log(f"Unpacking {template.name} into {target}/rootfs")
             _unpack(template, rootfs, log)
-            _write_identity(rootfs, spec.hostname)
+            write_identity(rootfs, spec)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
             os.rename(partial, target)  # the image's mount moves with its directory
         except BaseException:
@@ -313,7 +317,7 @@ class Lxc:
                 new_disk.create(old_disk.size_mb(), spec.diskinodes)
                 new_disk.mount()
             _unpack(template, partial / "rootfs", log)
-            _write_identity(partial / "rootfs", spec.hostname)
+            write_identity(partial / "rootfs", spec)
             if old_disk:
                 new_disk.umount()
                 old_disk.umount()
@@ -329,13 +333,16 @@ class Lxc:
         shutil.rmtree(path / ".rootfs-old", ignore_errors=True)
         self.write_config(spec)
 
-    def set_hostname(self, ctid: int, hostname: str, running: bool) -> None:
+    def write_identity(self, spec: ContainerSpec) -> None:
+        write_identity(self.rootfs(spec.ctid), spec)
+
+    def set_hostname(self, spec: ContainerSpec, running: bool) -> None:
         """Write the hostname into the container, and into the live UTS namespace if running."""
-        _write_identity(self.rootfs(ctid), hostname)
+        write_identity(self.rootfs(spec.ctid), spec)
         if running:
-            res = self.attach(ctid, ["hostname", hostname], timeout=30)
+            res = self.attach(spec.ctid, ["hostname", spec.hostname], timeout=30)
             if res.returncode != 0:
-                raise LxcError(f"setting hostname inside {ctid} failed: {res.stderr.strip() or res.stdout.strip()}")
+                raise LxcError(f"setting hostname inside {spec.ctid} failed: {res.stderr.strip() or res.stdout.strip()}")
 
     def remove_partials(self) -> list[Path]:
         """Remove what interrupted creates left behind; returns what was removed."""
@@ -402,21 +409,37 @@ def _is_busybox_init(rootfs: Path) -> bool:
         return False
 
 
-def _write_identity(rootfs: Path, hostname: str) -> None:
-    """/etc/hostname and the 127.0.1.1 line of /etc/hosts, as the distribution's tools expect."""
+HOSTS_MARK = "# vzpanel"
+
+
+def write_identity(rootfs: Path, spec: ContainerSpec) -> None:
+    """/etc/hostname, the container's own lines of /etc/hosts and, when the panel manages DNS,
+    /etc/resolv.conf: what vzctl writes at start and at every --hostname/--nameserver change."""
     etc = rootfs / "etc"
     if etc.is_symlink() or not etc.is_dir():
         raise LxcError("the container's /etc is missing or a symlink; refusing to write into it")
+    hostname = spec.hostname
     _safe_write(etc / "hostname", hostname + "\n")
     hosts_path = etc / "hosts"
     lines = []
     if hosts_path.is_file() and not hosts_path.is_symlink():
-        lines = [l for l in hosts_path.read_text(errors="replace").splitlines() if not l.startswith("127.0.1.1")]
+        lines = [l for l in hosts_path.read_text(errors="replace").splitlines()
+                 if not l.startswith("127.0.1.1") and not l.endswith(HOSTS_MARK)]
     if not any(l.split()[:1] == ["127.0.0.1"] for l in lines):
         lines.insert(0, "127.0.0.1\tlocalhost")
     short = hostname.split(".")[0]
-    lines.append(f"127.0.1.1\t{hostname} {short}" if short != hostname else f"127.0.1.1\t{hostname}")
+    names = f"{hostname} {short}" if short != hostname else hostname
+    if spec.addresses:
+        lines += [f"{addr}\t{names}\t{HOSTS_MARK}" for addr in spec.addresses]
+    else:
+        lines.append(f"127.0.1.1\t{names}")
     _safe_write(hosts_path, "\n".join(lines) + "\n")
+    if spec.nameservers or spec.searchdomain:
+        resolv = [f"# written by vzpanel (vzctl set --nameserver/--searchdomain)"]
+        if spec.searchdomain:
+            resolv.append(f"search {spec.searchdomain}")
+        resolv += [f"nameserver {ns}" for ns in spec.nameservers]
+        _safe_write(etc / "resolv.conf", "\n".join(resolv) + "\n")
 
 
 def _safe_write(path: Path, text: str) -> None:

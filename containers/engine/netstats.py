@@ -22,10 +22,13 @@ def interface_bytes(ipr: IPRoute) -> dict[str, tuple[int, int]]:
     return out
 
 
-def container_bytes(all_bytes: dict[str, tuple[int, int]], ctid: int) -> tuple[int, int] | None:
-    """(bytes into the container, bytes out of it): the host side's tx and rx. None: no interface."""
+def container_bytes(all_bytes: dict[str, tuple[int, int]], ctid: int,
+                    host_names: list[str] | None = None) -> tuple[int, int] | None:
+    """(bytes into the container, bytes out of it): the host side's tx and rx. None: no interface.
+    `host_names` are the host ends the panel knows of; without them OpenVZ's default names are matched."""
     pattern = host_interface_pattern(ctid)
-    found = [v for k, v in all_bytes.items() if pattern.match(k)]
+    names = set(host_names or ())
+    found = [v for k, v in all_bytes.items() if k in names or pattern.match(k)]
     if not found:
         return None
     return sum(tx for _rx, tx in found), sum(rx for rx, _tx in found)

@@ -151,6 +151,14 @@ class Command(BaseCommand):
             p.add_argument(f"--{name}", metavar="BARRIER[:LIMIT]", help=argparse.SUPPRESS)
         p.add_argument("--userpasswd", metavar="USER:PASSWORD",
                        help="set a password inside the running container (never stored or logged)")
+        p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="add a routed (venet) address")
+        p.add_argument("--ipdel", action="append", metavar="ADDR|all", help="remove a venet address")
+        p.add_argument("--pool", help="the IP pool for --ipadd auto")
+        p.add_argument("--netif_add", action="append", metavar="IFNAME[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE]",
+                       help="add a bridged (veth) interface")
+        p.add_argument("--netif_del", action="append", metavar="IFNAME|all")
+        p.add_argument("--nameserver", action="append", metavar="ADDR", help="up to 3")
+        p.add_argument("--searchdomain")
         p.add_argument("--override-capacity", action="store_true",
                        help="administrators: raise limits even past what the host can promise")
         p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
@@ -184,17 +192,21 @@ class Command(BaseCommand):
             elif verb == "set":
                 changes = {k: opts[k] for k in ("hostname", "name", "onboot", "description") if opts.get(k) is not None}
                 changes.update(limit_changes(opts))
+                did = False
                 if opts.get("userpasswd"):
                     who, sep, password = opts["userpasswd"].partition(":")
                     if not sep:
                         raise CommandError("--userpasswd takes USER:PASSWORD")
                     self._finish(services.set_user_password(ct, user, who, password), opts)
-                    if not changes:
-                        return
+                    did = True
+                did = self._network(ct, user, opts) or did
+                if did and not changes:
+                    return
                 if not changes:
                     raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, a limit "
                                        "(--ram, --swap, --cpus, --cpuunits, --cpulimit, --numproc, --physpages, "
-                                       "--diskspace, --diskinodes, --ioprio) or --userpasswd")
+                                       "--diskspace, --diskinodes, --ioprio), --userpasswd or a network option "
+                                       "(--ipadd, --ipdel, --netif_add, --netif_del, --nameserver, --searchdomain)")
                 task = services.update_container(ct, user, override_capacity=opts["override_capacity"], **changes)
                 if task is None:
                     self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
@@ -206,6 +218,27 @@ class Command(BaseCommand):
         except TaskError as exc:
             raise CommandError(str(exc)) from None
         self._finish(task, opts)
+
+    def _network(self, ct, user, opts) -> bool:
+        """The network options of `vzctl set`, each its own task, in vzctl's order. True if any."""
+        from network import services as net
+        did = False
+        if opts.get("ipdel"):
+            self._finish(net.remove_addresses(ct, user, "all" if "all" in opts["ipdel"] else opts["ipdel"]), opts)
+            did = True
+        if opts.get("ipadd"):
+            self._finish(net.add_addresses(ct, user, opts["ipadd"], pool=opts.get("pool")), opts)
+            did = True
+        for ifname in opts.get("netif_del") or []:
+            self._finish(net.remove_netif(ct, user, ifname), opts)
+            did = True
+        for spec in opts.get("netif_add") or []:
+            self._finish(net.add_netif(ct, user, spec), opts)
+            did = True
+        if opts.get("nameserver") or opts.get("searchdomain") is not None:
+            self._finish(net.set_dns(ct, user, opts.get("nameserver"), opts.get("searchdomain")), opts)
+            did = True
+        return did
 
     def _create(self, user, opts):
         hosts = visible_hosts(user)

@@ -1,0 +1,115 @@
+"""Addresses, pools and bridged interfaces of containers."""
+from __future__ import annotations
+
+import ipaddress
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+ifname_validator = RegexValidator(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$",
+                                  "An interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter.")
+mac_validator = RegexValidator(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", "A MAC address looks like 02:18:51:aa:bb:cc.")
+
+
+class IPPool(models.Model):
+    """A network admins hand addresses out of ("auto"), on the hosts allowed to use it."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")])
+    network = models.CharField(max_length=64, help_text="e.g. 198.51.100.0/24 or 2001:db8:1::/64")
+    gateway = models.GenericIPAddressField(null=True, blank=True, help_text="for bridged (veth) interfaces")
+    ranges = models.CharField(max_length=500, blank=True,
+                              help_text="FIRST-LAST, comma separated; empty for the whole network")
+    hosts = models.ManyToManyField("hosts.Host", blank=True, related_name="pools",
+                                   help_text="hosts that may use it; none selected: all")
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "IP pool"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def net(self):
+        return ipaddress.ip_network(self.network, strict=False)
+
+    def clean(self):
+        try:
+            net = ipaddress.ip_network(self.network, strict=True)
+        except ValueError as exc:
+            raise ValidationError({"network": f"Not a network: {exc}."}) from None
+        if self.gateway and ipaddress.ip_address(self.gateway) not in net:
+            raise ValidationError({"gateway": f"{self.gateway} is not in {net}."})
+        try:
+            for first, last in self.parsed_ranges():
+                if first not in net or last not in net or first > last:
+                    raise ValidationError({"ranges": f"{first}-{last} is not a range inside {net}."})
+        except ValueError as exc:
+            raise ValidationError({"ranges": f"Write ranges as FIRST-LAST, comma separated ({exc})."}) from None
+
+    def parsed_ranges(self):
+        out = []
+        for part in filter(None, (p.strip() for p in self.ranges.split(","))):
+            first, _, last = part.partition("-")
+            out.append((ipaddress.ip_address(first.strip()), ipaddress.ip_address((last or first).strip())))
+        return out
+
+    def candidates(self):
+        """Usable addresses in order: the ranges, or the whole network less network, broadcast and gateway."""
+        net = self.net()
+        gateway = ipaddress.ip_address(self.gateway) if self.gateway else None
+        ranges = self.parsed_ranges()
+        if ranges:
+            for first, last in ranges:
+                current = first
+                while current <= last:
+                    if current != gateway:
+                        yield current
+                    current += 1
+        else:
+            for ip in net.hosts():
+                if ip != gateway:
+                    yield ip
+
+
+class IPAddress(models.Model):
+    """One address of one container: on venet0 (routed) or on a veth interface (bridged).
+    The unique constraint makes an address belong to at most one container across all hosts."""
+
+    address = models.GenericIPAddressField(unique=True)
+    prefixlen = models.PositiveSmallIntegerField(null=True, blank=True)  # veth only; venet is /32 or /128
+    container = models.ForeignKey("containers.Container", on_delete=models.CASCADE, related_name="addresses")
+    interface = models.CharField(max_length=15, default="venet0")
+    pool = models.ForeignKey(IPPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="addresses")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["interface", "id"]
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def cidr(self) -> str:
+        full = 32 if ":" not in self.address else 128
+        return f"{self.address}/{self.prefixlen or full}"
+
+
+class NetInterface(models.Model):
+    """A bridged veth interface (vzctl --netif_add ifname,mac,host_ifname,host_mac,bridge)."""
+
+    container = models.ForeignKey("containers.Container", on_delete=models.CASCADE, related_name="netifs")
+    ifname = models.CharField(max_length=15, validators=[ifname_validator])
+    mac = models.CharField(max_length=17, validators=[mac_validator])
+    host_ifname = models.CharField(max_length=15, validators=[ifname_validator])
+    host_mac = models.CharField(max_length=17, validators=[mac_validator])
+    bridge = models.CharField(max_length=15, validators=[ifname_validator])
+    gateway = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["container", "ifname"], name="one_ifname_per_container")]
+
+    def __str__(self) -> str:
+        return f"{self.ifname} ({self.bridge})"
