@@ -178,3 +178,40 @@ def visible_plans(user) -> QuerySet[Plan]:
     if not tenants.exists():
         return Plan.objects.none()
     return Plan.objects.filter(Q(tenants=None) | Q(tenants__in=tenants)).distinct()
+
+
+# -- backups --------------------------------------------------------------------
+def visible_backups(user):
+    from backups.models import Backup
+    qs = Backup.objects.select_related("host", "container", "tenant", "storage")
+    if sees_everything(user):
+        return qs
+    if role_of(user) == "anonymous":
+        return qs.none()
+    return qs.filter(Q(owner=user) | Q(container__owner=user) | Q(tenant_id__in=administered_tenant_ids(user)))
+
+
+def manageable_backups(user):
+    from backups.models import Backup
+    if manages_all_containers(user):
+        return Backup.objects.all()
+    if role_of(user) in ("anonymous", GlobalRole.AUDITOR):
+        return Backup.objects.none()
+    return visible_backups(user)
+
+
+def get_backup_for_user(user, pk):
+    try:
+        return visible_backups(user).get(pk=int(pk))
+    except (Exception,):
+        raise Http404(f"No backup {pk}") from None
+
+
+def visible_backup_jobs(user):
+    from backups.models import BackupJob
+    qs = BackupJob.objects.select_related("tenant", "owner", "storage")
+    if sees_everything(user):
+        return qs
+    if role_of(user) == "anonymous":
+        return qs.none()
+    return qs.filter(Q(owner=user) | Q(tenant_id__in=administered_tenant_ids(user)))

@@ -160,8 +160,3 @@ class PasswordForm(forms.Form):
 class SSHKeyForm(forms.Form):
     key = forms.CharField(label="SSH public key", widget=forms.Textarea(attrs={"rows": 3}), max_length=9000)
     user = forms.CharField(initial="root", max_length=32)
-
-
-class BackupForm(forms.Form):
-    compress = forms.ChoiceField(choices=[("zst", "zstd"), ("gz", "gzip"), ("none", "none")], initial="zst")
-    notes = forms.CharField(max_length=200, required=False)

@@ -165,8 +165,10 @@ def _check_plan_ceiling(user, plan, limits: dict) -> None:
 def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host,
                      name: str | None = None, onboot: bool = False, description: str = "",
                      start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
-                     student_class=None, expires_at=None, override_capacity: bool = False) -> Task:
-    """Register a container in state 'creating' and queue its creation on `host`."""
+                     student_class=None, expires_at=None, override_capacity: bool = False,
+                     task_type: str = TaskType.CT_CREATE, task_params: dict | None = None) -> Task:
+    """Register a container in state 'creating' and queue its creation on `host`
+    (or, with task_type CT_RESTORE, its restore from a backup)."""
     from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
         validate_ctid(ctid)
@@ -190,7 +192,7 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
         from accounts.permissions import manages_all_containers
         if not manages_all_containers(user):
             raise InvalidRequest("Choose a plan for the container.")
-    if not OSTemplate.objects.filter(host=host, name=ostemplate).exists():
+    if task_type == TaskType.CT_CREATE and not OSTemplate.objects.filter(host=host, name=ostemplate).exists():
         raise InvalidRequest(f"OS template {ostemplate!r} is not in the template cache of host {host.name}.")
     if any(str(u.get("name")) == str(ctid) for u in host.unmanaged):
         raise InvalidRequest(f"CTID {ctid} is already used by a container on {host.name} that the panel "
@@ -207,8 +209,9 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
                 onboot=onboot, description=description, owner=owner, tenant=tenant, plan=plan,
                 student_class=student_class, expires_at=expires_at, status=ContainerStatus.CREATING, **wanted,
             )
-            task = submit_task(type=TaskType.CT_CREATE, host=host, user=user, container=ct,
-                               params={"ostemplate": ostemplate, "hostname": hostname, "start": bool(start)})
+            task = submit_task(type=task_type, host=host, user=user, container=ct,
+                               params={"ostemplate": ostemplate, "hostname": hostname, "start": bool(start),
+                                       **(task_params or {})})
             _lock(ct, task)
     except IntegrityError:
         if Container.objects.filter(ctid=ctid).exists():

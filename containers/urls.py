@@ -12,6 +12,5 @@ urlpatterns = [
     path("<str:ident>/reset/", views.container_reset, name="container-reset"),
     path("<str:ident>/password/", views.container_password, name="container-password"),
     path("<str:ident>/sshkey/", views.container_sshkey, name="container-sshkey"),
-    path("<str:ident>/backup/", views.container_backup, name="container-backup"),
     path("<str:ident>/<str:action>/", views.container_action, name="container-action"),
 ]

@@ -7,12 +7,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import get_container_for_user, manageable_containers, visible_containers, visible_tasks
-from backups.services import backup_container
 from tasks.services import TaskError
 
 from . import services
 from .choices import ContainerStatus
-from .forms import (BackupForm, ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, PasswordForm,
+from .forms import (ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, PasswordForm,
                     SSHKeyForm)
 
 ACTIONS = {
@@ -63,18 +62,16 @@ def container_detail(request, ident):
         "ct": ct,
         "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),
         "tasks": visible_tasks(request.user).filter(ctid=ct.ctid)[:15],
-        "backups": ct.backups.all()[:20],
         "settings_form": ContainerSettingsForm(container=ct),
         "exec_form": ExecForm(),
         "destroy_form": DestroyForm(),
         "password_form": PasswordForm(),
         "sshkey_form": SSHKeyForm(),
-        "backup_form": BackupForm(),
     }
     if request.headers.get("HX-Request"):
         return render(request, "containers/_status.html", context)
     tab = request.GET.get("tab")
-    context["tab"] = tab if tab in ("resources", "events", "network") else "overview"
+    context["tab"] = tab if tab in ("resources", "events", "network", "backups") else "overview"
     if context["tab"] == "resources":
         # The table only: the charts fetch their samples from series.json.
         from metrics.consolidate import RANGES
@@ -94,6 +91,9 @@ def container_detail(request, ident):
     elif context["tab"] == "network":
         from network.views import container_network
         context.update(container_network(ct, request.user, context["can_manage"]))
+    elif context["tab"] == "backups":
+        from backups.views import container_backups
+        context.update(container_backups(ct, request.user, context["can_manage"]))
     return render(request, "containers/detail.html", context)
 
 
@@ -214,13 +214,6 @@ def container_password(request, ident):
 def container_sshkey(request, ident):
     return _form_operation(request, ident, SSHKeyForm, lambda ct, d: services.set_ssh_key(
         ct, request.user, d["key"], d["user"]), "add the SSH key")
-
-
-@login_required
-@require_POST
-def container_backup(request, ident):
-    return _form_operation(request, ident, BackupForm, lambda ct, d: backup_container(
-        ct, request.user, compress=d["compress"], notes=d["notes"]), "make a backup", show_task=True)
 
 
 def _form_errors(form) -> str:

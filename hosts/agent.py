@@ -55,12 +55,29 @@ class Agent:
                 task.append_log(f"Removed the half-created container {ct.ctid}")
         for path in self.lxc.remove_partials():
             logger.warning("removed the partial container %s left by an interrupted create", path)
+        self.remove_partial_archives()
         # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence).
         queued_ids = set(Queue(self.host.queue_name, connection=redis_connection()).get_job_ids())
         for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED):
             if task.rq_job_id not in queued_ids:
                 logger.warning("re-queueing task %s whose job was lost", task.pk)
                 enqueue(task.pk)
+
+    def remove_partial_archives(self) -> None:
+        """What an interrupted backup left: a .partial archive, a suspend-mode copy. Never a real archive."""
+        import shutil
+        from pathlib import Path
+        dirs = {self.host.dump_dir, *self.host.storages.values_list("path", flat=True)}
+        for directory in map(Path, dirs):
+            if not directory.is_dir():
+                continue
+            for entry in directory.iterdir():
+                if entry.name.endswith(".partial") and entry.is_file():
+                    entry.unlink(missing_ok=True)
+                    logger.warning("removed %s left by an interrupted backup", entry)
+                elif entry.name.startswith(".vzdump-tmp-") and entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    logger.warning("removed %s left by an interrupted backup", entry)
 
     def reconcile(self) -> None:
         """Write every container's real state back; list LXC containers the panel does not know."""

@@ -1,6 +1,8 @@
 """The REST API under /api/: one router for every app's viewsets."""
 from rest_framework.routers import DefaultRouter
 
+from backups.api_backups import BackupViewSet
+from backups.api.views import BackupJobViewSet
 from containers.api.views import ContainerViewSet, TemplateViewSet
 from hosts.api.views import HostViewSet
 from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet
@@ -18,6 +20,8 @@ router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("users", UserViewSet, basename="api-user")
 router.register(r"containers/(?P<ctid>[^/]+)/network", ContainerNetworkViewSet, basename="api-ct-network")
 router.register("pools", PoolViewSet, basename="api-pool")
+router.register("backup-jobs", BackupJobViewSet, basename="api-backup-job")
+router.register("backups", BackupViewSet, basename="api-backup")
 router.register(r"hosts/(?P<name>[^/.]+)/bridges", HostBridgeViewSet, basename="api-host-bridges")
 
 urlpatterns = router.urls

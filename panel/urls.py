@@ -11,8 +11,10 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("metrics.urls")),        # series.json, user_beancounters, /metrics
     path("", include("network.urls")),       # /containers/<id>/network/..., /hosts/<name>/bridges/, /pools/
+    path("", include("backups.urls")),        # /backups/..., /containers/<id>/backups/{new,prune}/
     path("containers/", include("containers.urls")),
     path("tasks/", include("tasks.urls")),
+    path("backups/jobs/", include("backups.job_urls")),  # backup jobs (before any /backups/<...>/)
     path("hosts/", include("hosts.urls")),
     path("templates/", template_list, name="template-list"),
     path("", include("tenancy.urls")),        # /tenants/, /classes/, /plans/

@@ -221,3 +221,42 @@ def wait_task(task, timeout=60):
     wait_until(done, timeout, message=f"task #{task.pk} ({task.type}) to finish")
     return task
 from .tenancy_fixtures import acme, other_tenant, people, plan, student_ct  # noqa: E402,F401
+
+
+# -- a real SMTP server (aiosmtpd) on loopback, for every test that sends mail ----------------
+class CollectingHandler:
+    def __init__(self):
+        self.messages = []
+        self.port = None
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server(request, settings):
+    """Mail goes to a local aiosmtpd; the returned handler's .messages are the envelopes received."""
+    from aiosmtpd.controller import Controller
+    handler = CollectingHandler()
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    request.addfinalizer(controller.stop)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = handler.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.PANEL_URL = "http://testserver"
+    settings.DEFAULT_FROM_EMAIL = "vzpanel@example.test"
+    return handler

@@ -105,38 +105,6 @@ def test_lockout_after_five_failures_per_username_and_address(client, owner, out
 
 
 # -- password reset by email, through a real SMTP server --------------------------
-class CollectingHandler:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server(request, settings):
-    from aiosmtpd.controller import Controller
-    handler = CollectingHandler()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    request.addfinalizer(controller.stop)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = port
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.PANEL_URL = "http://testserver"
-    return handler
 
 
 def _wait_messages(handler, n, timeout=10):

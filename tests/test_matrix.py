@@ -28,7 +28,7 @@ UI_POSTS = [
     ("destroy/", {"confirm": "501"}), ("reset/", {"confirm": "501"}),
     ("password/", {"user": "root", "password": "secret-pass-1", "confirm": "secret-pass-1"}),
     ("sshkey/", {"user": "root", "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyFakeKeyFakeKey t"}),
-    ("backup/", {"compress": "zst"}),
+    ("backups/new/", {"mode": "stop", "compress": "zst"}),
 ]
 API_POSTS = [
     ("post", "start/", {}), ("post", "stop/", {}), ("post", "restart/", {}),

@@ -185,20 +185,28 @@ class Lxc:
 
     # -- operations ------------------------------------------------------
     def create(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
-        """Unpack a template into a new container; on any failure nothing is left behind.
+        """Unpack a template into a new container; on any failure nothing is left behind."""
+        if not template.is_file():
+            raise LxcError(f"OS template {template} not found")
 
-        The root filesystem is unpacked into a hidden sibling directory and renamed
-        into place only when complete, so a crash never leaves a half container
-        under the CTID (the agent removes stale partial directories at start).
+        def unpack(rootfs: Path) -> None:
+            log(f"Unpacking {template.name} into {self.path(spec.ctid)}/rootfs")
+            _unpack(template, rootfs, log)
+        self.build(spec, unpack, log)
+        log(f"Container {spec.ctid} created")
+
+    def build(self, spec: ContainerSpec, populate: Callable[[Path], None], log: Log = _noop) -> None:
+        """Make a new container whose root filesystem `populate(rootfs)` fills (a template, a backup).
+
+        It is built in a hidden sibling directory and renamed into place only when
+        complete, so a crash never leaves a half container under the CTID (the agent
+        removes stale partial directories at start); on any failure nothing is left.
         """
         target = self.path(spec.ctid)
         if target.exists():
             raise LxcError(f"{target} already exists: a container {spec.ctid} is already known to LXC")
-        if not template.is_file():
-            raise LxcError(f"OS template {template} not found")
         self.lxcpath.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-", dir=self.lxcpath))
-        image = None
         try:
             os.chmod(partial, 0o770)
             rootfs = partial / "rootfs"
@@ -208,8 +216,7 @@ class Lxc:
                 log(f"Making a {spec.disk_mb} MiB disk" + (f" with {spec.diskinodes} inodes" if spec.diskinodes else ""))
                 image.create(spec.disk_mb, spec.diskinodes)
                 image.mount()
-            log(f"Unpacking {template.name} into {target}/rootfs")
-            _unpack(template, rootfs, log)
+            populate(rootfs)
             write_identity(rootfs, spec)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
             os.rename(partial, target)  # the image's mount moves with its directory
@@ -221,7 +228,6 @@ class Lxc:
         except BaseException:
             _discard(target)
             raise
-        log(f"Container {spec.ctid} created")
 
     def start(self, ctid: int, timeout: int = 30) -> None:
         self.ensure_mounted(ctid)
@@ -240,6 +246,16 @@ class Lxc:
         """Clean shutdown, killed after `timeout` seconds (vzctl stop)."""
         res = run(["lxc-stop", *self._base(ctid), "-t", str(timeout)], check=False, timeout=timeout + 30)
         if res.returncode != 0 and self.state(ctid) != "STOPPED":
+            raise LxcError(_lxc_error_text(res, None))
+
+    def freeze(self, ctid: int) -> None:
+        res = run(["lxc-freeze", *self._base(ctid)], check=False, timeout=60)
+        if res.returncode != 0:
+            raise LxcError(_lxc_error_text(res, None))
+
+    def unfreeze(self, ctid: int) -> None:
+        res = run(["lxc-unfreeze", *self._base(ctid)], check=False, timeout=60)
+        if res.returncode != 0:
             raise LxcError(_lxc_error_text(res, None))
 
     def kill(self, ctid: int) -> None:
@@ -307,16 +323,21 @@ class Lxc:
 
     def reset(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
         """Replace the root filesystem with a fresh copy of `template`; on failure the old one stays."""
+        self.replace_rootfs(spec, lambda rootfs: _unpack(template, rootfs, log), log)
+
+    def replace_rootfs(self, spec: ContainerSpec, populate: Callable[[Path], None], log: Log = _noop) -> None:
+        """Give a stopped container a new root filesystem that `populate(rootfs)` fills, built aside
+        and swapped in only when complete; on any failure the old one stays as it was."""
         path = self.path(spec.ctid)
-        partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-reset-", dir=self.lxcpath))
+        partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-swap-", dir=self.lxcpath))
         old_disk = self.disk(spec.ctid)
         try:
             (partial / "rootfs").mkdir()
             if old_disk:
                 new_disk = DiskImage(partial / IMAGE_NAME, partial / "rootfs")
-                new_disk.create(old_disk.size_mb(), spec.diskinodes)
+                new_disk.create(spec.disk_mb or old_disk.size_mb(), spec.diskinodes)
                 new_disk.mount()
-            _unpack(template, partial / "rootfs", log)
+            populate(partial / "rootfs")
             write_identity(partial / "rootfs", spec)
             if old_disk:
                 new_disk.umount()

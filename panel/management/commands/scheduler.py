@@ -1,4 +1,4 @@
-"""python manage.py scheduler: the panel's recurring work (expiry, and later backup jobs).
+"""python manage.py scheduler: the panel's recurring work (expiry, backup jobs).
 
 Runs one pass a minute. A Redis lock makes a second scheduler harmless: only one
 pass runs at a time, wherever the schedulers are.
@@ -19,12 +19,20 @@ LOCK_KEY = "vzpanel:scheduler:pass"
 
 
 def run_pass() -> list[str]:
+    from backups.jobs_service import due_runs, finish_runs
     from tenancy.expiry import enforce_expiry
-    return enforce_expiry()
+    lines = []
+    # Each part on its own: one failing must not keep the others from their work.
+    for part in (enforce_expiry, finish_runs, due_runs):
+        try:
+            lines += part()
+        except Exception:
+            logger.exception("scheduler: %s failed", part.__name__)
+    return lines
 
 
 class Command(BaseCommand):
-    help = "Run the panel's recurring work: expiry of containers and classes."
+    help = "Run the panel's recurring work: expiry of containers and classes, backup jobs and their reports."
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="one pass, then exit")

@@ -1,0 +1,151 @@
+"""Backups over REST: list, look at, annotate, protect, verify, restore, download, delete.
+Long operations answer 202 with the task's URL; invisible backups 404; read-only users 403."""
+from django.core.exceptions import PermissionDenied
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import renderers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.permissions import get_backup_for_user, manageable_backups, visible_backups
+from containers.api.views import accepted, refused
+from hosts.models import Host
+from tasks.api.serializers import TaskSerializer
+from tasks.services import TaskError
+
+from . import services
+from .models import Backup
+from .views import archive_response
+
+
+class BackupSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api-backup-detail")
+    download_url = serializers.HyperlinkedIdentityField(view_name="api-backup-download")
+    container = serializers.SlugRelatedField(slug_field="ctid", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    storage = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    task = serializers.PrimaryKeyRelatedField(read_only=True)
+    job = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Backup
+        fields = ["id", "url", "download_url", "ctid", "container", "tenant", "owner", "host", "storage",
+                  "storage_path", "filename", "size", "sha256", "mode", "compress", "kind", "notes", "protected",
+                  "created_at", "verified_at", "task", "job"]
+        read_only_fields = fields
+
+
+class BackupUpdateSerializer(serializers.Serializer):
+    notes = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    protected = serializers.BooleanField(required=False)
+
+
+class BackupDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(required=False, help_text="the archive's file name, repeated to confirm")
+
+
+class RestoreSerializer(serializers.Serializer):
+    ctid = serializers.IntegerField(min_value=100, max_value=999_999_999)
+    host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False,
+                                        allow_null=True, help_text="default: the backup's host")
+    force = serializers.BooleanField(default=False, help_text="overwrite the existing, stopped container `ctid`")
+    confirm = serializers.CharField(required=False, allow_blank=True, allow_null=True,
+                                    help_text="with force: the CTID again")
+    start = serializers.BooleanField(default=False)
+
+
+class ArchiveRenderer(renderers.JSONRenderer):
+    """Lets clients ask for the archive by its type; refusals still come out as JSON."""
+
+    media_type = "application/octet-stream"
+    format = "archive"
+
+
+class BackupViewSet(viewsets.GenericViewSet):
+    """Backups the caller may see."""
+
+    serializer_class = BackupSerializer
+
+    def get_queryset(self):
+        qs = visible_backups(self.request.user).select_related("owner", "job", "task")
+        params = self.request.query_params
+        if params.get("ctid"):
+            try:
+                qs = qs.filter(ctid=int(params["ctid"]))
+            except ValueError:
+                qs = qs.none()
+        if params.get("host"):
+            qs = qs.filter(host__name=params["host"])
+        return qs
+
+    def get_object(self):
+        # Reading needs visibility (404); changing needs the right to manage (403 if only visible).
+        backup = get_backup_for_user(self.request.user, self.kwargs["pk"])
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") or self.action == "download":
+            if not manageable_backups(self.request.user).filter(pk=backup.pk).exists():
+                raise PermissionDenied(f"You may look at backup {backup.filename} but not change it.")
+        return backup
+
+    def _data(self, backup):
+        return BackupSerializer(backup, context={"request": self.request}).data
+
+    @extend_schema(parameters=[OpenApiParameter("ctid", int), OpenApiParameter("host", str)])
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(BackupSerializer(page, many=True, context={"request": request}).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(self._data(self.get_object()))
+
+    @extend_schema(request=BackupUpdateSerializer, responses={200: BackupSerializer})
+    def partial_update(self, request, pk=None):
+        backup = self.get_object()
+        ser = BackupUpdateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            services.update_backup(backup, request.user, **ser.validated_data)
+        except TaskError as exc:
+            return refused(exc)
+        return Response(self._data(backup))
+
+    @extend_schema(request=BackupDeleteSerializer, responses={202: TaskSerializer},
+                   parameters=[OpenApiParameter("confirm", str, description="the file name again")])
+    def destroy(self, request, pk=None):
+        backup = self.get_object()
+        confirm = request.data.get("confirm") if hasattr(request.data, "get") else None
+        confirm = confirm or request.query_params.get("confirm")
+        try:
+            task = services.delete_backup(backup, request.user, confirm=confirm)
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request=None, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        backup = self.get_object()
+        try:
+            task = services.verify_backup(backup, request.user)
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request=RestoreSerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def restore(self, request, pk=None):
+        backup = self.get_object()
+        ser = RestoreSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        try:
+            task = services.restore_backup(backup, request.user, ctid=d["ctid"], host=d.get("host"),
+                                           force=d["force"], confirm=d.get("confirm"), start=d["start"])
+        except TaskError as exc:
+            return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, ArchiveRenderer])
+    def download(self, request, pk=None):
+        return archive_response(self.get_object())

@@ -1,0 +1,128 @@
+"""Forms of the backup pages: make, restore, annotate, delete, prune and upload archives.
+(Backup jobs have their own forms in backups/forms.py.)"""
+from __future__ import annotations
+
+from django import forms
+
+from accounts.permissions import creatable_tenants, visible_hosts, visible_plans
+
+from hosts.models import Host
+from tenancy.models import Plan, Tenant
+
+from .models import BackupMode, BackupStorage, Compression
+
+MAX_UPLOAD_BYTES = 64 * 1024 ** 3  # 64 GiB
+KEEP_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+class BackupCreateForm(forms.Form):
+    """vzdump CTID: how, where, what to leave out."""
+
+    mode = forms.ChoiceField(choices=BackupMode.choices, initial=BackupMode.SNAPSHOT,
+                             help_text="stop: consistent, the container is down meanwhile; suspend: short pause; "
+                                       "snapshot: no downtime.")
+    compress = forms.ChoiceField(label="Compression", choices=Compression.choices, initial=Compression.ZSTD)
+    storage = forms.ModelChoiceField(queryset=BackupStorage.objects.none(), required=False,
+                                     empty_label="dump directory")
+    notes = forms.CharField(max_length=200, required=False)
+    stdexcludes = forms.BooleanField(label="Standard excludes (/tmp, /var/tmp, /var/run/*.pid)", required=False,
+                                     initial=True)
+    exclude_paths = forms.CharField(label="Exclude paths", required=False, widget=forms.Textarea,
+                                    help_text="one glob per line, e.g. /var/cache/*")
+    bwlimit_kbps = forms.IntegerField(label="Bandwidth limit (KiB/s)", required=False, min_value=1,
+                                      max_value=10_000_000)
+    protected = forms.BooleanField(required=False, help_text="protected backups are never pruned nor deleted")
+
+    def __init__(self, *args, host=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if host is not None:
+            self.fields["storage"].queryset = BackupStorage.objects.filter(host=host, enabled=True)
+
+    def clean_exclude_paths(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["exclude_paths"].splitlines()]
+        paths = [line for line in lines if line]
+        for path in paths:
+            if len(path) > 500 or "\x00" in path:
+                raise forms.ValidationError(f"Bad exclude path {path[:60]!r}.")
+        if len(paths) > 100:
+            raise forms.ValidationError("At most 100 exclude paths.")
+        return paths
+
+
+class RestoreForm(forms.Form):
+    """vzrestore ARCHIVE CTID: to a new container, or over the backup's own (stopped) container."""
+
+    target = forms.ChoiceField(choices=[("new", "a new container"), ("overwrite", "overwrite this container")],
+                               initial="new", widget=forms.RadioSelect)
+    ctid = forms.IntegerField(label="New CTID", required=False, min_value=100, max_value=999_999_999)
+    confirm = forms.CharField(label="Type the CTID to overwrite", required=False, max_length=20)
+    host = forms.ModelChoiceField(queryset=Host.objects.none(), to_field_name="name")
+    hostname = forms.CharField(max_length=253, required=False, help_text="empty: the original's")
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False,
+                                    empty_label="the backup's tenant", to_field_name="slug")
+    plan = forms.ModelChoiceField(queryset=Plan.objects.none(), required=False,
+                                  empty_label="the original's plan and limits", to_field_name="name")
+    start = forms.BooleanField(label="Start after restore", required=False)
+
+    def __init__(self, *args, user=None, backup=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backup = backup
+        self.fields["host"].queryset = visible_hosts(user)
+        self.fields["tenant"].queryset = creatable_tenants(user)
+        self.fields["plan"].queryset = visible_plans(user)
+        if backup is None or backup.container is None:
+            self.fields["target"].choices = [("new", "a new container")]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("target") == "overwrite":
+            if self.backup is None or self.backup.container is None:
+                raise forms.ValidationError("The container of this backup no longer exists; restore to a new CTID.")
+            data["ctid"] = self.backup.container.ctid
+        elif data.get("target") == "new" and not data.get("ctid"):
+            self.add_error("ctid", "Give the CTID of the new container.")
+        return data
+
+
+class NotesForm(forms.Form):
+    notes = forms.CharField(max_length=200, required=False)
+
+
+class DeleteForm(forms.Form):
+    confirm = forms.CharField(label="Type the archive's file name", max_length=200)
+
+
+class ProtectForm(forms.Form):
+    protected = forms.BooleanField(required=False)
+
+
+class PruneForm(forms.Form):
+    """vzdump --prune-backups keep-*=N: at least one."""
+
+    keep_last = forms.IntegerField(label="keep-last", required=False, min_value=1, max_value=10_000)
+    keep_hourly = forms.IntegerField(label="keep-hourly", required=False, min_value=1, max_value=10_000)
+    keep_daily = forms.IntegerField(label="keep-daily", required=False, min_value=1, max_value=10_000)
+    keep_weekly = forms.IntegerField(label="keep-weekly", required=False, min_value=1, max_value=10_000)
+    keep_monthly = forms.IntegerField(label="keep-monthly", required=False, min_value=1, max_value=10_000)
+    keep_yearly = forms.IntegerField(label="keep-yearly", required=False, min_value=1, max_value=10_000)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and all(data.get(k) is None for k in KEEP_FIELDS):
+            raise forms.ValidationError("Give at least one keep-* option.")
+        return data
+
+    def retention(self) -> dict:
+        return {k: self.cleaned_data[k] for k in KEEP_FIELDS if self.cleaned_data.get(k) is not None}
+
+
+class UploadForm(forms.Form):
+    archive = forms.FileField(help_text="vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst], up to 64 GiB")
+    host = forms.ModelChoiceField(queryset=Host.objects.none(), to_field_name="name")
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False, empty_label="no tenant",
+                                    to_field_name="slug")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["host"].queryset = visible_hosts(user)
+        self.fields["tenant"].queryset = creatable_tenants(user)

@@ -1,0 +1,379 @@
+"""Backup pages: the container's Backups tab (its context), /backups/, downloads, restore, prune, upload.
+
+Thin views over accounts.permissions and backups.services. What the user may not see answers 404,
+what they may see but not change 403; a refused request changes nothing and says why.
+The web process reads archives to stream them but never runs anything on the host."""
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import (creatable_tenants, get_backup_for_user, get_container_for_user,
+                                  manageable_backups, manageable_containers, manages_hosts, visible_backups, visible_hosts,
+                                  visible_tenants)
+from containers.services import next_free_ctid
+from tasks.services import TaskError
+
+from . import services
+from .forms_backup import (KEEP_FIELDS, MAX_UPLOAD_BYTES, BackupCreateForm, DeleteForm, NotesForm, ProtectForm,
+                           PruneForm, RestoreForm, UploadForm)
+from .models import BackupStorage
+
+PAGE_SIZE = 100
+
+
+# -- helpers --------------------------------------------------------------------------
+def _errors(form) -> str:
+    return " ".join(f"{'' if f == '__all__' else form[f].label}: {' '.join(e)}".lstrip(": ")
+                    for f, e in form.errors.items())
+
+
+def _safe_next(url: str | None) -> str | None:
+    # Only local paths: never redirect to another site.
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return None
+
+
+def _back(request, default: str | None = None):
+    return redirect(_safe_next(request.POST.get("next")) or default or reverse("backup-list"))
+
+
+def tab_url(ct) -> str:
+    return reverse("container-detail", args=[ct.ctid]) + "?tab=backups"
+
+
+def _backup_for(request, pk, manage: bool):
+    """The backup if visible (else 404); with `manage`, 403 unless the user may change it."""
+    backup = get_backup_for_user(request.user, pk)
+    if manage and not manageable_backups(request.user).filter(pk=backup.pk).exists():
+        raise PermissionDenied(f"You may look at backup {backup.filename} but not change it.")
+    return backup
+
+
+def _open_regular(path: str):
+    """The file at `path` opened for reading, if it is a regular file (not a link, not missing): else 404."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise Http404("The file is not on the host's disk.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Http404("The file is not on the host's disk.")
+    return os.fdopen(fd, "rb")
+
+
+def archive_response(backup) -> FileResponse:
+    """Stream the archive (never read into memory) as an attachment; 404 if it is gone."""
+    return FileResponse(_open_regular(backup.path), as_attachment=True, filename=backup.filename)
+
+
+def log_path(backup) -> str:
+    stem = backup.filename.rsplit(".tar", 1)[0]
+    return f"{backup.storage_path.rstrip('/')}/{stem}.log"
+
+
+def log_response(backup) -> FileResponse:
+    return FileResponse(_open_regular(log_path(backup)), content_type="text/plain; charset=utf-8")
+
+
+def _row_context(user, backups) -> dict:
+    """What each row may offer: the ids of the backups the user may change (and download)."""
+    ids = [b.pk for b in backups]
+    return {"manageable_ids": set(manageable_backups(user).filter(pk__in=ids).values_list("pk", flat=True))}
+
+
+def container_backups(ct, user, can_manage: bool) -> dict:
+    """The context of the container page's Backups tab."""
+    backups = list(visible_backups(user).filter(container=ct).select_related("storage", "task"))
+    return {
+        "backups": backups,
+        **_row_context(user, backups),
+        "backup_create_form": BackupCreateForm(host=ct.host) if can_manage else None,
+        "prune_form": PruneForm(),
+        "backups_next": tab_url(ct),
+    }
+
+
+# -- the container's Backups tab: make a backup, prune ---------------------------------
+@login_required
+@require_POST
+def container_backup_create(request, ident):
+    ct = get_container_for_user(request.user, ident, manage=True)
+    form = BackupCreateForm(request.POST, host=ct.host)
+    try:
+        if not form.is_valid():
+            raise TaskError(_errors(form))
+        d = form.cleaned_data
+        task = services.backup_container(
+            ct, request.user, mode=d["mode"], compress=d["compress"], storage=d["storage"], notes=d["notes"],
+            stdexcludes=d["stdexcludes"], exclude_paths=d["exclude_paths"], bwlimit_kbps=d["bwlimit_kbps"],
+            protected=d["protected"])
+    except TaskError as exc:
+        messages.error(request, f"Could not make a backup: {exc}")
+        return redirect(tab_url(ct))
+    messages.success(request, f"Task #{task.pk} queued: back up container {ct.ctid}.")
+    return redirect("task-detail", task.pk)
+
+
+def _prune_groups(backups, retention: dict) -> list[dict]:
+    """The plan per place (host and directory): retention applies to each storage on its own, as vzdump's."""
+    groups: dict[tuple, list] = {}
+    for b in backups:
+        groups.setdefault((b.host_id, b.storage_path), []).append(b)
+    plan = []
+    for (_, path), members in groups.items():
+        keep, remove = services.prune_plan(members, retention)
+        plan.append({"host": members[0].host, "storage": members[0].storage, "storage_path": path,
+                     "backups": members, "keep": keep, "remove": remove})
+    return plan
+
+
+def _expect(plan) -> str:
+    return ",".join(str(pk) for pk in sorted(b.pk for g in plan for b in g["remove"]))
+
+
+@login_required
+def container_backup_prune(request, ident):
+    """GET: the dry run (what would go, what stays). POST: prune now, if the plan is still the one shown."""
+    post = request.method == "POST"
+    ct = get_container_for_user(request.user, ident, manage=post)
+    can_manage = manageable_containers(request.user).filter(pk=ct.pk).exists()
+    data = request.POST if post else (request.GET if any(k in request.GET for k in KEEP_FIELDS) else None)
+    form = PruneForm(data)
+    backups = list(visible_backups(request.user).filter(container=ct).order_by("-created_at"))
+    plan = _prune_groups(backups, form.retention()) if data is not None and form.is_valid() else None
+    if post:
+        if plan is None:
+            messages.error(request, f"Nothing pruned: {_errors(form)}")
+            return redirect(tab_url(ct))
+        if request.POST.get("expect", "") != _expect(plan):
+            messages.error(request, "Nothing pruned: the backups changed since the dry run; review the plan again.")
+            return redirect(reverse("container-backup-prune", args=[ct.ctid]) + "?" + urlencode(form.retention()))
+        try:
+            with transaction.atomic():
+                tasks = []
+                for group in plan:
+                    _, _, queued = services.prune_backups(request.user, group["backups"], form.retention(),
+                                                          dry_run=False)
+                    tasks += queued
+        except TaskError as exc:
+            messages.error(request, f"Nothing pruned: {exc}")
+            return redirect(tab_url(ct))
+        kept = sum(len(g["keep"]) for g in plan)
+        messages.success(request, f"Pruned: {len(tasks)} delete task{'s' if len(tasks) != 1 else ''} queued"
+                                  f"{' (#' + ', #'.join(str(t.pk) for t in tasks) + ')' if tasks else ''}; "
+                                  f"{kept} kept.")
+        return redirect(tab_url(ct))
+    if data is not None and not form.is_valid():
+        messages.error(request, _errors(form))
+    return render(request, "backups/prune.html", {
+        "ct": ct, "form": form, "plan": plan, "expect": _expect(plan) if plan else "",
+        "removing": sum(len(g["remove"]) for g in plan) if plan else 0,
+        "can_manage": can_manage,
+        "retention": form.retention() if plan is not None else {}})
+
+
+# -- /backups/ ---------------------------------------------------------------------------
+@login_required
+def backup_list(request):
+    user = request.user
+    qs = visible_backups(user).select_related("host", "storage", "tenant", "container", "owner")
+    filters = {k: request.GET.get(k, "").strip() for k in ("ctid", "host", "storage", "tenant")}
+    if filters["ctid"]:
+        if filters["ctid"].isdigit():
+            qs = qs.filter(ctid=int(filters["ctid"]))
+        else:
+            messages.error(request, f"CTID {filters['ctid']!r} is not a number; not filtered by it.")
+            filters["ctid"] = ""
+    if filters["host"]:
+        qs = qs.filter(host__name=filters["host"])
+    if filters["storage"] == "dump":
+        qs = qs.filter(storage__isnull=True)
+    elif filters["storage"].isdigit():
+        qs = qs.filter(storage_id=int(filters["storage"]))
+    if filters["tenant"]:
+        qs = qs.filter(tenant__slug=filters["tenant"])
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    can_import = manages_hosts(user) or creatable_tenants(user).exists()
+    query = urlencode({k: v for k, v in filters.items() if v})
+    return render(request, "backups/list.html", {
+        "page": page, "backups": list(page.object_list), **_row_context(user, page.object_list),
+        "filters": filters, "query": query,
+        "hosts": visible_hosts(user), "tenants": visible_tenants(user),
+        "storages": BackupStorage.objects.filter(host__in=visible_hosts(user)).select_related("host"),
+        "can_import": can_import, "upload_form": UploadForm(user=user) if can_import else None,
+        "backups_next": request.get_full_path(),
+    })
+
+
+@login_required
+@require_POST
+def backup_upload(request):
+    """Stream an uploaded archive to VAR_DIR/uploads/<its name> and queue its import on the chosen host."""
+    user = request.user
+    if not (manages_hosts(user) or creatable_tenants(user).exists()):
+        raise PermissionDenied("You may not import archives.")
+    form = UploadForm(request.POST, request.FILES, user=user)
+    if not form.is_valid():
+        messages.error(request, f"Not uploaded: {_errors(form)}")
+        return redirect("backup-list")
+    upload, host, tenant = form.cleaned_data["archive"], form.cleaned_data["host"], form.cleaned_data["tenant"]
+    name = os.path.basename(upload.name or "")
+    if not services.ARCHIVE_RE.match(name):
+        messages.error(request, f"Not uploaded: {name!r} is not a vzdump archive name "
+                                "(vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
+        return redirect("backup-list")
+    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+        messages.error(request, f"Not uploaded: {name} is larger than 64 GiB.")
+        return redirect("backup-list")
+    if tenant is None and not manages_hosts(user):
+        messages.error(request, "Not uploaded: choose the tenant the archive belongs to.")
+        return redirect("backup-list")
+    updir = Path(settings.VAR_DIR) / "uploads"
+    dest = updir / name
+    if dest.exists():
+        messages.error(request, f"Not uploaded: an archive named {name} is already waiting in the uploads; "
+                                "rename yours (another time in the name) or import that one.")
+        return redirect("backup-list")
+    updir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=updir, prefix=".upload-", suffix=".part")
+    try:
+        written = 0
+        with os.fdopen(fd, "wb") as out:
+            for chunk in upload.chunks():
+                written += len(chunk)
+                if written > MAX_UPLOAD_BYTES:
+                    messages.error(request, f"Not uploaded: {name} is larger than 64 GiB.")
+                    return redirect("backup-list")
+                out.write(chunk)
+        try:
+            os.link(tmp, dest)  # never over an existing file, even one that appeared meanwhile
+        except FileExistsError:
+            messages.error(request, f"Not uploaded: an archive named {name} is already waiting in the uploads.")
+            return redirect("backup-list")
+    finally:
+        os.unlink(tmp)
+    try:
+        task = services.import_archive(user, host, str(dest), tenant=tenant)
+    except TaskError as exc:
+        dest.unlink(missing_ok=True)
+        messages.error(request, f"Not imported: {exc}")
+        return redirect("backup-list")
+    messages.success(request, f"Task #{task.pk} queued: import {name} ({written} bytes) on {host.name}.")
+    return redirect("task-detail", task.pk)
+
+
+# -- one backup ---------------------------------------------------------------------------
+@login_required
+def backup_download(request, pk):
+    return archive_response(_backup_for(request, pk, manage=True))
+
+
+@login_required
+def backup_log(request, pk):
+    return log_response(_backup_for(request, pk, manage=False))
+
+
+@login_required
+@require_POST
+def backup_verify(request, pk):
+    backup = _backup_for(request, pk, manage=True)
+    try:
+        task = services.verify_backup(backup, request.user)
+    except TaskError as exc:
+        messages.error(request, f"Could not verify {backup.filename}: {exc}")
+    else:
+        messages.success(request, f"Task #{task.pk} queued: verify {backup.filename}.")
+    return _back(request)
+
+
+@login_required
+@require_POST
+def backup_protect(request, pk):
+    backup = _backup_for(request, pk, manage=True)
+    form = ProtectForm(request.POST)
+    form.is_valid()
+    protected = form.cleaned_data.get("protected", False)
+    try:
+        services.update_backup(backup, request.user, protected=protected)
+    except TaskError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{backup.filename} is {'protected' if protected else 'no longer protected'}.")
+    return _back(request)
+
+
+@login_required
+@require_POST
+def backup_notes(request, pk):
+    backup = _backup_for(request, pk, manage=True)
+    form = NotesForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError(_errors(form))
+        services.update_backup(backup, request.user, notes=form.cleaned_data["notes"])
+    except TaskError as exc:
+        messages.error(request, f"Notes not saved: {exc}")
+    else:
+        messages.success(request, f"Notes of {backup.filename} saved.")
+    return _back(request)
+
+
+@login_required
+@require_POST
+def backup_delete(request, pk):
+    backup = _backup_for(request, pk, manage=True)
+    form = DeleteForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TaskError("Confirm by typing the archive's file name.")
+        task = services.delete_backup(backup, request.user, confirm=form.cleaned_data["confirm"])
+    except TaskError as exc:
+        messages.error(request, f"Not deleted: {exc}")
+    else:
+        messages.success(request, f"Task #{task.pk} queued: delete {backup.filename}.")
+    return _back(request)
+
+
+@login_required
+def backup_restore(request, pk):
+    """vzrestore: the form (GET) and the restore (POST)."""
+    backup = _backup_for(request, pk, manage=True)
+    user = request.user
+    if request.method == "POST":
+        form = RestoreForm(request.POST, user=user, backup=backup)
+        if form.is_valid():
+            d = form.cleaned_data
+            overwrite = d["target"] == "overwrite"
+            try:
+                task = services.restore_backup(
+                    backup, user, ctid=d["ctid"], host=d["host"], force=overwrite,
+                    confirm=d["confirm"] if overwrite else None, tenant=d["tenant"], plan=d["plan"],
+                    hostname=d["hostname"] or None, start=d["start"])
+            except TaskError as exc:
+                form.add_error(None, str(exc))
+            else:
+                what = f"restore {backup.filename} over container {d['ctid']}" if overwrite else \
+                    f"restore {backup.filename} as container {d['ctid']}"
+                messages.success(request, f"Task #{task.pk} queued: {what}.")
+                return redirect("task-detail", task.pk)
+    else:
+        form = RestoreForm(initial={"target": "new", "ctid": next_free_ctid(), "host": backup.host.name},
+                           user=user, backup=backup)
+    return render(request, "backups/restore.html", {"backup": backup, "form": form,
+                                                    "next": _safe_next(request.GET.get("next")) or ""})
