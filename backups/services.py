@@ -192,3 +192,36 @@ def import_archive(user, host, path: str, tenant=None) -> Task:
     with transaction.atomic():
         return submit_task(type=TaskType.BACKUP_IMPORT, host=host, user=user,
                            params={"path": path, "tenant": tenant.pk if tenant else None})
+
+
+def save_storage(user, *, host, name: str, path: str, enabled: bool = True, **retention) -> BackupStorage:
+    """Define a named backup storage on a host: any directory mounted there."""
+    from django.core.exceptions import ValidationError
+
+    from accounts.permissions import manages_hosts
+    try:
+        if user is not None and not manages_hosts(user):
+            raise NotAllowed("Only administrators and operators define backup storages.")
+        if not path.startswith("/") or ".." in path.split("/") or "\x00" in path:
+            raise InvalidRequest("The storage path must be an absolute path without '..'.")
+        storage = BackupStorage(host=host, name=name, path=path.rstrip("/") or "/", enabled=enabled, **retention)
+        try:
+            storage.full_clean()
+        except ValidationError as exc:
+            raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+    except (NotAllowed, InvalidRequest) as exc:
+        record(user, "storage.create", host, "refused", str(exc))
+        raise
+    storage.save()
+    record(user, "storage.create", host, detail=f"{name} at {storage.path}")
+    return storage
+
+
+def delete_storage(user, storage: BackupStorage) -> None:
+    from accounts.permissions import manages_hosts
+    if user is not None and not manages_hosts(user):
+        raise NotAllowed("Only administrators and operators remove backup storages.")
+    if storage.backups.exists():
+        raise InvalidRequest(f"Storage {storage.name} still lists backups; delete or move them first.")
+    record(user, "storage.delete", storage.host, detail=storage.name)
+    storage.delete()

@@ -5,4 +5,6 @@ from . import views
 urlpatterns = [
     path("", views.host_list, name="host-list"),
     path("<str:name>/", views.host_detail, name="host-detail"),
+    path("<str:name>/storages/", views.storage_create, name="storage-create"),
+    path("<str:name>/storages/<int:pk>/delete/", views.storage_delete, name="storage-delete"),
 ]

@@ -562,3 +562,20 @@ def test_api_restore_to_a_new_ctid(people, admin_user, backup, host):
     assert r.status_code == 202, r.content
     assert Container.objects.get(ctid=600).status == "creating"
     assert r["Location"].endswith(f"/api/tasks/{r.json()['task']['id']}/")
+
+
+def test_storages_are_defined_by_admins_and_operators_only(client, people, host, admin_user):
+    from backups.models import BackupStorage
+    client.force_login(people["tadmin"])
+    resp = client.post(f"/hosts/{host.name}/storages/", {"name": "nfs", "path": "/mnt/nfs"}, follow=True)
+    assert "Only administrators and operators" in resp.content.decode()
+    assert not BackupStorage.objects.exists()
+    client.force_login(people["operator"])
+    resp = client.post(f"/hosts/{host.name}/storages/", {"name": "nfs", "path": "relative/path"}, follow=True)
+    assert "absolute path" in resp.content.decode() and not BackupStorage.objects.exists()
+    client.post(f"/hosts/{host.name}/storages/", {"name": "nfs", "path": "/mnt/nfs/"})
+    storage = BackupStorage.objects.get()
+    assert (storage.name, storage.path, storage.host) == ("nfs", "/mnt/nfs", host)
+    assert "/mnt/nfs" in client.get(f"/hosts/{host.name}/").content.decode()
+    client.post(f"/hosts/{host.name}/storages/{storage.pk}/delete/")
+    assert not BackupStorage.objects.exists()
