@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl
+RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl debootstrap gnupg
 TEST_DEBS := chromium
 NODE_DEBS := nodejs npm
 

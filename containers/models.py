@@ -73,6 +73,11 @@ class OSTemplate(models.Model):
     filename = models.CharField(max_length=160)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
+    # From the sidecar <file>.meta.json the agent writes when it builds or fetches a template.
+    distribution = models.CharField(max_length=64, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    architecture = models.CharField(max_length=32, blank=True)
+    source = models.CharField(max_length=300, blank=True)  # built, a URL, "upload", "container 101"
     modified_at = models.DateTimeField()
     seen_at = models.DateTimeField(default=timezone.now)
 

@@ -21,6 +21,7 @@ from containers.engine import sysinfo
 from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
+import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
 from containers.jobs import record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
@@ -106,10 +107,13 @@ class Agent:
         found = list_templates(self.host.template_dir)
         with transaction.atomic():
             for info in found:
+                meta = info.meta or {}
                 OSTemplate.objects.update_or_create(
                     host=self.host, name=info.name,
                     defaults=dict(filename=info.filename, size=info.size, sha256=info.sha256,
                                   modified_at=datetime.fromtimestamp(info.mtime, dt_timezone.utc),
+                                  distribution=meta.get("distribution", ""), version=meta.get("version", ""),
+                                  architecture=meta.get("architecture", ""), source=meta.get("source", ""),
                                   seen_at=timezone.now()))
             OSTemplate.objects.filter(host=self.host).exclude(name__in=[i.name for i in found]).delete()
 

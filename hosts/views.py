@@ -10,7 +10,6 @@ from django.http import Http404
 from django.shortcuts import render
 
 from accounts.permissions import visible_containers, visible_hosts
-from containers.models import OSTemplate
 
 
 @login_required
@@ -68,9 +67,3 @@ def storage_delete(request, name, pk):
     else:
         messages.success(request, f"Storage {storage.name} removed.")
     return redirect("host-detail", host.name)
-
-
-@login_required
-def template_list(request):
-    templates = OSTemplate.objects.filter(host__in=visible_hosts(request.user)).select_related("host")
-    return render(request, "hosts/templates.html", {"templates": templates})

@@ -3,7 +3,8 @@ from rest_framework.routers import DefaultRouter
 
 from backups.api_backups import BackupViewSet
 from backups.api.views import BackupJobViewSet
-from containers.api.views import ContainerViewSet, TemplateViewSet
+from containers.api.template_api import TemplateAdminViewSet
+from containers.api.views import ContainerViewSet
 from hosts.api.views import HostViewSet
 from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet
 from tasks.api.views import TaskViewSet
@@ -12,7 +13,7 @@ from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, Use
 router = DefaultRouter()
 router.register("containers", ContainerViewSet, basename="api-container")
 router.register("tasks", TaskViewSet, basename="api-task")
-router.register("templates", TemplateViewSet, basename="api-template")
+router.register("templates", TemplateAdminViewSet, basename="api-template")
 router.register("hosts", HostViewSet, basename="api-host")
 router.register("tenants", TenantViewSet, basename="api-tenant")
 router.register("plans", PlanViewSet, basename="api-plan")

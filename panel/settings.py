@@ -203,6 +203,9 @@ PANEL_HOST_NAME = env("PANEL_HOST_NAME", socket.gethostname().split(".")[0]) or 
 PANEL_LXCPATH = env("PANEL_LXCPATH", "/var/lib/lxc")
 PANEL_TEMPLATE_DIR = env("PANEL_TEMPLATE_DIR", "/var/lib/vz/template/cache")
 PANEL_DUMP_DIR = env("PANEL_DUMP_DIR", "/var/lib/vz/dump")
+# OS templates: GnuPG keyring for signed image indexes; the Ubuntu mirror for debootstrap builds.
+TEMPLATE_KEYRING = env("PANEL_TEMPLATE_KEYRING", "") or ""
+UBUNTU_MIRROR = env("PANEL_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
 # An agent that has not been heard from for this long is shown as offline.
 AGENT_HEARTBEAT_SECONDS = envint("PANEL_AGENT_HEARTBEAT_SECONDS", 5)
 AGENT_OFFLINE_AFTER_SECONDS = envint("PANEL_AGENT_OFFLINE_AFTER_SECONDS", 20)

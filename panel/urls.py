@@ -2,8 +2,6 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from hosts.views import template_list
-
 from . import views
 
 urlpatterns = [
@@ -16,7 +14,7 @@ urlpatterns = [
     path("tasks/", include("tasks.urls")),
     path("backups/jobs/", include("backups.job_urls")),  # backup jobs (before any /backups/<...>/)
     path("hosts/", include("hosts.urls")),
-    path("templates/", template_list, name="template-list"),
+    path("templates/", include("containers.template_urls")),  # template-list and its actions
     path("", include("tenancy.urls")),        # /tenants/, /classes/, /plans/
     path("", include("accounts.admin_urls")),  # /users/, /audit/
     path("api/", include("panel.api_urls")),

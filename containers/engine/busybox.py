@@ -71,4 +71,7 @@ def build_busybox_template(cache_dir: str | os.PathLike) -> Path:
         run(["tar", "--numeric-owner", "--owner=0", "--group=0", "-C", str(root),
              "--zstd", "-cf", str(partial), "."], timeout=600)
         os.replace(partial, target)
+    from .templates import write_meta
+    write_meta(cache, target.name, distribution="busybox", version=busybox_version(),
+               architecture=default_template_name().rsplit("-", 1)[-1], source="built offline from busybox-static")
     return target

@@ -21,6 +21,34 @@ class TemplateInfo:
     size: int
     sha256: str
     mtime: float
+    meta: dict | None = None
+
+
+def meta_path(cache_dir: str | os.PathLike, filename: str) -> Path:
+    return Path(cache_dir) / f".{filename}.meta.json"
+
+
+def write_meta(cache_dir: str | os.PathLike, filename: str, **meta) -> None:
+    """What the agent knows of a template it made or fetched: distribution, version, arch, source."""
+    import json
+    path = meta_path(cache_dir, filename)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in meta.items() if v}))
+    os.replace(tmp, path)
+
+
+def read_meta(cache_dir: str | os.PathLike, filename: str) -> dict:
+    import json
+    path = meta_path(cache_dir, filename)
+    try:
+        return json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else {}
+    except ValueError:
+        return {}
+
+
+def remove_template(cache_dir: str | os.PathLike, filename: str) -> None:
+    (Path(cache_dir) / filename).unlink(missing_ok=True)
+    meta_path(cache_dir, filename).unlink(missing_ok=True)
 
 
 def template_name(filename: str) -> str | None:
@@ -54,7 +82,8 @@ def list_templates(cache_dir: str | os.PathLike) -> list[TemplateInfo]:
         if name is None or not entry.is_file() or entry.is_symlink():
             continue
         st = entry.stat()
-        found.append(TemplateInfo(name, entry.name, st.st_size, sha256_of(entry), st.st_mtime))
+        found.append(TemplateInfo(name, entry.name, st.st_size, sha256_of(entry), st.st_mtime,
+                                  read_meta(cache, entry.name)))
     return found
 
 

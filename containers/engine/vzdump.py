@@ -187,11 +187,13 @@ def remove_archive(path: Path) -> None:
 
 def _decompressor(path: Path) -> list[str] | None:
     with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic == b"\x28\xb5\x2f\xfd":
+        magic = fh.read(6)
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
         return ["zstd", "-q", "-d", "-c", str(path)]
     if magic[:2] == b"\x1f\x8b":
         return ["gzip", "-d", "-c", str(path)]
+    if magic == b"\xfd7zXZ\x00":  # OS templates (LXC images) come as .tar.xz
+        return ["xz", "-d", "-c", str(path)]
     return None
 
 

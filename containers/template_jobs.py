@@ -1,0 +1,156 @@
+"""Agent side of OS templates: build with debootstrap, download, import an upload, pack a container,
+copy and delete. Every result lands in the cache only when complete and checked."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tasks.choices import TaskType
+from tasks.registry import handler
+from tasks.runner import TaskFailed
+
+from .engine import osbuild
+from .engine.templates import remove_template, sha256_of, write_meta
+from .jobs import lxc_for
+
+
+def _cache(task) -> Path:
+    cache = Path(task.host.template_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def _sync(task) -> None:
+    from hosts.agent import Agent
+    Agent(task.host).sync_templates()
+
+
+def _checked(path: Path, log) -> "TemplateCheck":
+    """Refuse (and delete) what is not a safe root filesystem."""
+    from .engine.fetch import FetchError, check_rootfs_tarball
+    from .engine.vzdump import ArchiveError
+    try:
+        check = check_rootfs_tarball(path)
+    except (FetchError, ArchiveError) as exc:
+        path.unlink(missing_ok=True)
+        raise TaskFailed(f"{exc}; the file was deleted") from None
+    log(f"Checked: {check.members} members, init {check.init}")
+    return check
+
+
+@handler(TaskType.TPL_BUILD)
+def build(task, log):
+    p = task.params
+    cache = _cache(task)
+    mirror = p.get("mirror") or osbuild.host_debian_mirror()
+    target = cache / f"{p['name']}.tar.zst"
+    with tempfile.TemporaryDirectory(prefix=".vzpanel-build-", dir=cache) as work:
+        rootfs = Path(work) / "rootfs"
+        try:
+            osbuild.debootstrap(rootfs, p["release"], mirror, p.get("architecture"), log=log)
+            task.set_progress(70)
+            osbuild.prepare_for_container(rootfs, log)
+            release = osbuild.os_release(rootfs)
+            osbuild.pack_rootfs(rootfs, target, log=log)
+        except osbuild.BuildError as exc:
+            raise TaskFailed(str(exc)) from None
+    write_meta(cache, target.name, distribution=p["distribution"], version=release.get("VERSION_ID", p["release"]),
+               architecture=p.get("architecture"), source=f"debootstrap {p['release']} from {mirror}")
+    _sync(task)
+    return {"template": p["name"], "sha256": sha256_of(target), "size": target.stat().st_size}
+
+
+@handler(TaskType.TPL_DOWNLOAD)
+def download(task, log):
+    from .engine import fetch
+    p = task.params
+    cache = _cache(task)
+    try:
+        if p.get("index_url"):
+            path, digest = fetch.fetch_from_index(
+                p["index_url"], cache, p["name"], p["distribution"], p["release"], p["architecture"],
+                p.get("variant", "default"), Path(p["keyring"]) if p.get("keyring") else None, log=log)
+            source = f"{p['index_url']} ({p['distribution']} {p['release']} {p['architecture']})"
+        else:
+            path = cache / f"{p['name']}{p['suffix']}"
+            log(f"Downloading {p['url']}")
+            digest = fetch.download(p["url"], path, expected_sha256=p.get("sha256"))
+            source = p["url"]
+    except fetch.FetchError as exc:
+        raise TaskFailed(str(exc)) from None
+    log(f"SHA-256 {digest}" + (" (matches)" if p.get("sha256") else ""))
+    check = _checked(path, log)
+    write_meta(cache, path.name, distribution=p.get("distribution", ""), version=p.get("release", ""),
+               architecture=p.get("architecture", ""), source=source)
+    _sync(task)
+    return {"template": p["name"], "sha256": digest, "members": check.members}
+
+
+@handler(TaskType.TPL_IMPORT)
+def import_upload(task, log):
+    p = task.params
+    source = Path(p["path"])
+    if not source.is_file() or source.is_symlink():
+        raise TaskFailed(f"the upload {source} is gone")
+    _checked(source, log)
+    suffix = next(s for s in (".tar.gz", ".tar.xz", ".tar.zst", ".tgz", ".tar") if source.name.endswith(s))
+    target = _cache(task) / f"{p['name']}{suffix}"
+    if target.exists():
+        source.unlink(missing_ok=True)
+        raise TaskFailed(f"{target} exists already")
+    shutil.move(str(source), str(target))
+    write_meta(target.parent, target.name, source="upload")
+    _sync(task)
+    return {"template": p["name"], "sha256": sha256_of(target)}
+
+
+@handler(TaskType.TPL_FROM_CT)
+def from_container(task, log):
+    ct = task.container
+    if ct is None:
+        raise TaskFailed(f"container {task.ctid} no longer exists")
+    lxc = lxc_for(task.host)
+    if lxc.state(ct.ctid) not in ("STOPPED",):
+        raise TaskFailed(f"container {ct.ctid} must be stopped to become a template")
+    rootfs = lxc.rootfs(ct.ctid)
+    target = _cache(task) / f"{task.params['name']}.tar.zst"
+    try:
+        osbuild.pack_rootfs(rootfs, target, strip_identity=True, log=log)
+    except osbuild.BuildError as exc:
+        raise TaskFailed(str(exc)) from None
+    release = osbuild.os_release(rootfs)
+    write_meta(target.parent, target.name, distribution=release.get("ID", ""), version=release.get("VERSION_ID", ""),
+               source=f"container {ct.ctid} ({ct.ostemplate})")
+    log("Left out: hostname, machine-id, SSH host keys, logs, shell history, authorized keys, temporary files")
+    _sync(task)
+    return {"template": task.params["name"], "sha256": sha256_of(target)}
+
+
+@handler(TaskType.TPL_COPY)
+def copy(task, log):
+    p = task.params
+    source = Path(p["source_path"])
+    if not source.is_file():
+        raise TaskFailed(f"{source} (host {p['source_host']}) cannot be read from host {task.host.name}; "
+                         "copying between machines comes with the hosts' data transport")
+    target = _cache(task) / p["filename"]
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    if sha256_of(partial) != p["sha256"]:
+        partial.unlink(missing_ok=True)
+        raise TaskFailed("the copy's checksum differs from the source's; nothing was kept")
+    partial.rename(target)
+    from .engine.templates import read_meta
+    write_meta(target.parent, target.name, **{**read_meta(source.parent, source.name), "source": f"copied from {p['source_host']}"})
+    _sync(task)
+    log(f"Copied {p['filename']} from {p['source_host']}")
+    return {"template": p["name"]}
+
+
+@handler(TaskType.TPL_DELETE)
+def delete(task, log):
+    remove_template(_cache(task), task.params["filename"])
+    _sync(task)
+    log(f"Deleted {task.params['filename']}")
+    return {"deleted": task.params["name"]}
