@@ -130,3 +130,42 @@ def test_copy_between_hosts_and_delete(agent, admin_user, host, template_name, b
         assert not list((tmp_path / "tpl2").glob("busybox*"))
     finally:
         second.kill()
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving a directory; shut down afterwards."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_checks_the_checksum_and_keeps_nothing_bad(agent, admin_user, host, busybox_template, http_dir):
+    import shutil
+    from containers.engine.templates import sha256_of
+    root, base = http_dir
+    shutil.copy(busybox_template, root / "tiny-1.tar.zst")
+    good = sha256_of(root / "tiny-1.tar.zst")
+    task = wait_task(ostemplates.download_template(admin_user, host, url=f"{base}/tiny-1.tar.zst", sha256="0" * 64))
+    assert task.status == "failed" and "checksum mismatch" in task.error
+    assert not list(TEMPLATE_DIR.glob("tiny-1*")) and not list(TEMPLATE_DIR.glob(".tiny-1*"))
+    task = wait_task(ostemplates.download_template(admin_user, host, url=f"{base}/tiny-1.tar.zst", sha256=good))
+    assert task.status == "ok", task.log
+    tpl = wait_until(lambda: OSTemplate.objects.filter(host=host, name="tiny-1").first(), 20)
+    assert tpl.sha256 == good and tpl.source == f"{base}/tiny-1.tar.zst"
+    # Anything that is not a root filesystem is refused after download, and deleted.
+    (root / "notroot.tar.gz").write_bytes(subprocess.run(["tar", "-cz", "-C", str(root), "tiny-1.tar.zst"],
+                                                         capture_output=True, check=True).stdout)
+    task = wait_task(ostemplates.download_template(admin_user, host, url=f"{base}/notroot.tar.gz"))
+    assert task.status == "failed" and "not a root filesystem" in task.error
+    assert not list(TEMPLATE_DIR.glob("notroot*"))
