@@ -3,7 +3,8 @@
 # front-end packages); a second run reuses what is there.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's own Python: the web server runs as an unprivileged user, who must be able to run it.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

@@ -198,6 +198,10 @@ if PRODUCTION:
 REDIS_URL = env("REDIS_URL", f"unix://{VAR_DIR / 'run' / 'redis.sock'}?db=0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
 
+# `make run` runs the web server, redis and the scheduler as this unprivileged user (only the
+# host agent stays root). Empty: everything runs as the user that started it.
+WEB_USER = env("PANEL_WEB_USER", "vzpanel") or ""
+
 # This machine, as a host of the panel (the agent of `make run` serves it).
 PANEL_HOST_NAME = env("PANEL_HOST_NAME", socket.gethostname().split(".")[0]) or "localhost"
 PANEL_LXCPATH = env("PANEL_LXCPATH", "/var/lib/lxc")

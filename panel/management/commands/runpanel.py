@@ -26,6 +26,16 @@ class Command(BaseCommand):
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         bind = env("PANEL_BIND", "127.0.0.1:8000")
         procs: list[tuple[str, subprocess.Popen]] = []
+        # Everything but the host agent runs as the web user when there is one (see setup_panel).
+        unprivileged = []
+        if settings.WEB_USER and os.geteuid() == 0:
+            import pwd
+            try:
+                pwd.getpwnam(settings.WEB_USER)
+                unprivileged = ["setpriv", f"--reuid={settings.WEB_USER}", f"--regid={settings.WEB_USER}",
+                                "--init-groups", "--"]
+            except KeyError:
+                self.stderr.write(f"[runpanel] user {settings.WEB_USER} does not exist: run 'make setup'")
 
         def spawn(name, argv):
             self.stdout.write(f"[runpanel] starting {name}: {' '.join(argv)}")
@@ -35,7 +45,7 @@ class Command(BaseCommand):
             sock = var / "run" / "redis.sock"
             (var / "run").mkdir(parents=True, exist_ok=True)
             (var / "redis").mkdir(parents=True, exist_ok=True)
-            spawn("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+            spawn("redis", [*unprivileged, "redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "770",
                             "--dir", str(var / "redis"), "--save", "60 1", "--appendonly", "no",
                             "--daemonize", "no", "--logfile", ""])
             deadline = time.monotonic() + 10
@@ -45,8 +55,9 @@ class Command(BaseCommand):
                     raise CommandError("redis-server did not start")
                 time.sleep(0.05)
         spawn("agent", [python, manage, "agent"])
-        spawn("scheduler", [python, manage, "scheduler"])
-        spawn("web", [python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
+        spawn("scheduler", [*unprivileged, python, manage, "scheduler"])
+        spawn("web", [*unprivileged, python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
+                      "--no-control-socket",
                       "--workers", env("PANEL_WEB_WORKERS", "3"), "--access-logfile", "-",
                       "--forwarded-allow-ips", "127.0.0.1"])
         self.stdout.write(f"[runpanel] the panel is at http://{bind}/  (Ctrl-C stops everything)")

@@ -1,9 +1,14 @@
 """One-time set-up that `make run` performs: admin user, this host, a default OS template."""
+import os
+import pwd
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from containers.engine.busybox import build_busybox_template
+from containers.engine.commands import run
 
 
 class Command(BaseCommand):
@@ -14,3 +19,31 @@ class Command(BaseCommand):
         call_command("register_host", settings.PANEL_HOST_NAME, stdout=self.stdout)
         path = build_busybox_template(settings.PANEL_TEMPLATE_DIR)
         self.stdout.write(f"Default OS template: {path}")
+        if settings.WEB_USER and os.geteuid() == 0:
+            self.web_user_owns_its_files(settings.WEB_USER)
+
+    def web_user_owns_its_files(self, name: str) -> None:
+        """The unprivileged user the web server runs as: it may read and write the database and
+        the uploads, read the secret key, and nothing more. The admin password stays root's."""
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", name])
+            self.stdout.write(f"Created the system user {name} for the web server")
+        user = pwd.getpwnam(name)
+        var = Path(settings.VAR_DIR)
+        os.chown(var, 0, user.pw_gid)
+        os.chmod(var, 0o770)  # SQLite makes its -wal and -shm files next to the database
+        for path, owner, mode in ((settings.DB_PATH, user.pw_uid, 0o660), (var / "secret_key", 0, 0o640)):
+            path = Path(path)
+            if path.exists():
+                os.chown(path, owner, user.pw_gid)
+                os.chmod(path, mode)
+        for sub in ("uploads", "redis", "run"):
+            (var / sub).mkdir(exist_ok=True)
+            os.chown(var / sub, user.pw_uid, user.pw_gid)
+            os.chmod(var / sub, 0o770)
+        for extra in (Path(str(settings.DB_PATH) + "-wal"), Path(str(settings.DB_PATH) + "-shm")):
+            if extra.exists():
+                os.chown(extra, user.pw_uid, user.pw_gid)
