@@ -106,11 +106,12 @@ def main():
 
         panel_backup, raw_backup = [], []
         for _ in range(args.n):
-            subprocess.run(["sync"])
+            os.sync()
             task = wait(backup_container(ct, user, mode="stop", compress="zst"))
             panel_backup.append(elapsed(task))
             ct.refresh_from_db()
             raw = RUN / "raw.tar.zst"
+            os.sync()
             t0 = time.perf_counter()
             tar = subprocess.Popen(["tar", "-c", "--numeric-owner", "--xattrs", "--acls", "-C", str(rootfs), "."],
                                    stdout=subprocess.PIPE)
@@ -150,10 +151,12 @@ def main():
         backup = Backup.objects.filter(mode="stop").first()
         panel_restore, raw_restore = [], []
         for i in range(args.n):
+            os.sync()  # start each side with the same (clean) page cache state
             task = wait(restore_backup(backup, user, ctid=60100 + i))
             panel_restore.append(elapsed(task))
             target = RUN / f"raw-restore-{i}"
             target.mkdir()
+            os.sync()
             t0 = time.perf_counter()
             image = DiskImage(target / "root.img", target / "rootfs")
             image.create(4096)

@@ -59,7 +59,10 @@ def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
 
 def network_up(ct: Container, lxc: Lxc, log) -> None:
     """Addresses and routes of a container that has just started (the host side through netlink)."""
-    from network.jobs import bring_up
+    from network.jobs import bring_up, network_of
+    net = network_of(ct)
+    if not (net.venet or net.veths):
+        return  # nothing to configure: spare the lxc-info call that finds the init pid
     for line in bring_up(ct, lxc.init_pid(ct.ctid)):
         log(f"Network: {line}")
 
@@ -89,13 +92,18 @@ def create(task, log):
         Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
         log(f"Container {ct.ctid} removed after the failed create")
         raise
-    record_state(ct, "STOPPED")
-    task.set_progress(80)
     if task.params.get("start"):
         log(f"Starting container {ct.ctid}")
-        lxc.start(ct.ctid)
+        task.set_progress(80)
+        try:
+            lxc.start(ct.ctid)
+        except BaseException:
+            refresh_state(ct, lxc)  # created but not running: the row says what LXC says
+            raise
         refresh_state(ct, lxc, known="RUNNING")
         network_up(ct, lxc, log)
+    else:
+        record_state(ct, "STOPPED")
     return {"ctid": ct.ctid, "status": ct.status}
 
 
