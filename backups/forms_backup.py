@@ -11,7 +11,7 @@ from tenancy.models import Plan, Tenant
 
 from .models import BackupMode, BackupStorage, Compression
 
-MAX_UPLOAD_BYTES = 64 * 1024 ** 3  # 64 GiB
+from panel.uploads import MAX_UPLOAD_BYTES  # noqa: E402,F401  (one limit for every upload)
 KEEP_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 

@@ -1,7 +1,6 @@
 """Agent side of backups: vzdump (stop, suspend, snapshot), restore, verify, delete, import."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
-from pathlib import Path
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -26,6 +23,7 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, get_co
                                   manageable_backups, manageable_containers, manages_hosts, visible_backups, visible_hosts,
                                   visible_tenants)
 from containers.services import next_free_ctid
+from panel.uploads import UploadRefused, save_upload, upload_dir
 from tasks.services import TaskError
 
 from . import services
@@ -238,36 +236,15 @@ def backup_upload(request):
         messages.error(request, f"Not uploaded: {name!r} is not a vzdump archive name "
                                 "(vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
         return redirect("backup-list")
-    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-        messages.error(request, f"Not uploaded: {name} is larger than 64 GiB.")
-        return redirect("backup-list")
     if tenant is None and not manages_hosts(user):
         messages.error(request, "Not uploaded: choose the tenant the archive belongs to.")
         return redirect("backup-list")
-    updir = Path(settings.VAR_DIR) / "uploads"
-    dest = updir / name
-    if dest.exists():
-        messages.error(request, f"Not uploaded: an archive named {name} is already waiting in the uploads; "
-                                "rename yours (another time in the name) or import that one.")
-        return redirect("backup-list")
-    updir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=updir, prefix=".upload-", suffix=".part")
     try:
-        written = 0
-        with os.fdopen(fd, "wb") as out:
-            for chunk in upload.chunks():
-                written += len(chunk)
-                if written > MAX_UPLOAD_BYTES:
-                    messages.error(request, f"Not uploaded: {name} is larger than 64 GiB.")
-                    return redirect("backup-list")
-                out.write(chunk)
-        try:
-            os.link(tmp, dest)  # never over an existing file, even one that appeared meanwhile
-        except FileExistsError:
-            messages.error(request, f"Not uploaded: an archive named {name} is already waiting in the uploads.")
-            return redirect("backup-list")
-    finally:
-        os.unlink(tmp)
+        dest = save_upload(upload, upload_dir() / name, f"an archive named {name}", MAX_UPLOAD_BYTES)
+    except UploadRefused as exc:
+        messages.error(request, f"Not uploaded: {exc}")
+        return redirect("backup-list")
+    written = dest.stat().st_size
     try:
         task = services.import_archive(user, host, str(dest), tenant=tenant)
     except TaskError as exc:

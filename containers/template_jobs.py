@@ -26,7 +26,7 @@ def _sync(task) -> None:
     Agent(task.host).sync_templates()
 
 
-def _checked(path: Path, log) -> "TemplateCheck":
+def _checked(path: Path, log):
     """Refuse (and delete) what is not a safe root filesystem."""
     from .engine.fetch import FetchError, check_rootfs_tarball
     from .engine.vzdump import ArchiveError

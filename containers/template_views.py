@@ -6,10 +6,7 @@ not change the catalogue gets 403 on every POST; a refused request changes nothi
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -18,13 +15,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import get_container_for_user, manages_hosts, visible_hosts
+from panel.uploads import UploadRefused, save_upload, upload_dir
 from tasks.services import TaskError
 
 from . import ostemplates
 from .engine.templates import NAME_RE, SUFFIXES
 from .models import OSTemplate
 
-MAX_UPLOAD_BYTES = 64 * 1024 ** 3
+from panel.uploads import MAX_UPLOAD_BYTES  # noqa: E402  (one limit for every upload)
 DEFAULT_INDEX_URL = "https://images.linuxcontainers.org/"
 
 
@@ -158,32 +156,13 @@ def template_upload(request):
         messages.error(request, f"Not uploaded: host {host.name} already has a template {name}; "
                                 "delete it first or pick another name.")
         return redirect("template-list")
-    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-        messages.error(request, f"Not uploaded: {filename} is larger than 64 GiB.")
-        return redirect("template-list")
-    updir = Path(settings.VAR_DIR) / "uploads"
-    dest = updir / f"template-{name}{suffix}"
-    if dest.exists():
-        messages.error(request, f"Not uploaded: a template named {name} is already waiting in the uploads.")
-        return redirect("template-list")
-    updir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=updir, prefix=".upload-", suffix=".part")
     try:
-        written = 0
-        with os.fdopen(fd, "wb") as out:
-            for chunk in upload.chunks():
-                written += len(chunk)
-                if written > MAX_UPLOAD_BYTES:
-                    messages.error(request, f"Not uploaded: {filename} is larger than 64 GiB.")
-                    return redirect("template-list")
-                out.write(chunk)
-        try:
-            os.link(tmp, dest)  # never over an existing file, even one that appeared meanwhile
-        except FileExistsError:
-            messages.error(request, f"Not uploaded: a template named {name} is already waiting in the uploads.")
-            return redirect("template-list")
-    finally:
-        os.unlink(tmp)
+        dest = save_upload(upload, upload_dir() / f"template-{name}{suffix}", f"a template named {name}",
+                           MAX_UPLOAD_BYTES)
+    except UploadRefused as exc:
+        messages.error(request, f"Not uploaded: {exc}")
+        return redirect("template-list")
+    written = dest.stat().st_size
     try:
         task = ostemplates.import_uploaded_template(request.user, host, str(dest), name)
     except TaskError as exc:

@@ -14,6 +14,7 @@ from containers.models import Container
 from containers.services import InvalidRequest, NotAllowed, _check_manage, _submit_locked
 from containers.validators import validate_hostname
 from tasks.choices import TaskType
+from tasks.models import Task
 from tasks.services import submit_task
 from tenancy.quotas import check_quota
 

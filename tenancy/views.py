@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -18,7 +18,7 @@ from tasks.services import TaskError
 from . import services
 from .forms import (AddMemberForm, BulkActionForm, CreateMemberForm, ImportForm, PlanForm, QuotaForm,
                     StudentClassForm, TenantForm)
-from .models import Plan, StudentClass
+from .models import StudentClass
 from .quotas import quota_rows
 
 

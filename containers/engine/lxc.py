@@ -456,7 +456,7 @@ def write_identity(rootfs: Path, spec: ContainerSpec) -> None:
         lines.append(f"127.0.1.1\t{names}")
     _safe_write(hosts_path, "\n".join(lines) + "\n")
     if spec.nameservers or spec.searchdomain:
-        resolv = [f"# written by vzpanel (vzctl set --nameserver/--searchdomain)"]
+        resolv = ["# written by vzpanel (vzctl set --nameserver/--searchdomain)"]
         if spec.searchdomain:
             resolv.append(f"search {spec.searchdomain}")
         resolv += [f"nameserver {ns}" for ns in spec.nameservers]

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .commands import CommandError, run
+
 
 DEBIAN_INCLUDE = ["systemd-sysv", "ifupdown", "iproute2", "iputils-ping", "openssh-server", "ca-certificates",
                   "less", "procps", "netbase"]
