@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl debootstrap gnupg
-TEST_DEBS := chromium
+TEST_DEBS := chromium postgresql
 NODE_DEBS := nodejs npm
 
 .PHONY: run test install install-test debs test-debs venv assets setup clean
@@ -18,8 +18,11 @@ NODE_DEBS := nodejs npm
 run: install setup
 	$(PY) manage.py runpanel
 
+# The whole suite on SQLite, then the database-touching tests again on a real PostgreSQL
+# (the database several hosts share) that tests/with_postgres.py starts and removes.
 test: install install-test
 	$(PY) -m pytest
+	$(PY) tests/with_postgres.py -q -m "not integration and not browser"
 
 install: debs venv assets
 

@@ -55,7 +55,8 @@ class BackupStorage(Retention):
 class Backup(models.Model):
     """An archive `filename` in `storage_path` on `host`, with its checksum."""
 
-    ctid = models.PositiveIntegerField(db_index=True)  # kept when the container is destroyed
+    # "ct_id" in the database: PostgreSQL reserves "ctid" for a system column.
+    ctid = models.PositiveIntegerField(db_index=True, db_column="ct_id")  # kept when the container is destroyed
     container = models.ForeignKey("containers.Container", null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="backups")
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL,

@@ -12,7 +12,8 @@ from .validators import validate_ctid, validate_hostname, validate_name_alias
 class Container(models.Model):
     """One container: the desired state (OpenVZ's CTID.conf) and the last state seen in LXC."""
 
-    ctid = models.PositiveIntegerField(unique=True, validators=[validate_ctid])
+    # "ct_id" in the database: PostgreSQL reserves "ctid" for a system column.
+    ctid = models.PositiveIntegerField(unique=True, validators=[validate_ctid], db_column="ct_id")
     name = models.CharField(max_length=64, unique=True, null=True, blank=True,
                             validators=[validate_name_alias])
     hostname = models.CharField(max_length=253, validators=[validate_hostname])

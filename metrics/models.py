@@ -70,7 +70,7 @@ class ContainerEvent(models.Model):
     """Something about a container's resources worth a look: a failcnt that rose, a soft limit passed."""
 
     container = models.ForeignKey("containers.Container", null=True, on_delete=models.SET_NULL, related_name="events")
-    ctid = models.PositiveIntegerField(db_index=True)
+    ctid = models.PositiveIntegerField(db_index=True, db_column="ct_id")  # "ctid" is a system column in PostgreSQL
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
     at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -102,6 +102,9 @@ TEMPLATES = [
 ]
 
 DB_PATH = Path(env("PANEL_DB_PATH", str(VAR_DIR / "panel.sqlite3")))
+# PANEL_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/NAME for a panel of several hosts
+# (their agents share the database); without it, SQLite under var/.
+DATABASE_URL = env("PANEL_DATABASE_URL", "") or ""
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -117,6 +120,21 @@ DATABASES = {
         "TEST": {"NAME": env("PANEL_TEST_DB_PATH", str(VAR_DIR / "test.sqlite3"))},
     }
 }
+if DATABASE_URL:
+    from urllib.parse import unquote, urlparse
+    _url = urlparse(DATABASE_URL)
+    if _url.scheme not in ("postgres", "postgresql"):
+        raise ImproperlyConfigured("PANEL_DATABASE_URL must be a postgresql:// address")
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _url.path.lstrip("/"),
+        "USER": unquote(_url.username or ""),
+        "PASSWORD": unquote(_url.password or ""),
+        # host may be a unix socket directory, given as ?host=/path
+        "HOST": dict(p.split("=", 1) for p in _url.query.split("&") if "=" in p).get("host", _url.hostname or ""),
+        "PORT": str(_url.port or ""),
+        "CONN_MAX_AGE": 60,
+    }}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

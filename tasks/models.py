@@ -17,7 +17,7 @@ class Task(models.Model):
     container = models.ForeignKey("containers.Container", null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="tasks")
     # Kept when the container is destroyed, so the history still says which one.
-    ctid = models.PositiveIntegerField(null=True, blank=True, db_index=True)
+    ctid = models.PositiveIntegerField(null=True, blank=True, db_index=True, db_column="ct_id")  # not "ctid": PostgreSQL
     host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="tasks")
     # The tenant of the container at the time, so tenant admins keep seeing the history.
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL,

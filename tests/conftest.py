@@ -143,6 +143,21 @@ def outsider(db):
     return User.objects.create_user("outsider", "outsider@example.test", "outsider-pass-123")
 
 
+def subprocess_env() -> dict:
+    """The environment for a panel process the tests start (agent, CLI): the same settings,
+    pointed at the test database (a SQLite file, or the test database on PostgreSQL)."""
+    from django.db import connection
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings")
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "postgresql":
+        from urllib.parse import urlparse, urlunparse
+        url = urlparse(env["PANEL_DATABASE_URL"])
+        env["PANEL_DATABASE_URL"] = urlunparse(url._replace(path=f"/{name}"))
+    else:
+        env["PANEL_DB_PATH"] = name
+    return env
+
+
 class AgentProcess:
     """`manage.py agent` as a real subprocess against the test database."""
 
@@ -152,11 +167,7 @@ class AgentProcess:
         self.log_path = RUN_DIR / f"agent-{host_name}.log"
 
     def env(self):
-        from django.db import connection
-        env = dict(os.environ)
-        env["PANEL_DB_PATH"] = str(connection.settings_dict["NAME"])
-        env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-        return env
+        return subprocess_env()
 
     def start(self, wait=True):
         from hosts.models import Host

@@ -111,10 +111,8 @@ def test_refusals_are_in_the_audit_log(people, student_ct):
 
 @pytest.mark.parametrize("who", ["peer", "outsider", "auditor"])
 def test_cli_matrix(transactional_db, people, student_ct, who):
-    import os
-
-    from django.db import connection
-    env = {**os.environ, "PANEL_DB_PATH": str(connection.settings_dict["NAME"])}
+    from .conftest import subprocess_env
+    env = subprocess_env()
     for args in (["vzctl", "start", "501"], ["vzctl", "stop", "acme-student"], ["vzctl", "destroy", "501"],
                  ["vzctl", "set", "501", "--hostname", "x.example"], ["vzctl", "exec", "501", "--", "true"],
                  ["vzctl", "set", "501", "--userpasswd", "root:secret-pass-1"]):
