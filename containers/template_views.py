@@ -73,58 +73,48 @@ def template_list(request):
     })
 
 
-@login_required
-@require_POST
-def template_build(request):
+def _host_operation(request, operation, failed: str, done: str):
+    """A catalogue change on the host the form names: call `operation(host)`, report, redirect."""
     _require_manager(request)
     host = _host(request)
     if host is None:
         return redirect("template-list")
     try:
-        task = ostemplates.build_template(
-            request.user, host, distribution=_field(request, "distribution") or "debian",
-            release=_field(request, "release") or "bookworm", architecture=_field(request, "architecture") or "amd64",
-            mirror=_field(request, "mirror") or None, name=_field(request, "name") or None)
+        task = operation(host)
     except TaskError as exc:
-        messages.error(request, f"Not built: {exc}")
+        messages.error(request, f"{failed}: {exc}")
         return redirect("template-list")
-    return _queued(request, task, f"build {task.params['name']} on {host.name}")
+    return _queued(request, task, done.format(name=task.params["name"], host=host.name))
+
+
+@login_required
+@require_POST
+def template_build(request):
+    return _host_operation(request, lambda host: ostemplates.build_template(
+        request.user, host, distribution=_field(request, "distribution") or "debian",
+        release=_field(request, "release") or "bookworm", architecture=_field(request, "architecture") or "amd64",
+        mirror=_field(request, "mirror") or None, name=_field(request, "name") or None),
+        "Not built", "build {name} on {host}")
 
 
 @login_required
 @require_POST
 def template_download(request):
-    _require_manager(request)
-    host = _host(request)
-    if host is None:
-        return redirect("template-list")
-    try:
-        task = ostemplates.download_template(request.user, host, url=_field(request, "url"),
-                                             sha256=_field(request, "sha256") or None,
-                                             name=_field(request, "name") or None)
-    except TaskError as exc:
-        messages.error(request, f"Not downloaded: {exc}")
-        return redirect("template-list")
-    return _queued(request, task, f"download {task.params['name']} to {host.name}")
+    return _host_operation(request, lambda host: ostemplates.download_template(
+        request.user, host, url=_field(request, "url"), sha256=_field(request, "sha256") or None,
+        name=_field(request, "name") or None),
+        "Not downloaded", "download {name} to {host}")
 
 
 @login_required
 @require_POST
 def template_download_index(request):
-    _require_manager(request)
-    host = _host(request)
-    if host is None:
-        return redirect("template-list")
-    try:
-        task = ostemplates.download_from_index(
-            request.user, host, index_url=_field(request, "index_url"),
-            distribution=_field(request, "distribution"), release=_field(request, "release"),
-            architecture=_field(request, "architecture") or "amd64", variant=_field(request, "variant") or "default",
-            name=_field(request, "name") or None)
-    except TaskError as exc:
-        messages.error(request, f"Not downloaded: {exc}")
-        return redirect("template-list")
-    return _queued(request, task, f"download {task.params['name']} to {host.name}")
+    return _host_operation(request, lambda host: ostemplates.download_from_index(
+        request.user, host, index_url=_field(request, "index_url"),
+        distribution=_field(request, "distribution"), release=_field(request, "release"),
+        architecture=_field(request, "architecture") or "amd64", variant=_field(request, "variant") or "default",
+        name=_field(request, "name") or None),
+        "Not downloaded", "download {name} to {host}")
 
 
 @login_required
