@@ -20,7 +20,7 @@ from tasks.services import TaskError, submit_task
 from tenancy.quotas import check_quota
 
 from .choices import Action, ContainerStatus, refusal
-from .models import Container, OSTemplate, resolve_container  # noqa: F401 (resolve_container re-exported)
+from .models import Container, OSTemplate
 from .validators import validate_command, validate_ctid, validate_hostname, validate_name_alias
 
 LIMIT_FIELDS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",

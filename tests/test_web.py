@@ -208,3 +208,13 @@ def test_production_without_secret_key_fails_loudly(tmp_path):
     env.update(PANEL_ENV="production", PANEL_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="panel.settings")
     res = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True)
     assert res.returncode != 0 and "PANEL_SECRET_KEY" in res.stderr
+
+
+def test_a_database_url_that_is_not_postgresql_fails_loudly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PANEL_DATABASE_URL="mysql://u@h/db", PANEL_VAR_DIR=str(tmp_path),
+               DJANGO_SETTINGS_MODULE="panel.settings")
+    res = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "PANEL_DATABASE_URL must be a postgresql://" in res.stderr

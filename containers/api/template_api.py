@@ -80,48 +80,41 @@ class TemplateAdminViewSet(TemplateViewSet):
             return None, Response({"host": [f"No host {name!r}."]}, status=400)
         return host, None
 
-    @extend_schema(request=TemplateBuildSerializer, responses={202: TaskSerializer})
-    @action(detail=False, methods=["post"])
-    def build(self, request):
+    def _on_host(self, request, serializer_class, operation):
+        """Guard, validate, find the named host, run `operation(host, data)`: 202 or the refusal."""
         if (denied := self._forbidden()) is not None:
             return denied
-        ser = TemplateBuildSerializer(data=request.data)
+        ser = serializer_class(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         host, error = self._host(data.get("host"))
         if error is not None:
             return error
         try:
-            task = ostemplates.build_template(request.user, host, distribution=data["distribution"],
-                                              release=data["release"], architecture=data["architecture"],
-                                              mirror=data.get("mirror") or None, name=data.get("name") or None)
+            task = operation(host, data)
         except TaskError as exc:
             return refused(exc)
         return accepted(request, task)
 
+    @extend_schema(request=TemplateBuildSerializer, responses={202: TaskSerializer})
+    @action(detail=False, methods=["post"])
+    def build(self, request):
+        return self._on_host(request, TemplateBuildSerializer, lambda host, data: ostemplates.build_template(
+            request.user, host, distribution=data["distribution"], release=data["release"],
+            architecture=data["architecture"], mirror=data.get("mirror") or None, name=data.get("name") or None))
+
     @extend_schema(request=TemplateDownloadSerializer, responses={202: TaskSerializer})
     @action(detail=False, methods=["post"])
     def download(self, request):
-        if (denied := self._forbidden()) is not None:
-            return denied
-        ser = TemplateDownloadSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        data = ser.validated_data
-        host, error = self._host(data.get("host"))
-        if error is not None:
-            return error
-        try:
+        def operation(host, data):
             if data.get("url"):
-                task = ostemplates.download_template(request.user, host, url=data["url"],
+                return ostemplates.download_template(request.user, host, url=data["url"],
                                                      sha256=data.get("sha256") or None, name=data.get("name") or None)
-            else:
-                task = ostemplates.download_from_index(
-                    request.user, host, index_url=data["index_url"], distribution=data["distribution"],
-                    release=data["release"], architecture=data["architecture"], variant=data["variant"],
-                    name=data.get("name") or None)
-        except TaskError as exc:
-            return refused(exc)
-        return accepted(request, task)
+            return ostemplates.download_from_index(
+                request.user, host, index_url=data["index_url"], distribution=data["distribution"],
+                release=data["release"], architecture=data["architecture"], variant=data["variant"],
+                name=data.get("name") or None)
+        return self._on_host(request, TemplateDownloadSerializer, operation)
 
     @extend_schema(request=TemplateCopySerializer, responses={202: TaskSerializer})
     @action(detail=True, methods=["post"])
