@@ -43,7 +43,8 @@ class LimitFields(forms.Form):
 class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
     ctid = forms.IntegerField(label="CTID", validators=[validate_ctid],
                               help_text="101 or above; 0-100 are reserved.")
-    host = forms.ModelChoiceField(queryset=Host.objects.all(), empty_label=None)
+    host = forms.ModelChoiceField(queryset=Host.objects.filter(drained_at__isnull=True), required=False,
+                                  empty_label="Automatic (the host with the most room)")
     ostemplate = forms.ChoiceField(label="OS template")
     hostname = forms.CharField(max_length=253, validators=[validate_hostname])
     name = forms.CharField(max_length=64, required=False, validators=[validate_name_alias],

@@ -162,13 +162,13 @@ def _check_plan_ceiling(user, plan, limits: dict) -> None:
 
 
 @audited("container.create", target="tenant")
-def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host,
+def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host | None,
                      name: str | None = None, onboot: bool = False, description: str = "",
                      start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
                      student_class=None, expires_at=None, override_capacity: bool = False,
                      task_type: str = TaskType.CT_CREATE, task_params: dict | None = None) -> Task:
-    """Register a container in state 'creating' and queue its creation on `host`
-    (or, with task_type CT_RESTORE, its restore from a backup)."""
+    """Register a container in state 'creating' and queue its creation on `host` (None: the panel
+    picks one by capacity) or, with task_type CT_RESTORE, its restore from a backup."""
     from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
         validate_ctid(ctid)
@@ -192,6 +192,15 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
         from accounts.permissions import manages_all_containers
         if not manages_all_containers(user):
             raise InvalidRequest("Choose a plan for the container.")
+    if host is None and Host.objects.count() == 1:
+        host = Host.objects.get()  # one host: no choice to make (its agent may start later)
+    if host is None:  # placement: the online, undrained host with the most room that has the template
+        from hosts.placement import pick_host
+        host = pick_host(template=ostemplate if task_type == TaskType.CT_CREATE else None,
+                         **{k: wanted[k] for k in CAPACITY_LIMITS})
+    if host.is_drained:
+        raise InvalidState(f"Host {host.name} is drained" + (f" ({host.drain_reason})" if host.drain_reason else "")
+                           + ": no new containers are placed there. Pick another host or leave it to the panel.")
     if task_type == TaskType.CT_CREATE and not OSTemplate.objects.filter(host=host, name=ostemplate).exists():
         raise InvalidRequest(f"OS template {ostemplate!r} is not in the template cache of host {host.name}.")
     if any(str(u.get("name")) == str(ctid) for u in host.unmanaged):
@@ -217,6 +226,63 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
         if Container.objects.filter(ctid=ctid).exists():
             raise InvalidRequest(f"CTID {ctid} is already in use.") from None
         raise InvalidRequest(f"The name {name!r} is already in use.") from None
+    return task
+
+
+@audited("container.migrate")
+def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = False, remove_source: bool = True,
+                      keep_dst: bool = False, bwlimit_kib: int = 0, override_capacity: bool = False,
+                      queue: bool = True) -> Task:
+    """vzmigrate [--online] [-r yes|no] [--keep-dst] DEST CTID. `dest` None: placement picks one.
+    The container stays locked by the migration task until it has finished, either way."""
+    from accounts.permissions import manages_hosts
+    from hosts.placement import pick_host
+    _check_manage(ct, user)
+    if user is not None and not manages_hosts(user):
+        raise NotAllowed("Only administrators and operators move containers between hosts.")
+    ct = Container.objects.select_related("host").get(pk=ct.pk)
+    if dest is None:
+        dest = pick_host(ram_mb=ct.ram_mb, cpus=ct.cpus, disk_mb=ct.disk_mb, exclude=(ct.host_id,))
+    if dest.pk == ct.host_id:
+        raise InvalidRequest(f"Container {ct.ctid} is already on {dest.name}.")
+    if ct.status not in (ContainerStatus.RUNNING, ContainerStatus.STOPPED):
+        raise InvalidState(f"Container {ct.ctid} is {ct.status}; it can be migrated when running or stopped.")
+    if dest.is_drained:
+        raise InvalidState(f"Host {dest.name} is drained" + (f" ({dest.drain_reason})" if dest.drain_reason else "")
+                           + ": containers are not moved there.")
+    for host, role in ((ct.host, "source"), (dest, "destination")):
+        if not host.agent_online:
+            raise InvalidState(f"The {role} host {host.name} cannot take part: {host.agent_status_text}.")
+    if dest.ssh_address and not dest.ssh_host_key:
+        raise InvalidState(f"Host {dest.name} has no pinned SSH host key yet; its agent reports it when it starts.")
+    if not dest.ssh_address and not (dest.machine_id and dest.machine_id == ct.host.machine_id):
+        raise InvalidRequest(f"Host {dest.name} has no SSH address and is not the same machine as {ct.host.name}; "
+                             "set its SSH address first.")
+    if any(str(u.get("name")) == str(ct.ctid) for u in dest.unmanaged):
+        raise InvalidState(f"Host {dest.name} already has an LXC container named {ct.ctid} that the panel "
+                           "does not manage.")
+    busy = Task.objects.filter(host=dest, type__in=[TaskType.CT_MIGRATE, TaskType.HOST_EVACUATE],
+                               status__in=["queued", "running"]).first()
+    if busy:
+        # Its agent would be waiting for ours while ours waits for it.
+        raise InvalidState(f"Host {dest.name} is itself sending containers away (task #{busy.pk}); "
+                           "migrate to it when that has finished.")
+    try:
+        bwlimit_kib = int(bwlimit_kib or 0)
+    except (TypeError, ValueError):
+        raise InvalidRequest("The bandwidth limit is a whole number of KiB/s.") from None
+    if not 0 <= bwlimit_kib <= 100_000_000:
+        raise InvalidRequest("The bandwidth limit is between 0 (none) and 100000000 KiB/s.")
+    check_capacity(dest, user, override=override_capacity, **{k: getattr(ct, k) for k in CAPACITY_LIMITS})
+    with transaction.atomic():
+        ct = Container.objects.select_related("host").get(pk=ct.pk)
+        task = submit_task(type=TaskType.CT_MIGRATE, host=ct.host, user=user, container=ct, queue=queue,
+                           params={"dest_host_id": dest.pk, "dest": dest.name, "online": bool(online),
+                                   "remove_source": bool(remove_source), "keep_dst": bool(keep_dst),
+                                   "bwlimit_kib": bwlimit_kib, "job_timeout": 6 * 3600})
+        _lock(ct, task)
+        if ct.status not in (ContainerStatus.RUNNING, ContainerStatus.STOPPED):
+            raise InvalidState(f"Container {ct.ctid} is {ct.status}; it can be migrated when running or stopped.")
     return task
 
 

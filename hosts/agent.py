@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -21,6 +23,7 @@ from containers.engine import sysinfo
 from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
+import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
 from containers.jobs import record_state  # also registers the container task handlers
@@ -35,11 +38,63 @@ from .models import Host
 logger = logging.getLogger("vzpanel.agent")
 
 
+class TokenRejected(Exception):
+    """The agent's host token is missing, wrong or revoked: it must not serve the host."""
+
+
 class Agent:
-    def __init__(self, host: Host):
+    def __init__(self, host: Host, token: str = ""):
         self.host = host
+        self.token = token
         self.lxc = Lxc(host.lxcpath)
         self._stop = threading.Event()
+        self.revoked = False
+
+    # -- identity ---------------------------------------------------------
+    def check_token(self) -> None:
+        from .services import token_matches
+        self.host.refresh_from_db(fields=["token_hash"])
+        if not self.host.token_hash:
+            raise TokenRejected(f"host {self.host.name} has no agent token (never issued, or revoked); "
+                                f"issue one on the host page or with 'manage.py hostctl token {self.host.name}'")
+        if not token_matches(self.host, self.token):
+            raise TokenRejected(f"the token given for host {self.host.name} is not its current token "
+                                "(PANEL_HOST_TOKEN or PANEL_HOST_TOKEN_FILE)")
+
+    def publish_identity(self) -> None:
+        """What other hosts and the panel need to know of this one: the machine (same machine means
+        local copies), its migration key, its sshd host key to pin, whether CRIU works here."""
+        from containers.engine import transfer
+        fields = {"machine_id": transfer.machine_id()}
+        ok, reason = transfer.criu_check()
+        fields["capabilities"] = {**(self.host.capabilities or {}), "criu": {"ok": ok, "reason": reason}}
+        try:
+            fields["ssh_client_key"] = transfer.ensure_client_key(
+                Path(settings.AGENT_DATA_DIR) / "ssh", f"vzpanel-agent@{self.host.name}")
+        except Exception as exc:
+            logger.warning("no migration key: %s", exc)
+        host_key = transfer.read_public_key(Path(settings.SSH_HOST_KEY))
+        if self.host.ssh_address and not self.host.ssh_host_key and host_key:
+            fields["ssh_host_key"] = host_key  # pinned from now on: a changed key is refused, not accepted
+        elif host_key and self.host.ssh_host_key and host_key != self.host.ssh_host_key:
+            logger.warning("this host's SSH host key differs from the one pinned in the panel; migrations to "
+                           "it fail until an administrator re-pins it on the host page")
+        Host.objects.filter(pk=self.host.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(self.host, key, value)
+        logger.info("CRIU on %s: %s", self.host.name, reason)
+
+    def sync_authorized_keys(self) -> None:
+        """Let the agents of the other (unrevoked) hosts rsync into this host's lxcpath, and nothing else.
+        Only on hosts reached over SSH: a single machine's root login is left alone."""
+        from containers.engine import transfer
+        if not self.host.ssh_address:
+            return
+        lines = [transfer.authorized_line(key, self.host.lxcpath, f"vzpanel-agent@{name}")
+                 for name, key in Host.objects.exclude(pk=self.host.pk).exclude(token_hash="")
+                 .exclude(ssh_client_key="").values_list("name", "ssh_client_key")]
+        if transfer.write_authorized_keys(Path(settings.SSH_AUTHORIZED_KEYS), lines):
+            logger.info("authorized_keys: %d migration key(s) of other hosts", len(lines))
 
     # -- at start ---------------------------------------------------------
     def recover(self) -> None:
@@ -49,6 +104,9 @@ class Agent:
                         error="interrupted: the host agent stopped while this task was running")
             logger.warning("task %s marked interrupted", task.pk)
             ct = task.container
+            if task.type in (TaskType.CT_MIGRATE, TaskType.CT_MIGRATE_IN):
+                from containers.migration import recover_interrupted
+                recover_interrupted(task, self.lxc, task.append_log)
             if task.type == TaskType.CT_CREATE and ct is not None and ct.status == ContainerStatus.CREATING:
                 # A create cut off after the rename: remove it, as a failed create would have.
                 self.lxc.destroy(ct.ctid)
@@ -57,6 +115,8 @@ class Agent:
         for path in self.lxc.remove_partials():
             logger.warning("removed the partial container %s left by an interrupted create", path)
         self.remove_partial_archives()
+        from containers.migration import clean_incoming
+        clean_incoming(self.lxc, logger.warning)
         # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence).
         queued_ids = set(Queue(self.host.queue_name, connection=redis_connection()).get_job_ids())
         for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED):
@@ -128,6 +188,14 @@ class Agent:
                 logger.warning("onboot: cannot start CT %s: %s", ct.ctid, exc)
 
     def heartbeat(self) -> None:
+        try:
+            self.check_token()
+        except TokenRejected as exc:
+            if not self.revoked:
+                self.revoked = True
+                logger.error("%s: stopping", exc)
+                os.kill(os.getpid(), signal.SIGTERM)  # RQ's warm shutdown: the running job finishes
+            return
         Host.objects.filter(pk=self.host.pk).update(
             agent_seen_at=timezone.now(), agent_pid=os.getpid(),
             stats=sysinfo.host_stats(self.host.lxcpath if os.path.isdir(self.host.lxcpath) else "/"))
@@ -155,13 +223,17 @@ class Agent:
 
     def _reconcile_all(self) -> None:
         from network.jobs import refresh_host_network
+        self.sync_authorized_keys()
         self.reconcile()
         self.sync_templates()
         refresh_host_network(self.host)
 
     # -- main -------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
+        self.check_token()
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
+        self.publish_identity()
+        self.sync_authorized_keys()
         self.heartbeat()
         self.recover()
         self.sync_templates()

@@ -35,6 +35,24 @@ class Host(models.Model):
     stats = models.JSONField(default=dict, blank=True)
     # Containers LXC has on this host that the panel does not manage (never touched).
     unmanaged = models.JSONField(default=list, blank=True)
+    # The agent proves it serves this host with a token; only its SHA-256 is kept here.
+    # Revoking clears it, and the agent stops at its next heartbeat.
+    token_hash = models.CharField(max_length=64, blank=True, default="")
+    token_issued_at = models.DateTimeField(null=True, blank=True)
+    # Drained: no new containers are placed here (create, restore, migrate to); the ones there stay.
+    drained_at = models.DateTimeField(null=True, blank=True)
+    drain_reason = models.CharField(max_length=200, blank=True, default="")
+    # Migration transport. An empty ssh_address means "this machine": data moves on the local
+    # filesystem, which only works between hosts that share it (same machine_id).
+    ssh_address = models.CharField(max_length=255, blank=True, default="",
+                                   help_text="host or host:port where other hosts' agents reach this host's sshd")
+    ssh_host_key = models.TextField(blank=True, default="",
+                                    help_text="the sshd host key other hosts pin when they copy here")
+    ssh_client_key = models.TextField(blank=True, default="",
+                                      help_text="the public key this host's agent copies to other hosts with")
+    machine_id = models.CharField(max_length=64, blank=True, default="")
+    # What the agent found the host can do, e.g. {"criu": {"ok": false, "reason": "..."}}.
+    capabilities = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -46,6 +64,15 @@ class Host(models.Model):
     @property
     def queue_name(self) -> str:
         return f"vzpanel.host.{self.name}"
+
+    @property
+    def is_drained(self) -> bool:
+        return self.drained_at is not None
+
+    @property
+    def redis_user(self) -> str:
+        """The Redis ACL user whose password is this host's token."""
+        return f"vzpanel-host-{self.name}"
 
     @property
     def agent_online(self) -> bool:

@@ -233,6 +233,21 @@ AGENT_HEARTBEAT_SECONDS = envint("PANEL_AGENT_HEARTBEAT_SECONDS", 5)
 AGENT_OFFLINE_AFTER_SECONDS = envint("PANEL_AGENT_OFFLINE_AFTER_SECONDS", 20)
 AGENT_RECONCILE_SECONDS = envint("PANEL_AGENT_RECONCILE_SECONDS", 15)
 CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
+# The agent proves which host it serves with this token (issued on the host page or by
+# `manage.py host_token NAME`); PANEL_HOST_TOKEN_FILE names a file holding it instead.
+HOST_TOKEN = env("PANEL_HOST_TOKEN", "") or ""
+HOST_TOKEN_FILE = env("PANEL_HOST_TOKEN_FILE", "") or ""
+# What the agent keeps on its host: its migration SSH key, checkpoint images, transfer state.
+AGENT_DATA_DIR = env("PANEL_AGENT_DATA_DIR", "/var/lib/vzpanel")
+# Migration: the sshd host key this host's agent reports (others pin it), and the
+# authorized_keys file whose managed block lets other hosts' agents rsync into our lxcpath.
+SSH_HOST_KEY = env("PANEL_SSH_HOST_KEY", "/etc/ssh/ssh_host_ed25519_key.pub")
+SSH_AUTHORIZED_KEYS = env("PANEL_SSH_AUTHORIZED_KEYS", "/root/.ssh/authorized_keys")
+# How long the source waits for the destination's agent to take a step (it may be busy), the
+# longest a step may run (0: each step's own default), and rsync's I/O timeout.
+MIGRATE_QUEUE_TIMEOUT = envint("PANEL_MIGRATE_QUEUE_TIMEOUT", 60)
+MIGRATE_STEP_TIMEOUT = envint("PANEL_MIGRATE_STEP_TIMEOUT", 0)
+MIGRATE_IO_TIMEOUT = envint("PANEL_MIGRATE_IO_TIMEOUT", 60)
 SCHEDULER_SECONDS = envint("PANEL_SCHEDULER_SECONDS", 60)
 
 REST_FRAMEWORK = {

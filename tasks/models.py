@@ -18,7 +18,8 @@ class Task(models.Model):
                                   on_delete=models.SET_NULL, related_name="tasks")
     # Kept when the container is destroyed, so the history still says which one.
     ctid = models.PositiveIntegerField(null=True, blank=True, db_index=True, db_column="ct_id")  # not "ctid": PostgreSQL
-    host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="tasks")
+    # NULL once the host has been removed from the panel; the history stays.
+    host = models.ForeignKey("hosts.Host", null=True, on_delete=models.SET_NULL, related_name="tasks")
     # The tenant of the container at the time, so tenant admins keep seeing the history.
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="tasks")

@@ -20,8 +20,10 @@ class TaskError(Exception):
     http_status = 409
 
 
-def submit_task(*, type: str, host, user=None, container=None, params: dict | None = None) -> Task:
-    """Create a queued Task and enqueue it on its host's queue once the transaction commits."""
+def submit_task(*, type: str, host, user=None, container=None, params: dict | None = None,
+                queue: bool = True) -> Task:
+    """Create a queued Task and enqueue it on its host's queue once the transaction commits
+    (queue=False: the caller runs it itself, as an evacuation runs its migrations)."""
     task = Task.objects.create(
         type=type, host=host, user=user if (user and user.is_authenticated) else None,
         container=container, ctid=getattr(container, "ctid", None), params=params or {},
@@ -30,7 +32,8 @@ def submit_task(*, type: str, host, user=None, container=None, params: dict | No
     task.rq_job_id = job_id_for(task.pk)
     Task.objects.filter(pk=task.pk).update(rq_job_id=task.rq_job_id)
     task.append_log(f"Queued on host {host.name}" + (f" by {task.user}" if task.user else ""))
-    transaction.on_commit(partial(enqueue, task.pk))
+    if queue:
+        transaction.on_commit(partial(enqueue, task.pk))
     return task
 
 

@@ -158,22 +158,38 @@ def subprocess_env() -> dict:
     return env
 
 
+def give_token(host_name: str) -> str:
+    """A fresh agent token for a host, as `hostctl token` makes (without the audit record)."""
+    import secrets
+    from hosts.models import Host
+    from hosts.services import TOKEN_PREFIX, token_hash
+    token = TOKEN_PREFIX + secrets.token_urlsafe(16)
+    Host.objects.filter(name=host_name).update(token_hash=token_hash(token))
+    return token
+
+
 class AgentProcess:
     """`manage.py agent` as a real subprocess against the test database."""
 
-    def __init__(self, host_name: str):
+    def __init__(self, host_name: str, extra_env: dict | None = None, prefix: list[str] | None = None):
         self.host_name = host_name
+        self.extra_env = extra_env or {}
+        self.prefix = prefix or []  # e.g. nsenter into the network namespace of a second host
+        self.token = ""
         self.proc: subprocess.Popen | None = None
         self.log_path = RUN_DIR / f"agent-{host_name}.log"
 
     def env(self):
-        return subprocess_env()
+        return {**subprocess_env(), "PANEL_HOST_TOKEN": self.token, **self.extra_env}
 
     def start(self, wait=True):
         from hosts.models import Host
+        if not self.token:
+            self.token = give_token(self.host_name)
         started_before = Host.objects.get(name=self.host_name).agent_started_at
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "agent", "--host", self.host_name],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(BASE_DIR / "manage.py"), "agent",
+                                      "--host", self.host_name],
                                      cwd=BASE_DIR, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         if wait:
             def ready():

@@ -19,6 +19,8 @@ os.environ.setdefault("PANEL_AGENT_RECONCILE_SECONDS", "2")
 os.environ.setdefault("PANEL_AGENT_OFFLINE_AFTER_SECONDS", "5")
 os.environ.setdefault("PANEL_STOP_TIMEOUT", "10")
 os.environ.setdefault("PANEL_SAMPLE_SECONDS", "1")
+os.environ.setdefault("PANEL_AGENT_DATA_DIR", os.path.join(RUN_DIR, "agent-data"))
+os.environ.setdefault("PANEL_MIGRATE_QUEUE_TIMEOUT", "8")
 
 from panel.settings import *  # noqa: E402,F401,F403
 

@@ -60,8 +60,8 @@ class ContainerViewSet(viewsets.GenericViewSet):
         ser = ContainerCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
-        host = data.get("host") or visible_hosts(request.user).first()
-        if host is None:
+        host = data.get("host")  # None: the panel places it by capacity
+        if host is None and not visible_hosts(request.user).exists():
             return Response({"host": ["No host is registered."]}, status=400)
         limits = {k: data.pop(k) for k in LIMIT_KEYS if k in data}
         try:

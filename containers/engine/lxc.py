@@ -6,7 +6,9 @@ Containers stay ordinary LXC containers, so `lxc-ls`, `lxc-info -n CTID` and
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,10 @@ from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
 
 Log = Callable[[str], None]
 PARTIAL_PREFIX = ".vzpanel-partial-"
+# A container arriving by migration: .vzpanel-incoming-<CTID>-<migration task id>. A ".keep"
+# file inside (vzmigrate --keep-dst) keeps it after a failure for the next attempt to reuse.
+INCOMING_PREFIX = ".vzpanel-incoming-"
+KEEP_MARKER = ".keep"
 
 # What LXC's common.conf sets, minus its include of common.conf.d: with lxcfs
 # installed that adds a post-stop hook that sleeps 0.5 s on every stop.
@@ -260,6 +266,128 @@ class Lxc:
 
     def kill(self, ctid: int) -> None:
         run(["lxc-stop", *self._base(ctid), "-k"], check=False, timeout=60)
+
+    def kill_frozen(self, ctid: int, timeout: int = 30) -> None:
+        """Stop a frozen container without letting any of its processes run again.
+
+        Every process gets SIGKILL while frozen, then the cgroup is thawed: a pending
+        SIGKILL is acted on before a thawed process returns to user space, so nothing
+        writes to the disk after the last copy was taken (lxc-stop -k would kill init
+        only, and the others would run on for a moment after the thaw).
+        """
+        cgroup = Cgroup(str(ctid))
+        top = cgroup.path("freezer/cgroup.procs").parent if cgroup.version == 1 else cgroup.root / cgroup.dirname
+        for procs in sorted(top.rglob("cgroup.procs")) if top.is_dir() else []:
+            try:
+                pids = [int(p) for p in procs.read_text().split()]
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.unfreeze(ctid)
+        res = run(["lxc-wait", *self._base(ctid), "-s", "STOPPED", "-t", str(timeout)], check=False,
+                  timeout=timeout + 10)
+        if res.returncode != 0:
+            self.kill(ctid)
+            if self.state(ctid) != "STOPPED":
+                raise LxcError(f"container {ctid} did not stop after it was killed")
+
+    # -- migration: a container arriving, and one that has left ----------
+    def incoming(self, ctid: int, tag: int) -> Path:
+        return self.lxcpath / f"{INCOMING_PREFIX}{int(ctid)}-{int(tag)}"
+
+    def prepare_incoming(self, ctid: int, tag: int, disk_mb: int | None, diskinodes: int | None,
+                         log: Log = _noop) -> Path:
+        """The directory a migrating container's files are copied into, with its own disk image
+        mounted at rootfs. A copy kept by an earlier failed attempt (--keep-dst) is reused."""
+        if self.path(ctid).exists():
+            raise LxcError(f"{self.path(ctid)} already exists: this host already has a container {ctid}")
+        self.lxcpath.mkdir(parents=True, exist_ok=True)
+        target = self.incoming(ctid, tag)
+        for kept in self.lxcpath.glob(f"{INCOMING_PREFIX}{int(ctid)}-*"):
+            if kept != target and (kept / KEEP_MARKER).exists():
+                os.rename(kept, target)
+                (target / KEEP_MARKER).unlink()
+                log(f"Reusing the copy kept by an earlier attempt ({kept.name})")
+                break
+        try:
+            (target / "rootfs").mkdir(parents=True, exist_ok=True)
+            os.chmod(target, 0o770)
+            if disk_mb:
+                image = DiskImage(target / IMAGE_NAME, target / "rootfs")
+                if not image.exists():
+                    log(f"Making a {disk_mb} MiB disk" + (f" with {diskinodes} inodes" if diskinodes else ""))
+                    image.create(disk_mb, diskinodes)
+                image.mount()
+        except BaseException:
+            _discard(target)
+            raise
+        return target
+
+    def finish_incoming(self, spec: ContainerSpec, tag: int) -> None:
+        """Make the copied files the container `spec.ctid` on this host (config written, renamed)."""
+        incoming = self.incoming(spec.ctid, tag)
+        if not (incoming / "rootfs").is_dir():
+            raise LxcError(f"{incoming} is missing: nothing was copied here for container {spec.ctid}")
+        if self.path(spec.ctid).exists():
+            raise LxcError(f"{self.path(spec.ctid)} already exists")
+        write_identity(incoming / "rootfs", spec)
+        _atomic_write(incoming / "config", self.render_config(spec, incoming / "rootfs"))
+        os.rename(incoming, self.path(spec.ctid))  # the image's mount moves with its directory
+        self.ensure_mounted(spec.ctid)
+
+    def return_to_incoming(self, ctid: int, tag: int) -> None:
+        """Undo finish_incoming (the destination could not run it): back to an incoming copy."""
+        if self.path(ctid).exists():
+            (self.path(ctid) / "config").unlink(missing_ok=True)
+            os.rename(self.path(ctid), self.incoming(ctid, tag))
+
+    def discard_incoming(self, ctid: int, tag: int, keep: bool = False) -> bool:
+        """Remove an incoming copy; with keep, unmount it and mark it for the next attempt.
+        Returns True if something was there."""
+        incoming = self.incoming(ctid, tag)
+        if not incoming.exists():
+            return False
+        if keep:
+            image = DiskImage(incoming / IMAGE_NAME, incoming / "rootfs")
+            if image.exists():
+                image.umount()
+            (incoming / KEEP_MARKER).write_text(f"kept after migration task {tag} failed\n")
+        else:
+            _discard(incoming)
+        return True
+
+    def incoming_copies(self) -> list[tuple[int, int, bool]]:
+        """(ctid, tag, kept) of every incoming copy in this lxcpath."""
+        found = []
+        if self.lxcpath.is_dir():
+            for entry in self.lxcpath.glob(f"{INCOMING_PREFIX}*"):
+                m = re.fullmatch(rf"{re.escape(INCOMING_PREFIX)}(\d+)-(\d+)", entry.name)
+                if m and entry.is_dir():
+                    found.append((int(m.group(1)), int(m.group(2)), (entry / KEEP_MARKER).exists()))
+        return found
+
+    def set_aside(self, ctid: int) -> Path:
+        """vzmigrate -r no: keep the source's files, unmounted, as <CTID>.migrated (never started:
+        LXC lists it, the panel shows it as unmanaged)."""
+        disk = self.disk(ctid)
+        if disk:
+            disk.umount()
+        target = self.lxcpath / f"{int(ctid)}.migrated"
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.lxcpath / f"{int(ctid)}.migrated{n}"
+        config = self.path(ctid) / "config"
+        if config.exists():
+            text = re.sub(r"(?m)^lxc\.start\.auto = .*$", "lxc.start.auto = 0", config.read_text())
+            text = text.replace(f"dir:{self.rootfs(ctid)}", f"dir:{target}/rootfs")
+            _atomic_write(config, text)
+        os.rename(self.path(ctid), target)
+        return target
 
     def destroy(self, ctid: int) -> None:
         if not self.exists(ctid):

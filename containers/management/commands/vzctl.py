@@ -121,7 +121,7 @@ class Command(BaseCommand):
         p.add_argument("--ostemplate", required=True)
         p.add_argument("--hostname")
         p.add_argument("--name")
-        p.add_argument("--host", help="the host to create it on (default: this one)")
+        p.add_argument("--host", help="the host to create it on (default: the panel picks one by capacity)")
         p.add_argument("--tenant", help="tenant slug: whose quota it counts against")
         p.add_argument("--plan", help="plan name (named limits, like a vps.basic sample)")
         p.add_argument("--onboot", type=yes_no, default=False)
@@ -245,11 +245,8 @@ class Command(BaseCommand):
         host = hosts.filter(name=opts["host"]).first() if opts["host"] else None
         if opts["host"] and host is None:
             raise CommandError(f"no host {opts['host']!r}")
-        if host is None:
-            from django.conf import settings
-            host = hosts.filter(name=settings.PANEL_HOST_NAME).first() or hosts.first()
-        if host is None:
-            raise CommandError("no host is registered")
+        if not hosts.exists():
+            raise CommandError("no host is registered")  # without --host the panel places it by capacity
         ctid = opts["ctid"]
         if not str(ctid).isdigit():
             raise CommandError(f"CTID must be a number, not {ctid!r}")

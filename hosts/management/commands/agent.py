@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from hosts.agent import Agent
+from hosts.agent import Agent, TokenRejected
 from hosts.models import Host
 
 
@@ -20,4 +20,16 @@ class Command(BaseCommand):
         except Host.DoesNotExist:
             raise CommandError(f"host {opts['host']!r} is not registered; run "
                                f"'manage.py register_host {opts['host']}' first") from None
-        Agent(host).run(burst=opts["burst"])
+        token = settings.HOST_TOKEN
+        if not token and settings.HOST_TOKEN_FILE:
+            try:
+                token = open(settings.HOST_TOKEN_FILE).read().strip()
+            except OSError as exc:
+                raise CommandError(f"cannot read PANEL_HOST_TOKEN_FILE: {exc}") from None
+        agent = Agent(host, token)
+        try:
+            agent.run(burst=opts["burst"])
+        except TokenRejected as exc:
+            raise CommandError(f"refusing to serve host {host.name}: {exc}") from None
+        if agent.revoked:
+            raise CommandError(f"host {host.name}'s token was revoked; the agent stopped")

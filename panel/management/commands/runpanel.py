@@ -37,9 +37,9 @@ class Command(BaseCommand):
             except KeyError:
                 self.stderr.write(f"[runpanel] user {settings.WEB_USER} does not exist: run 'make setup'")
 
-        def spawn(name, argv):
+        def spawn(name, argv, env=None):
             self.stdout.write(f"[runpanel] starting {name}: {' '.join(argv)}")
-            procs.append((name, subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)))
+            procs.append((name, subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True, env=env)))
 
         if not os.environ.get("REDIS_URL"):
             sock = var / "run" / "redis.sock"
@@ -54,7 +54,15 @@ class Command(BaseCommand):
                     self._stop(procs)
                     raise CommandError("redis-server did not start")
                 time.sleep(0.05)
-        spawn("agent", [python, manage, "agent"])
+        # This machine's agent gets a fresh token at each start (other hosts' agents get theirs from
+        # the host page or `manage.py hostctl token NAME`); it travels in the environment only.
+        from hosts.models import Host
+        from hosts.services import issue_token
+        local = Host.objects.filter(name=settings.PANEL_HOST_NAME).first()
+        agent_env = dict(os.environ)
+        if local is not None:
+            agent_env["PANEL_HOST_TOKEN"] = issue_token(None, local)
+        spawn("agent", [python, manage, "agent"], env=agent_env)
         spawn("scheduler", [*unprivileged, python, manage, "scheduler"])
         spawn("web", [*unprivileged, python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
                       "--no-control-socket",

@@ -1,0 +1,200 @@
+"""One function per host operation (add, token, drain, remove, evacuate), for the views, API and CLI.
+
+Hosts are infrastructure: administrators add and remove them and handle their tokens;
+administrators and operators drain and evacuate them.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import audited
+from tasks.choices import ACTIVE_STATES, TaskType
+from tasks.models import Task
+from tasks.services import TaskError, submit_task
+
+from .models import Host
+
+logger = logging.getLogger(__name__)
+TOKEN_PREFIX = "vzph_"
+
+
+class HostRefused(TaskError):
+    http_status = 409
+
+
+class HostNotAllowed(TaskError):
+    http_status = 403
+
+
+class HostInvalid(TaskError):
+    http_status = 400
+
+
+def _require(user, admin_only: bool) -> None:
+    from accounts.permissions import is_admin, manages_hosts
+    if user is None:
+        return
+    if not (is_admin(user) if admin_only else manages_hosts(user)):
+        raise HostNotAllowed("Only an administrator may do this." if admin_only
+                             else "Only administrators and operators manage hosts.")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(host: Host, token: str) -> bool:
+    return bool(host.token_hash) and bool(token) and hmac.compare_digest(host.token_hash, token_hash(token))
+
+
+def _redis_user(host: Host, token_sha256: str | None) -> str:
+    """Give the host's agent its own Redis ACL user whose password is the token (None: remove it and
+    cut its connections). Returns what happened, for the log; a Redis without ACLs is reported."""
+    from tasks.queue import redis_connection
+    conn = redis_connection()
+    try:
+        if token_sha256 is None:
+            conn.acl_deluser(host.redis_user)
+            if any(c.get("user") == host.redis_user for c in conn.client_list()):
+                conn.client_kill_filter(user=host.redis_user)
+            return f"Redis user {host.redis_user} removed"
+        # Everything RQ needs, nothing that administers Redis or wipes it.
+        conn.acl_setuser(host.redis_user, enabled=True, reset=True, hashed_passwords=[f"+{token_sha256}"],
+                         keys=["*"], channels=["*"], categories=["+@all", "-@admin"],
+                         commands=["-flushall", "-flushdb", "-keys"])
+        return f"Redis user {host.redis_user} set"
+    except Exception as exc:
+        logger.warning("Redis ACL for %s: %s", host.name, exc)
+        return f"Redis ACL not changed ({exc})"
+
+
+@audited("host.token", target="host")
+def issue_token(user, host: Host) -> str:
+    """A new token for the host's agent (any earlier one stops working). Shown once, stored hashed."""
+    _require(user, admin_only=True)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    digest = token_hash(token)
+    Host.objects.filter(pk=host.pk).update(token_hash=digest, token_issued_at=timezone.now())
+    host.token_hash = digest
+    _redis_user(host, digest)
+    return token
+
+
+@audited("host.revoke", target="host")
+def revoke_token(user, host: Host) -> None:
+    """The host's agent stops at its next heartbeat and can no longer use Redis; other hosts stop
+    accepting its migration key at their next reconcile."""
+    _require(user, admin_only=True)
+    Host.objects.filter(pk=host.pk).update(token_hash="", token_issued_at=None, ssh_client_key="")
+    host.token_hash = ""
+    _redis_user(host, None)
+
+
+@audited("host.add", target="host")
+def add_host(user, *, name: str, lxcpath: str = "/var/lib/lxc", template_dir: str = "/var/lib/vz/template/cache",
+             dump_dir: str = "/var/lib/vz/dump", ssh_address: str = "", host=None) -> tuple[Host, str]:
+    """Register a host and issue its agent's token. Returns (host, token)."""
+    _require(user, admin_only=True)
+    if Host.objects.filter(name=name).exists():
+        raise HostInvalid(f"There is already a host {name}.")
+    new = Host(name=name, lxcpath=lxcpath, template_dir=template_dir, dump_dir=dump_dir, ssh_address=ssh_address)
+    _validate(new)
+    new.save()
+    return new, issue_token(user, new)
+
+
+def _validate(host: Host) -> None:
+    from containers.engine.transfer import TransferError, split_address
+    try:
+        host.full_clean()
+    except ValidationError as exc:
+        raise HostInvalid("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+    for label, path in (("lxcpath", host.lxcpath), ("template directory", host.template_dir),
+                        ("dump directory", host.dump_dir)):
+        if not path.startswith("/") or ".." in path.split("/") or any(c.isspace() for c in path):
+            raise HostInvalid(f"The {label} must be an absolute path without '..' or blanks.")
+    if host.ssh_address:
+        try:
+            split_address(host.ssh_address)
+        except TransferError as exc:
+            raise HostInvalid(str(exc)) from None
+
+
+@audited("host.ssh", target="host")
+def set_ssh(user, host: Host, ssh_address: str, repin: bool = False) -> Host:
+    """Change where other hosts reach this host's sshd; repin forgets the pinned host key (the agent
+    reports the current one at its next start)."""
+    _require(user, admin_only=True)
+    host.ssh_address = (ssh_address or "").strip()
+    _validate(host)
+    fields = {"ssh_address": host.ssh_address}
+    if repin:
+        fields["ssh_host_key"] = host.ssh_host_key = ""
+    Host.objects.filter(pk=host.pk).update(**fields)
+    return host
+
+
+@audited("host.drain", target="host")
+def drain_host(user, host: Host, reason: str = "") -> Host:
+    """No new containers are placed on the host; those there stay and keep running."""
+    _require(user, admin_only=False)
+    reason = (reason or "").strip()[:200]
+    Host.objects.filter(pk=host.pk).update(drained_at=timezone.now(), drain_reason=reason)
+    host.refresh_from_db()
+    return host
+
+
+@audited("host.undrain", target="host")
+def undrain_host(user, host: Host) -> Host:
+    _require(user, admin_only=False)
+    Host.objects.filter(pk=host.pk).update(drained_at=None, drain_reason="")
+    host.refresh_from_db()
+    return host
+
+
+@audited("host.remove", target="host")
+def remove_host(user, host: Host, confirm: str = "") -> None:
+    """Forget a host. Refused while anything still lives there; the task history is kept."""
+    from backups.models import Backup
+    from tenancy.models import StudentClass
+    _require(user, admin_only=True)
+    if confirm != host.name:
+        raise HostInvalid(f"To remove host {host.name}, confirm by typing its name.")
+    cts = list(host.containers.values_list("ctid", flat=True)[:11])
+    if cts:
+        shown = ", ".join(map(str, cts[:10])) + (" …" if len(cts) > 10 else "")
+        raise HostRefused(f"Host {host.name} still has {host.containers.count()} container(s): {shown}. "
+                          "Migrate them away (Evacuate) or destroy them first.")
+    if Task.objects.filter(host=host, status__in=ACTIVE_STATES).exists():
+        raise HostRefused(f"Host {host.name} has queued or running tasks; wait for them or cancel them.")
+    backups = Backup.objects.filter(host=host).count()
+    if backups:
+        raise HostRefused(f"Host {host.name} still holds {backups} backup(s); delete them or move them first.")
+    if StudentClass.objects.filter(host=host).exists():
+        raise HostRefused(f"Classes still create their containers on {host.name}; change their host first.")
+    revoke_token(user, host)
+    host.delete()
+
+
+@audited("host.evacuate", target="host")
+def evacuate_host(user, host: Host, online: bool = True) -> Task:
+    """Drain the host and migrate every container off it, one at a time (running ones online),
+    each to the host placement picks. One task on the host, with a migrate task per container."""
+    _require(user, admin_only=False)
+    if not host.containers.exists():
+        raise HostRefused(f"Host {host.name} has no containers to move.")
+    if Task.objects.filter(host=host, type=TaskType.HOST_EVACUATE, status__in=ACTIVE_STATES).exists():
+        raise HostRefused(f"Host {host.name} is already being evacuated.")
+    with transaction.atomic():
+        if not host.is_drained:
+            Host.objects.filter(pk=host.pk).update(drained_at=timezone.now(), drain_reason="evacuation")
+        task = submit_task(type=TaskType.HOST_EVACUATE, host=host, user=user,
+                           params={"online": bool(online), "job_timeout": 24 * 3600})
+    return task
