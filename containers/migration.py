@@ -115,12 +115,12 @@ class Migration:
 
     def criu(self) -> tuple[bool, str]:
         """Live migration needs lxc-checkpoint to work on both hosts; each agent checks its own."""
-        reasons = []
-        for host in (self.source, self.dest):
+        reasons = {}
+        for host in (Host.objects.get(pk=self.source.pk), self.dest):
             found = (host.capabilities or {}).get("criu") or {"ok": False, "reason": "not checked by its agent"}
             if not found.get("ok"):
-                reasons.append(f"{host.name}: {found.get('reason')}")
-        return (not reasons), "; ".join(reasons)
+                reasons.setdefault(found.get("reason"), []).append(host.name)
+        return (not reasons), "; ".join(f"{' and '.join(names)}: {why}" for why, names in reasons.items())
 
     def remember(self, **fields) -> None:
         """Where the migration is, in the task row: what an agent restarting after a crash goes by."""

@@ -243,6 +243,7 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
     ct = Container.objects.select_related("host").get(pk=ct.pk)
     if dest is None:
         dest = pick_host(ram_mb=ct.ram_mb, cpus=ct.cpus, disk_mb=ct.disk_mb, exclude=(ct.host_id,))
+    dest = Host.objects.get(pk=dest.pk)  # its agent's latest heartbeat, pinned key and drain state
     if dest.pk == ct.host_id:
         raise InvalidRequest(f"Container {ct.ctid} is already on {dest.name}.")
     if ct.status not in (ContainerStatus.RUNNING, ContainerStatus.STOPPED):

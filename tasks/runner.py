@@ -13,6 +13,7 @@ from containers.engine.cgroups import CgroupError
 from containers.engine.commands import CommandError
 from containers.engine.diskimage import DiskImageError
 from containers.engine.lxc import LxcError
+from containers.engine.transfer import TransferError
 
 from .choices import TaskStatus
 from .models import Task
@@ -27,7 +28,7 @@ class TaskFailed(Exception):
 
 
 # Errors whose text is meant for users: logged as they are, without a traceback.
-EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError, CgroupError, DiskImageError)
+EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError, CgroupError, DiskImageError, TransferError)
 
 
 class TaskLog:

@@ -3,8 +3,8 @@
 Data goes with rsync: over SSH when the destination has an SSH address, with the
 agent's own key and the destination's host key pinned (never "accept new"), or
 on the local filesystem when both hosts are this machine. On the destination
-side the migration key may only run rsync below the host's lxcpath (rrsync), so a
-leaked key writes files there and does nothing else.
+side the migration key may only run rsync receiving into an incoming copy below the
+host's lxcpath (rsync_gate.py), so a leaked key writes files there and does nothing else.
 """
 from __future__ import annotations
 
@@ -61,8 +61,13 @@ def criu_check() -> tuple[bool, str]:
     text = (res.stdout + res.stderr).strip()
     if res.returncode == 0 and "Error" not in text:
         return True, text.splitlines()[-1] if text else "criu check passed"
-    errors = [line for line in text.splitlines() if "Error" in line] or text.splitlines()[-2:]
-    return False, "criu check failed: " + " ".join(errors)[:500]
+    # "Error (criu/vdso.c:613): vdso: Failed to fill self vdso symtable" → what follows the location.
+    errors = []
+    for line in text.splitlines():
+        message = re.sub(r"^Error \([^)]*\):\s*", "", line.strip())
+        if line.startswith("Error") and message not in errors and not message.startswith("exited, status"):
+            errors.append(message)
+    return False, "criu check failed: " + ("; ".join(errors[:2]) or text[-300:])
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -85,13 +90,18 @@ def read_public_key(path: Path) -> str:
     return " ".join(parts[:2]) if len(parts) >= 2 else ""
 
 
+GATE = Path(__file__).with_name("rsync_gate.py")
+
+
 def authorized_line(public_key: str, lxcpath: str, comment: str) -> str:
-    """One authorized_keys line: the key may only run rsync confined to `lxcpath` (rrsync)."""
-    rrsync = shutil.which("rrsync") or "/usr/bin/rrsync"
+    """One authorized_keys line: the key may only run rsync receiving into incoming copies under
+    `lxcpath` (rsync_gate.py), with no terminal or forwarding."""
     key = " ".join(public_key.split()[:2])
-    if not _SAFE_ARG.match(lxcpath) or not re.match(r"^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+$", key):
+    if not _SAFE_ARG.match(lxcpath) or not _SAFE_ARG.match(str(GATE)) \
+            or not re.match(r"^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+$", key):
         raise TransferError(f"refusing to authorize an odd key or path ({lxcpath!r})")
-    return f'command="{rrsync} {lxcpath}",restrict {key} {re.sub(r"[^A-Za-z0-9_.@-]", "_", comment)}'
+    return (f'command="/usr/bin/python3 -I {GATE} {lxcpath}",restrict {key} '
+            f'{re.sub(r"[^A-Za-z0-9_.@-]", "_", comment)}')
 
 
 def write_authorized_keys(path: Path, lines: list[str]) -> bool:
