@@ -164,6 +164,9 @@ class Migration:
             self.phase = "prepared"
             self.remember()
             rel = prepared["dir"]
+            if prepared.get("reused"):
+                log(f"Reusing the copy kept on {self.dest.name} by an earlier attempt (--keep-dst): "
+                    "only what changed since is copied")
             self.task.set_progress(10)
             if self.was_running and not online:
                 log(f"Stopping CT {ct.ctid} on {self.source.name} for the copy")
@@ -368,9 +371,10 @@ def receive(task, log):
         if free < wanted:
             raise TaskFailed(f"not enough disk space on {task.host.name}: {free // MIB} MiB free in "
                              f"{lxc.lxcpath}, CT {ct.ctid} needs about {wanted // MIB} MiB")
+        kept = [c for c in lxc.incoming_copies() if c[0] == ct.ctid and c[2]]
         incoming = lxc.prepare_incoming(ct.ctid, tag, params.get("disk_mb"), params.get("diskinodes"), log)
         log(f"Ready to receive CT {ct.ctid} in {incoming}")
-        return {"dir": incoming.name}
+        return {"dir": incoming.name, "reused": bool(kept)}
     if step == "ready":
         incoming = lxc.incoming(ct.ctid, tag)
         if not (incoming / "rootfs").is_dir():

@@ -223,9 +223,9 @@ def test_a_changed_host_key_is_refused(agent, remote_host, remote_site, admin_us
 
 
 # -- failures injected mid-way ------------------------------------------------------------------------------
-def start_migration_and(action, ct, admin, dest, when_path_glob, bwlimit=6000):
+def start_migration_and(action, ct, admin, dest, when_path_glob, bwlimit=6000, **options):
     """Queue an online migration with a slow copy; once the destination's incoming copy exists, do `action`."""
-    task = services.migrate_container(ct, admin, dest, online=True, bwlimit_kib=bwlimit)
+    task = services.migrate_container(ct, admin, dest, online=True, bwlimit_kib=bwlimit, **options)
     lxcpath = Path(dest.lxcpath)
     wait_until(lambda: list(lxcpath.glob(when_path_glob)), 60, interval=0.01, message="the destination's copy")
     time.sleep(0.5)  # well into the first copy
@@ -255,7 +255,8 @@ def test_destination_disk_full_mid_copy(agent, second_host, admin_user, host, te
 
         def fill_disk():
             subprocess.run(["dd", "if=/dev/zero", f"of={lxcpath}/fill", "bs=1M", "count=400"], capture_output=True)
-        task = start_migration_and(fill_disk, ct, admin_user, h2, ".vzpanel-incoming-9805-*")
+        # (The administrator overrides the capacity check: promised disk is not what fills up here.)
+        task = start_migration_and(fill_disk, ct, admin_user, h2, ".vzpanel-incoming-9805-*", override_capacity=True)
         assert task.status == "failed", task.log
         assert "No space left on device" in task.log
         assert "thawed" not in task.log  # it failed before the freeze: the container never stopped
@@ -264,7 +265,7 @@ def test_destination_disk_full_mid_copy(agent, second_host, admin_user, host, te
         assert loop_devices_for(lxcpath) == []
 
         # Not enough room from the start: refused before anything is copied, with the numbers.
-        task = wait_task(services.migrate_container(ct, admin_user, h2, online=True), 60)
+        task = wait_task(services.migrate_container(ct, admin_user, h2, online=True, override_capacity=True), 60)
         assert task.status == "failed"
         assert "not enough disk space on vzt-h2" in task.error and "MiB free" in task.error
         assert_back_on_source(ct, host, h2, before)
@@ -327,7 +328,7 @@ def test_keep_dst_reuses_the_copy(agent, second_host, admin_user, host, template
     assert ct.host == host and ct.status == "running"
     task = wait_task(services.migrate_container(ct, admin_user, h2, online=True), 120)
     assert task.status == "ok", task.log
-    assert "Reusing the copy kept by an earlier attempt" in task.log
+    assert "Reusing the copy kept on vzt-h2 by an earlier attempt (--keep-dst)" in task.log
     assert list(Path(h2.lxcpath).glob(".vzpanel-incoming-*")) == []
     assert_intact(counter(Path(h2.lxcpath) / "9808" / "rootfs"))
 
