@@ -9,11 +9,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl debootstrap gnupg
-TEST_DEBS := chromium postgresql
+RUN_DEBS := lxc redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl debootstrap gnupg \
+            openssh-client criu
+# A host that receives migrations runs sshd; the tests run one in a network namespace.
+AGENT_DEBS := openssh-server
+TEST_DEBS := chromium postgresql $(AGENT_DEBS)
 NODE_DEBS := nodejs npm
 
-.PHONY: run test install install-test debs test-debs venv assets setup clean
+.PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean
 
 run: install setup
 	$(PY) manage.py runpanel
@@ -24,6 +27,12 @@ test: install install-test
 	$(PY) -m pytest
 	$(PY) tests/with_postgres.py -q -m "not integration and not browser"
 
+# Another host of the panel: install what its agent needs and run the agent (docs/operations.md):
+#   make agent HOST=NAME PANEL_HOST_TOKEN=... REDIS_URL=redis://... PANEL_DATABASE_URL=postgresql://...
+agent: debs agent-debs venv
+	@test -n "$(HOST)" || { echo "make agent: give HOST=NAME (the host's name in the panel)"; exit 2; }
+	$(PY) manage.py agent --host $(HOST)
+
 install: debs venv assets
 
 install-test: test-debs
@@ -33,6 +42,13 @@ install-test: test-debs
 debs:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	command -v npm >/dev/null || missing="$$missing $(NODE_DEBS)"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+agent-debs:
+	@missing=$$(for p in $(AGENT_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$(echo $$missing)" ]; then \
 	  echo "Installing Debian packages:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

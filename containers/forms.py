@@ -161,3 +161,20 @@ class PasswordForm(forms.Form):
 class SSHKeyForm(forms.Form):
     key = forms.CharField(label="SSH public key", widget=forms.Textarea(attrs={"rows": 3}), max_length=9000)
     user = forms.CharField(initial="root", max_length=32)
+
+
+class MigrateForm(forms.Form):
+    """vzmigrate [--online] [-r yes|no] [--keep-dst] DEST CTID, from the container page."""
+
+    destination = forms.ModelChoiceField(queryset=Host.objects.filter(drained_at__isnull=True), required=False,
+                                         empty_label="Automatic (the host with the most room)")
+    online = forms.BooleanField(required=False, initial=True,
+                                label="Online: keep it running (copy, freeze, copy what changed, start there)")
+    remove_source = forms.BooleanField(required=False, initial=True, label="Remove it from this host afterwards")
+    keep_dst = forms.BooleanField(required=False, label="On failure, keep the copied files for the next attempt")
+    bwlimit_kib = forms.IntegerField(required=False, min_value=0, max_value=100_000_000, label="Bandwidth limit (KiB/s)")
+
+    def __init__(self, *args, container=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if container is not None:
+            self.fields["destination"].queryset = self.fields["destination"].queryset.exclude(pk=container.host_id)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<str:ident>/exec/", views.container_exec, name="container-exec"),
     path("<str:ident>/destroy/", views.container_destroy, name="container-destroy"),
     path("<str:ident>/reset/", views.container_reset, name="container-reset"),
+    path("<str:ident>/migrate/", views.container_migrate, name="container-migrate"),
     path("<str:ident>/password/", views.container_password, name="container-password"),
     path("<str:ident>/sshkey/", views.container_sshkey, name="container-sshkey"),
     path("<str:ident>/<str:action>/", views.container_action, name="container-action"),

@@ -68,6 +68,10 @@ def container_detail(request, ident):
         "password_form": PasswordForm(),
         "sshkey_form": SSHKeyForm(),
     }
+    from accounts.permissions import manages_hosts
+    if manages_hosts(request.user) and context["can_manage"]:
+        from .forms import MigrateForm
+        context["migrate_form"] = MigrateForm(container=ct)
     if request.headers.get("HX-Request"):
         return render(request, "containers/_status.html", context)
     tab = request.GET.get("tab")
@@ -179,6 +183,15 @@ def _confirmed_operation(request, ident, operation, what):
 @require_POST
 def container_destroy(request, ident):
     return _confirmed_operation(request, ident, services.destroy_container, "destroy")
+
+
+@login_required
+@require_POST
+def container_migrate(request, ident):
+    from .forms import MigrateForm
+    return _form_operation(request, ident, MigrateForm, lambda ct, data: services.migrate_container(
+        ct, request.user, data["destination"], online=data["online"], remove_source=data["remove_source"],
+        keep_dst=data["keep_dst"], bwlimit_kib=data["bwlimit_kib"] or 0), "migrate", show_task=True)
 
 
 @login_required

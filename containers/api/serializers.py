@@ -113,3 +113,13 @@ class SSHKeySerializer(serializers.Serializer):
 class BackupRequestSerializer(serializers.Serializer):
     compress = serializers.ChoiceField(choices=["zst", "gz", "none"], default="zst")
     notes = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class MigrateSerializer(serializers.Serializer):
+    """vzmigrate: `host` empty or absent lets the panel pick the host with the most room."""
+
+    host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False, allow_null=True)
+    online = serializers.BooleanField(default=False)
+    remove_source = serializers.BooleanField(default=True)
+    keep_dst = serializers.BooleanField(default=False)
+    bwlimit_kib = serializers.IntegerField(default=0, min_value=0, max_value=100_000_000)

@@ -15,7 +15,7 @@ from backups.services import backup_container
 
 from .serializers import (BackupRequestSerializer, ContainerCreateSerializer, ContainerSerializer,
                           ContainerUpdateSerializer, DestroySerializer, ExecSerializer, PasswordSerializer,
-                          SSHKeySerializer, TemplateSerializer)
+                          MigrateSerializer, SSHKeySerializer, TemplateSerializer)
 
 LIMIT_KEYS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
@@ -159,6 +159,13 @@ class ContainerViewSet(viewsets.GenericViewSet):
     def reset(self, request, ctid=None):
         return self._with(request, DestroySerializer, lambda ct, d: services.reset_container(
             ct, request.user, d["confirm"]))
+
+    @extend_schema(request=MigrateSerializer, responses={202: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def migrate(self, request, ctid=None):
+        return self._with(request, MigrateSerializer, lambda ct, d: services.migrate_container(
+            ct, request.user, d.get("host"), online=d["online"], remove_source=d["remove_source"],
+            keep_dst=d["keep_dst"], bwlimit_kib=d["bwlimit_kib"]))
 
     @extend_schema(request=BackupRequestSerializer, responses={202: TaskSerializer})
     @action(detail=True, methods=["post"])
