@@ -24,7 +24,7 @@ def why_not(host: Host, *, template: str | None = None, ram_mb: int = 0, cpus: i
         return f"has no template {template}"
     refusal = capacity_refusal(host, ram_mb=ram_mb, cpus=cpus, disk_mb=disk_mb)
     if refusal:
-        return "not enough capacity: " + refusal.split(": ", 1)[-1].split(" An administrator")[0]
+        return "not enough capacity: " + refusal.split(": ", 1)[-1].split(" An administrator")[0].rstrip(".")
     return None
 
 
