@@ -77,7 +77,9 @@ def main():
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
         call_command("register_host", "bench", verbosity=0, stdout=open(os.devnull, "w"))
         host = Host.objects.get(name="bench")
-        agent = subprocess.Popen([sys.executable, str(BASE / "manage.py"), "agent", "--host", "bench"], cwd=BASE,
+        from hosts.services import issue_token
+        agent_env = dict(os.environ, PANEL_HOST_TOKEN=issue_token(None, host))
+        agent = subprocess.Popen([sys.executable, str(BASE / "manage.py"), "agent", "--host", "bench"], env=agent_env, cwd=BASE,
                                  stdout=open(RUN / "agent.log", "w"), stderr=subprocess.STDOUT)
         while not Host.objects.get(pk=host.pk).agent_seen_at or not host.templates.exists():
             time.sleep(0.05)

@@ -283,10 +283,12 @@ class Migration:
                 f"Its agent settles this when it runs again; check {self.dest.name} first.")
             return
         try:
-            if self.phase == "frozen":
+            # What LXC says now decides, not where the migration thought it was.
+            state = self.lxc.state(ct.ctid)
+            if state == "FROZEN":
                 self.lxc.unfreeze(ct.ctid)
                 log(f"CT {ct.ctid} thawed on {self.source.name}: it runs on there")
-            elif self.phase == "source_stopped" and self.was_running:
+            elif state == "STOPPED" and self.was_running:
                 self.restart_source()
         finally:
             self.abort_destination()

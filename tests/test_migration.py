@@ -97,7 +97,7 @@ def loop_devices_for(path: Path) -> list[str]:
 
 
 # -- offline, on this machine ------------------------------------------------------------------------
-def test_offline_migration_to_a_second_host_and_back(agent, second_host, admin_user, host, template_name):
+def test_offline_migration_to_a_second_host_and_back(agent, second_host, admin_user, host, template_name, client):
     h2, h2_agent = second_host
     h2_agent.start()
     ct = counting_container(admin_user, host, template_name, 9801, start=False)
@@ -122,8 +122,17 @@ def test_offline_migration_to_a_second_host_and_back(agent, second_host, admin_u
     assert lxc_state(h2.lxcpath, 9801) == "RUNNING"
     wait_until(lambda: len(counter(moved)) >= 5, 20, message="the counter on h2")
 
-    # Back, keeping the source copy (-r no): set aside, unmounted, never started, listed as unmanaged.
-    task = wait_task(services.migrate_container(ct, admin_user, host, remove_source=False), 120)
+    # Back from the container page's Migrate form, keeping the source copy (-r no): set aside,
+    # unmounted, never started, listed as unmanaged.
+    client.force_login(admin_user)
+    page = client.get("/containers/9801/").content.decode()
+    assert 'id="migrate"' in page and f'<option value="{host.pk}">{host.name}</option>' in page
+    assert f'<option value="{h2.pk}">' not in page  # not to where it already is
+    res = client.post("/containers/9801/migrate/", {"destination": host.pk, "bwlimit_kib": ""})
+    task = ct.tasks.filter(type="ct.migrate").latest("pk")
+    assert res.status_code == 302 and res["Location"] == f"/tasks/{task.pk}/"
+    assert task.params["remove_source"] is False and task.params["online"] is False
+    task = wait_task(task, 120)
     assert task.status == "ok", task.log
     ct.refresh_from_db()
     assert ct.host == host and ct.status == "running"  # offline migration of a running one: stopped, copied, started

@@ -273,7 +273,9 @@ class Lxc:
         Every process gets SIGKILL while frozen, then the cgroup is thawed: a pending
         SIGKILL is acted on before a thawed process returns to user space, so nothing
         writes to the disk after the last copy was taken (lxc-stop -k would kill init
-        only, and the others would run on for a moment after the thaw).
+        only, and the others would run on for a moment after the thaw). The thaw is
+        written to the cgroup itself: lxc-unfreeze asks LXC's monitor, which may be
+        exiting already because init has died.
         """
         cgroup = Cgroup(str(ctid))
         top = cgroup.path("freezer/cgroup.procs").parent if cgroup.version == 1 else cgroup.root / cgroup.dirname
@@ -287,7 +289,11 @@ class Lxc:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        self.unfreeze(ctid)
+        thaw = (top / "freezer.state", "THAWED") if cgroup.version == 1 else (top / "cgroup.freeze", "0")
+        try:
+            thaw[0].write_text(thaw[1])
+        except FileNotFoundError:
+            pass  # already gone: it has stopped
         res = run(["lxc-wait", *self._base(ctid), "-s", "STOPPED", "-t", str(timeout)], check=False,
                   timeout=timeout + 10)
         if res.returncode != 0:
