@@ -67,7 +67,7 @@ def raw_two_pass(lxc_src, lxc_dst, ctid, spec_text: str) -> float:
     transport = LocalTransport(str(lxc_dst.lxcpath))
     writer = churn(lxc_src, ctid)
     writer.start()
-    transport.rsync(lxc_src.rootfs(ctid), f"{ctid}/rootfs")
+    transport.rsync(lxc_src.rootfs(ctid), f"{ctid}/rootfs", live=True)
     writer.join()
     t0 = time.monotonic()
     lxc_src.freeze(ctid)

@@ -177,7 +177,7 @@ class Migration:
             log(f"Copying the root filesystem ({need // MIB} MiB used)"
                 + (" while the container runs" if online else ""))
             self.timings["copy"] = transport.rsync(self.lxc.rootfs(ct.ctid), f"{rel}/rootfs",
-                                                   bwlimit_kib=self.bwlimit, log=log)
+                                                   bwlimit_kib=self.bwlimit, live=online, log=log)
             log(f"First copy took {self.timings['copy']:.2f} s")
             self.task.set_progress(70)
             if online and live:

@@ -150,7 +150,10 @@ class Transport:
 
     description = ""
 
-    def rsync(self, source: Path, dest_rel: str, *, bwlimit_kib: int = 0, log: Log = lambda _m: None) -> float:
+    def rsync(self, source: Path, dest_rel: str, *, bwlimit_kib: int = 0, live: bool = False,
+              log: Log = lambda _m: None) -> float:
+        """Copy `source`/ to dest_rel/. `live`: the container runs, so files that vanish or change
+        under rsync (exit 24, 23) are tolerated: the pass made while it is frozen copies them."""
         started = time.monotonic()
         argv = [*RSYNC_BASE, *self.rsync_options()]
         if bwlimit_kib:
@@ -160,7 +163,9 @@ class Transport:
             res = run(argv, timeout=6 * 3600, check=False)
         except CommandError as exc:
             raise TransferError(f"rsync to {self.description} failed: {exc}") from None
-        if res.returncode not in (0, 24):  # 24: files vanished while copying a running container
+        if res.returncode == 23 and live:
+            log("Some files changed while they were read; the next pass copies them")
+        elif res.returncode not in (0, 24):  # 24: files vanished while copying
             detail = " ".join(res.stderr.strip().splitlines()[-3:])
             raise TransferError(f"rsync to {self.description} failed (exit {res.returncode}): {detail}")
         return time.monotonic() - started
