@@ -132,8 +132,9 @@ def copy(task, log):
     p = task.params
     source = Path(p["source_path"])
     if not source.is_file():
-        raise TaskFailed(f"{source} (host {p['source_host']}) cannot be read from host {task.host.name}; "
-                         "copying between machines comes with the hosts' data transport")
+        raise TaskFailed(f"{source} (host {p['source_host']}) cannot be read from host {task.host.name}: "
+                         "templates are copied only between hosts on one machine; on another machine, "
+                         "download or build the template there")
     target = _cache(task) / p["filename"]
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)

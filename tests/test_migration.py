@@ -7,6 +7,7 @@ mid-copy, the destination's agent is killed mid-way.
 """
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import threading
@@ -106,9 +107,17 @@ def test_offline_migration_to_a_second_host_and_back(agent, second_host, admin_u
     (rootfs / "data/marker").write_text("made on the first host\n")
     os.link(rootfs / "data/marker", rootfs / "data/marker-link")
 
-    task = wait_task(services.migrate_container(ct, admin_user, h2), 120)
+    # vzmigrate at the shell: waits, prints the task's log, fails loudly on a refusal.
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    with pytest.raises(CommandError, match="no host 'nowhere'"):
+        call_command("vzmigrate", "nowhere", "9801")
+    out = io.StringIO()
+    call_command("vzmigrate", "-r", "yes", h2.name, "9801", stdout=out)
+    task = ct.tasks.get(type="ct.migrate")
     assert task.status == "ok", task.log
-    assert "local filesystem" in task.log
+    assert f"Task #{task.pk} queued: migrate CT 9801 from {host.name} to vzt-h2" in out.getvalue()
+    assert "local filesystem" in task.log and "local filesystem" in out.getvalue()
     ct.refresh_from_db()
     assert ct.host == h2 and ct.status == "stopped" and ct.lock_task is None
     assert not (LXCPATH / "9801").exists()
@@ -315,6 +324,26 @@ def test_destination_agent_killed_mid_way(agent, remote_host, remote_site, admin
     task = wait_task(services.migrate_container(ct, admin_user, h3, online=True), 180)
     assert task.status == "ok", task.log
     assert_intact(counter(Path(h3.lxcpath) / "9807" / "rootfs"))
+
+
+def test_source_agent_killed_mid_way(agent, second_host, admin_user, host, template_name):
+    """The driving agent dies mid-copy: when it starts again, the container runs at the source and
+    the destination's copy is removed."""
+    h2, h2_agent = second_host
+    h2_agent.start()
+    ct = counting_container(admin_user, host, template_name, 9812, filler_mb=24)
+    before = len(counter(LXCPATH / "9812" / "rootfs"))
+    task = services.migrate_container(ct, admin_user, h2, online=True, bwlimit_kib=6000)
+    wait_until(lambda: list(Path(h2.lxcpath).glob(".vzpanel-incoming-9812-*")), 60, interval=0.01)
+    time.sleep(0.5)
+    agent.kill()
+    subprocess.run(["pkill", "-KILL", "-f", "^rsync .*9812/rootfs"])  # its rsync would go on alone
+    agent.start()
+    task = wait_task(task, 60)
+    assert task.status == "failed" and "interrupted" in task.error
+    assert_back_on_source(ct, host, h2, before)
+    wait_until(lambda: not list(Path(h2.lxcpath).glob(".vzpanel-incoming-*")), 30,
+               message="the destination's copy removed")
 
 
 def test_keep_dst_reuses_the_copy(agent, second_host, admin_user, host, template_name):
