@@ -52,6 +52,55 @@ def agent_data_dir() -> Path:
     return Path(settings.AGENT_DATA_DIR)
 
 
+def transport_between(source: Host, dest: Host, task_id: int) -> transfer.Transport:
+    """How this (source) agent sends files to `dest`: SSH when it has an address, else the local
+    filesystem when both hosts are this machine."""
+    if dest.ssh_address:
+        workdir = agent_data_dir() / "transfers" / str(task_id)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return transfer.SshTransport(dest.ssh_address, dest.ssh_host_key, agent_data_dir() / "ssh" / "id_ed25519",
+                                     workdir, io_timeout=settings.MIGRATE_IO_TIMEOUT)
+    if dest.machine_id and dest.machine_id == Host.objects.get(pk=source.pk).machine_id:
+        return transfer.LocalTransport(dest.lxcpath)
+    raise TaskFailed(f"host {dest.name} has no SSH address and is not this machine: "
+                     "set its SSH address on the host page")
+
+
+def remote_step(parent: Task, dest: Host, task_type: str, step: str, container=None,
+                timeout: float | None = None, poll: float = 0.02, **params) -> dict:
+    """Ask `dest`'s agent to do one step (a child task on its queue) and wait for its result.
+
+    Still queued after MIGRATE_QUEUE_TIMEOUT: cancelled, so it can never run later, and this
+    fails. Taken but silent past its timeout: DestinationUnknown (it may have done it)."""
+    child = submit_task(type=task_type, host=dest, container=container,
+                        params={"step": step, "migration": parent.pk, **params})
+    timeout = timeout or settings.MIGRATE_STEP_TIMEOUT or STEP_SECONDS.get(step, 600)
+    queued_limit = time.monotonic() + settings.MIGRATE_QUEUE_TIMEOUT
+    deadline = time.monotonic() + timeout
+    while True:
+        status = Task.objects.filter(pk=child.pk).values_list("status", flat=True).first()
+        if status in FINISHED_STATES:
+            break
+        now = time.monotonic()
+        if status == TaskStatus.QUEUED and (now > queued_limit or now > deadline):
+            child.refresh_from_db()
+            try:
+                cancel_task(child)
+            except Exception:
+                continue  # it was taken just now: wait for its outcome
+            dest = Host.objects.get(pk=dest.pk)
+            raise TaskFailed(f"the agent of {dest.name} did not take the {step} step (task #{child.pk}) "
+                             f"within {settings.MIGRATE_QUEUE_TIMEOUT} s: {dest.agent_status_text}")
+        if status == TaskStatus.RUNNING and now > deadline:
+            raise DestinationUnknown(f"the {step} step on {dest.name} (task #{child.pk}) has run for more than "
+                                     f"{timeout:g} s without an answer")
+        time.sleep(poll)
+    child.refresh_from_db()
+    if child.status != TaskStatus.OK:
+        raise TaskFailed(f"on {dest.name}: {child.error or child.status} (task #{child.pk})")
+    return child.result or {}
+
+
 class Migration:
     def __init__(self, task: Task, log):
         self.task, self.log = task, log
@@ -71,47 +120,11 @@ class Migration:
 
     # -- the destination's steps, as child tasks on its queue -------------------------------------
     def step(self, name: str, timeout: float | None = None, **params) -> dict:
-        child = submit_task(type=TaskType.CT_MIGRATE_IN, host=self.dest, container=self.ct,
-                            params={"step": name, "migration": self.task.pk, **params})
-        timeout = timeout or settings.MIGRATE_STEP_TIMEOUT or STEP_SECONDS[name]
-        queued_limit = time.monotonic() + settings.MIGRATE_QUEUE_TIMEOUT
-        deadline = time.monotonic() + timeout
-        while True:
-            status = Task.objects.filter(pk=child.pk).values_list("status", flat=True).first()
-            if status in FINISHED_STATES:
-                break
-            now = time.monotonic()
-            if status == TaskStatus.QUEUED and (now > queued_limit or now > deadline):
-                child.refresh_from_db()
-                try:
-                    cancel_task(child)
-                except Exception:
-                    continue  # it was taken just now: wait for its outcome
-                dest = Host.objects.get(pk=self.dest.pk)
-                raise TaskFailed(f"the agent of {dest.name} did not take the {name} step "
-                                 f"(task #{child.pk}) within {settings.MIGRATE_QUEUE_TIMEOUT} s: "
-                                 f"{dest.agent_status_text}")
-            if status == TaskStatus.RUNNING and now > deadline:
-                raise DestinationUnknown(
-                    f"the {name} step on {self.dest.name} (task #{child.pk}) has run for more than "
-                    f"{timeout:g} s without an answer")
-            time.sleep(0.005 if name == "finish" else 0.02)
-        child.refresh_from_db()
-        if child.status != TaskStatus.OK:
-            raise TaskFailed(f"on {self.dest.name}: {child.error or child.status} (task #{child.pk})")
-        return child.result or {}
+        return remote_step(self.task, self.dest, TaskType.CT_MIGRATE_IN, name, container=self.ct, timeout=timeout,
+                           poll=0.005 if name == "finish" else 0.02, **params)
 
     def transport(self) -> transfer.Transport:
-        if self.dest.ssh_address:
-            workdir = agent_data_dir() / "migrations" / str(self.task.pk)
-            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return transfer.SshTransport(self.dest.ssh_address, self.dest.ssh_host_key,
-                                         agent_data_dir() / "ssh" / "id_ed25519", workdir,
-                                         io_timeout=settings.MIGRATE_IO_TIMEOUT)
-        if self.dest.machine_id and self.dest.machine_id == self.source.machine_id:
-            return transfer.LocalTransport(self.dest.lxcpath)
-        raise TaskFailed(f"host {self.dest.name} has no SSH address and is not this machine: "
-                         "set its SSH address on the host page")
+        return transport_between(self.source, self.dest, self.task.pk)
 
     def criu(self) -> tuple[bool, str]:
         """Live migration needs lxc-checkpoint to work on both hosts; each agent checks its own."""

@@ -123,6 +123,11 @@ def copy_template(user, template: OSTemplate, target: Host) -> Task:
     if target.pk == template.host_id:
         raise InvalidRequest(f"{template.name} is already on {target.name}.")
     _check_name(target, template.name)
+    if target.ssh_address:
+        # Another machine: the source's agent sends it over SSH, the target's agent checks it in.
+        return _submit(template.host, user, TaskType.TPL_COPY, {
+            "push": True, "target_host_id": target.pk, "target": target.name,
+            "name": template.name, "filename": template.filename, "sha256": template.sha256})
     return _submit(target, user, TaskType.TPL_COPY, {
         "source_host": template.host.name, "source_path": f"{template.host.template_dir.rstrip('/')}/{template.filename}",
         "name": template.name, "filename": template.filename, "sha256": template.sha256})

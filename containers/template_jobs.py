@@ -130,6 +130,8 @@ def from_container(task, log):
 @handler(TaskType.TPL_COPY)
 def copy(task, log):
     p = task.params
+    if p.get("push"):
+        return _push(task, log)
     source = Path(p["source_path"])
     if not source.is_file():
         raise TaskFailed(f"{source} (host {p['source_host']}) cannot be read from host {task.host.name}: "
@@ -146,6 +148,58 @@ def copy(task, log):
     write_meta(target.parent, target.name, **{**read_meta(source.parent, source.name), "source": f"copied from {p['source_host']}"})
     _sync(task)
     log(f"Copied {p['filename']} from {p['source_host']}")
+    return {"template": p["name"]}
+
+
+def _push(task, log):
+    """On the source host: send the template to another machine's incoming area, then have that
+    host's agent check its checksum and tarball and put it in its cache."""
+    from hosts.models import Host
+    from .migration import remote_step, transport_between
+    p = task.params
+    target = Host.objects.get(pk=p["target_host_id"])
+    source = _cache(task) / p["filename"]
+    if not source.is_file():
+        raise TaskFailed(f"{source} is not in the template cache of {task.host.name}")
+    transport = transport_between(task.host, target, task.pk)
+    incoming = f".vzpanel-incoming-0-{task.pk}"
+    log(f"Sending {p['filename']} to {transport.description}")
+    transport.open()
+    try:
+        seconds = transport.rsync(source, incoming, log=log)
+    finally:
+        transport.close()
+    log(f"Sent in {seconds:.1f} s; {target.name} checks it")
+    from .engine.templates import read_meta
+    remote_step(task, target, TaskType.TPL_RECEIVE, "template_in", dir=incoming, filename=p["filename"],
+                sha256=p["sha256"], name=p["name"], meta=read_meta(source.parent, source.name),
+                source_host=task.host.name)
+    log(f"Copied {p['filename']} to {target.name}")
+    return {"template": p["name"], "target": target.name}
+
+
+@handler(TaskType.TPL_RECEIVE)
+def receive(task, log):
+    """On the target host: a template another host's agent sent into the incoming area."""
+    import re
+    p = task.params
+    if not re.fullmatch(r"\.vzpanel-incoming-0-\d+", p["dir"]) or "/" in p["filename"]:
+        raise TaskFailed("bad incoming template path")
+    incoming = Path(task.host.lxcpath) / p["dir"]
+    try:
+        sent = incoming / p["filename"]
+        if not sent.is_file() or sha256_of(sent) != p["sha256"]:
+            raise TaskFailed("the copy's checksum differs from the source's; nothing was kept")
+        _checked(sent, log)
+        target = _cache(task) / p["filename"]
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(sent, partial)
+        partial.rename(target)
+        write_meta(target.parent, target.name, **{**(p.get("meta") or {}), "source": f"copied from {p['source_host']}"})
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    _sync(task)
+    log(f"{p['filename']} is in the template cache")
     return {"template": p["name"]}
 
 

@@ -50,6 +50,7 @@ class TaskType(models.TextChoices):
     TPL_IMPORT = "template.import", "import template"
     TPL_FROM_CT = "template.from_ct", "template from container"
     TPL_COPY = "template.copy", "copy template"
+    TPL_RECEIVE = "template.receive", "receive template"
     TPL_DELETE = "template.delete", "delete template"
     CT_MIGRATE = "ct.migrate", "migrate"
     CT_MIGRATE_IN = "ct.migrate_in", "migrate (destination step)"

@@ -395,3 +395,24 @@ def test_evacuate_moves_everything_and_remove_is_refused_until_empty(agent, seco
     with pytest.raises(TaskError, match=rf"No host can take this container: vzt-h2: has no template {template_name}; "
                                         rf"{host.name}: drained \(evacuation\)"):
         services.create_container(user=admin_user, ctid=9811, ostemplate=template_name, hostname="p.test", host=None)
+
+
+def test_template_copied_to_another_machine_over_ssh(agent, remote_host, remote_site, admin_user, host,
+                                                      template_name):
+    """The remote host starts with an empty cache: the template goes there over SSH, is checked
+    there, and a container made from it runs there."""
+    from containers import ostemplates
+    from containers.models import OSTemplate
+    h3, h3_agent = remote_host
+    remote_ready(h3, h3_agent, remote_site, host)
+    tpl = OSTemplate.objects.get(host=host, name=template_name)
+    task = wait_task(ostemplates.copy_template(admin_user, tpl, h3), 60)
+    assert task.status == "ok", task.log
+    assert task.host == host and f"root@{NS_SIDE_IP} over SSH" in task.log
+    copied = OSTemplate.objects.get(host=h3, name=template_name)
+    assert copied.sha256 == tpl.sha256 and copied.source == f"copied from {host.name}"
+    assert list(Path(h3.lxcpath).glob(".vzpanel-incoming-*")) == []
+    task = wait_task(services.create_container(user=admin_user, ctid=9813, ostemplate=template_name,
+                                               hostname="r.test", host=h3, start=True), 60)
+    assert task.status == "ok", task.log
+    assert lxc_state(h3.lxcpath, 9813, NSENTER) == "RUNNING"

@@ -158,7 +158,8 @@ class Transport:
         argv = [*RSYNC_BASE, *self.rsync_options()]
         if bwlimit_kib:
             argv.append(f"--bwlimit={int(bwlimit_kib)}")
-        argv += [f"{source}/", self.target(dest_rel) + "/"]
+        # A directory's contents go into dest_rel/; a single file goes into the directory dest_rel/.
+        argv += [f"{source}/" if Path(source).is_dir() else str(source), self.target(dest_rel) + "/"]
         try:
             res = run(argv, timeout=6 * 3600, check=False)
         except CommandError as exc:
@@ -257,6 +258,11 @@ class SshTransport(Transport):
                     self.master.wait()
             self.master = None
         self.control.unlink(missing_ok=True)
+        self.known_hosts.unlink(missing_ok=True)
+        try:
+            self.workdir.rmdir()
+        except OSError:
+            pass
 
     def rsync_options(self) -> list[str]:
         # ControlMaster=no: use the master if it is there, never become one mid-copy.
