@@ -36,7 +36,7 @@ from .choices import ContainerStatus
 from .engine import transfer
 from .engine.commands import run
 from .engine.diskimage import MIB
-from .engine.lxc import ABSENT, Lxc, LxcError
+from .engine.lxc import ABSENT, Lxc
 from .jobs import _container, network_down, network_up, record_state, refresh_state, spec_for
 from .models import Container
 

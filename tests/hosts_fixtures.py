@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -108,7 +107,7 @@ class RemoteSite:
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
         def listening():
-            res = subprocess.run([*NSENTER, "ss", "-Hltn", f"sport = :22"], capture_output=True, text=True)
+            res = subprocess.run([*NSENTER, "ss", "-Hltn", "sport = :22"], capture_output=True, text=True)
             return NS_SIDE_IP in res.stdout
         wait_until(listening, 10, message="sshd in the namespace")
 
@@ -164,12 +163,3 @@ def remote_host(transactional_db, host, redis_conn, remote_site):
             remote_site.start_sshd()
         remote_site.authorized_keys.write_text("")
 
-
-def wait_for(predicate, timeout=30, message="condition"):
-    return wait_until(predicate, timeout, interval=0.05, message=message)
-
-
-def sleep_until_exists(path: Path, timeout=30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)

@@ -2,7 +2,6 @@
 and who may do which of these from the web, the API and the shell."""
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from hosts.placement import pick_host
 from tasks.models import Task
 from tasks.services import TaskError
 
-from .conftest import RUN_DIR, wait_task, wait_until
+from .conftest import RUN_DIR, wait_task
 from .hosts_fixtures import make_host, second_host  # noqa: F401
 
 GIB = 1 << 30
