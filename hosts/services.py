@@ -17,7 +17,8 @@ from django.utils import timezone
 from accounts.audit import audited
 from tasks.choices import ACTIVE_STATES, TaskType
 from tasks.models import Task
-from tasks.services import TaskError, submit_task
+from containers.services import InvalidRequest, InvalidState, NotAllowed
+from tasks.services import submit_task
 
 from .models import Host
 
@@ -25,24 +26,12 @@ logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "vzph_"
 
 
-class HostRefused(TaskError):
-    http_status = 409
-
-
-class HostNotAllowed(TaskError):
-    http_status = 403
-
-
-class HostInvalid(TaskError):
-    http_status = 400
-
-
 def _require(user, admin_only: bool) -> None:
     from accounts.permissions import is_admin, manages_hosts
     if user is None:
         return
     if not (is_admin(user) if admin_only else manages_hosts(user)):
-        raise HostNotAllowed("Only an administrator may do this." if admin_only
+        raise NotAllowed("Only an administrator may do this." if admin_only
                              else "Only administrators and operators manage hosts.")
 
 
@@ -103,7 +92,7 @@ def add_host(user, *, name: str, lxcpath: str = "/var/lib/lxc", template_dir: st
     """Register a host and issue its agent's token. Returns (host, token)."""
     _require(user, admin_only=True)
     if Host.objects.filter(name=name).exists():
-        raise HostInvalid(f"There is already a host {name}.")
+        raise InvalidRequest(f"There is already a host {name}.")
     new = Host(name=name, lxcpath=lxcpath, template_dir=template_dir, dump_dir=dump_dir, ssh_address=ssh_address)
     _validate(new)
     new.save()
@@ -115,16 +104,16 @@ def _validate(host: Host) -> None:
     try:
         host.full_clean()
     except ValidationError as exc:
-        raise HostInvalid("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
     for label, path in (("lxcpath", host.lxcpath), ("template directory", host.template_dir),
                         ("dump directory", host.dump_dir)):
         if not path.startswith("/") or ".." in path.split("/") or any(c.isspace() for c in path):
-            raise HostInvalid(f"The {label} must be an absolute path without '..' or blanks.")
+            raise InvalidRequest(f"The {label} must be an absolute path without '..' or blanks.")
     if host.ssh_address:
         try:
             split_address(host.ssh_address)
         except TransferError as exc:
-            raise HostInvalid(str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
 
 
 @audited("host.ssh", target="host")
@@ -166,19 +155,19 @@ def remove_host(user, host: Host, confirm: str = "") -> None:
     from tenancy.models import StudentClass
     _require(user, admin_only=True)
     if confirm != host.name:
-        raise HostInvalid(f"To remove host {host.name}, confirm by typing its name.")
+        raise InvalidRequest(f"To remove host {host.name}, confirm by typing its name.")
     cts = list(host.containers.values_list("ctid", flat=True)[:11])
     if cts:
         shown = ", ".join(map(str, cts[:10])) + (" …" if len(cts) > 10 else "")
-        raise HostRefused(f"Host {host.name} still has {host.containers.count()} container(s): {shown}. "
+        raise InvalidState(f"Host {host.name} still has {host.containers.count()} container(s): {shown}. "
                           "Migrate them away (Evacuate) or destroy them first.")
     if Task.objects.filter(host=host, status__in=ACTIVE_STATES).exists():
-        raise HostRefused(f"Host {host.name} has queued or running tasks; wait for them or cancel them.")
+        raise InvalidState(f"Host {host.name} has queued or running tasks; wait for them or cancel them.")
     backups = Backup.objects.filter(host=host).count()
     if backups:
-        raise HostRefused(f"Host {host.name} still holds {backups} backup(s); delete them or move them first.")
+        raise InvalidState(f"Host {host.name} still holds {backups} backup(s); delete them or move them first.")
     if StudentClass.objects.filter(host=host).exists():
-        raise HostRefused(f"Classes still create their containers on {host.name}; change their host first.")
+        raise InvalidState(f"Classes still create their containers on {host.name}; change their host first.")
     revoke_token(user, host)
     host.delete()
 
@@ -189,9 +178,9 @@ def evacuate_host(user, host: Host, online: bool = True) -> Task:
     each to the host placement picks. One task on the host, with a migrate task per container."""
     _require(user, admin_only=False)
     if not host.containers.exists():
-        raise HostRefused(f"Host {host.name} has no containers to move.")
+        raise InvalidState(f"Host {host.name} has no containers to move.")
     if Task.objects.filter(host=host, type=TaskType.HOST_EVACUATE, status__in=ACTIVE_STATES).exists():
-        raise HostRefused(f"Host {host.name} is already being evacuated.")
+        raise InvalidState(f"Host {host.name} is already being evacuated.")
     with transaction.atomic():
         if not host.is_drained:
             Host.objects.filter(pk=host.pk).update(drained_at=timezone.now(), drain_reason="evacuation")

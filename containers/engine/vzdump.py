@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .commands import CommandError, run
+from .transfer import RSYNC_BASE
 
 COMPRESSORS = {"zst": ".tar.zst", "gz": ".tar.gz", "none": ".tar"}
 STD_EXCLUDES = ["./tmp/?*", "./var/tmp/?*", "./var/run/?*.pid", "./run/?*.pid"]  # vzdump --stdexcludes
@@ -490,9 +491,7 @@ def verify_archive(archive: Path, expected_sha256: str | None, log=lambda _m: No
 def rsync_copy(source: Path, target: Path, excludes: list[str], log=lambda _m: None) -> float:
     """rsync a root filesystem (hard links, ACLs, xattrs, numeric ids); returns the seconds it took."""
     started = time.monotonic()
-    # --modify-window=-1: compare mtimes to the nanosecond. At whole seconds a file rewritten with
-    # the same size within the second of the first pass looks unchanged and the copy is inconsistent.
-    argv = ["rsync", "-aHAX", "--numeric-ids", "--delete", "--one-file-system", "--sparse", "--modify-window=-1"]
+    argv = list(RSYNC_BASE)  # the options migrations use too, nanosecond mtimes among them
     argv += [f"--exclude={p[1:] if p.startswith('./') else p}" for p in excludes]
     res = run([*argv, f"{source}/", f"{target}/"], timeout=6 * 3600, check=False)
     if res.returncode not in (0, 24):  # 24: files vanished while copying a live system
