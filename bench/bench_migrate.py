@@ -55,15 +55,31 @@ def churn(lxc, ctid):
     return threading.Thread(target=lambda: lxc.attach(ctid, ["sh", "-c", CHURN], timeout=120), daemon=True)
 
 
-def raw_two_pass(lxc_src, lxc_dst, ctid, spec_text: str) -> float:
-    """(a): what an administrator would type, with the same tools the panel uses."""
+def make_destination_disk(lxc_dst, ctid) -> None:
+    """An empty 2 GiB disk image mounted at the destination, as the panel's prepare step makes."""
     from containers.engine.diskimage import DiskImage, IMAGE_NAME
-    from containers.engine.transfer import LocalTransport
     dst = lxc_dst.path(ctid)
-    image = DiskImage(dst / IMAGE_NAME, dst / "rootfs")
     (dst / "rootfs").mkdir(parents=True)
+    image = DiskImage(dst / IMAGE_NAME, dst / "rootfs")
     image.create(2048)
     image.mount()
+
+
+def start_there_then_undo(lxc_src, lxc_dst, ctid, spec_text: str, t0: float) -> float:
+    """Start the copy at the destination; return the downtime since t0, then put things back."""
+    (lxc_dst.path(ctid) / "config").write_text(spec_text.replace(str(lxc_src.lxcpath), str(lxc_dst.lxcpath)))
+    lxc_dst.start(ctid)
+    downtime = time.monotonic() - t0
+    lxc_dst.kill(ctid)
+    lxc_dst.destroy(ctid)
+    lxc_src.start(ctid)
+    return downtime
+
+
+def raw_two_pass(lxc_src, lxc_dst, ctid, spec_text: str) -> float:
+    """(a): what an administrator would type, with the same tools the panel uses."""
+    from containers.engine.transfer import LocalTransport
+    make_destination_disk(lxc_dst, ctid)
     transport = LocalTransport(str(lxc_dst.lxcpath))
     writer = churn(lxc_src, ctid)
     writer.start()
@@ -73,34 +89,17 @@ def raw_two_pass(lxc_src, lxc_dst, ctid, spec_text: str) -> float:
     lxc_src.freeze(ctid)
     transport.rsync(lxc_src.rootfs(ctid), f"{ctid}/rootfs")
     lxc_src.kill_frozen(ctid)
-    (dst / "config").write_text(spec_text.replace(str(lxc_src.lxcpath), str(lxc_dst.lxcpath)))
-    lxc_dst.start(ctid)
-    downtime = time.monotonic() - t0
-    lxc_dst.kill(ctid)
-    lxc_dst.destroy(ctid)
-    lxc_src.start(ctid)
-    return downtime
+    return start_there_then_undo(lxc_src, lxc_dst, ctid, spec_text, t0)
 
 
 def plain_stop_copy_start(lxc_src, lxc_dst, ctid, spec_text: str) -> float:
-    """(b): stop, copy the whole root filesystem, start there."""
-    from containers.engine.diskimage import DiskImage, IMAGE_NAME
+    """(b): stop, copy the whole root filesystem, start there (the disk is made inside the downtime)."""
     from containers.engine.transfer import LocalTransport
-    dst = lxc_dst.path(ctid)
     t0 = time.monotonic()
     lxc_src.kill(ctid)
-    image = DiskImage(dst / IMAGE_NAME, dst / "rootfs")
-    (dst / "rootfs").mkdir(parents=True)
-    image.create(2048)
-    image.mount()
+    make_destination_disk(lxc_dst, ctid)
     LocalTransport(str(lxc_dst.lxcpath)).rsync(lxc_src.rootfs(ctid), f"{ctid}/rootfs")
-    (dst / "config").write_text(spec_text.replace(str(lxc_src.lxcpath), str(lxc_dst.lxcpath)))
-    lxc_dst.start(ctid)
-    downtime = time.monotonic() - t0
-    lxc_dst.kill(ctid)
-    lxc_dst.destroy(ctid)
-    lxc_src.start(ctid)
-    return downtime
+    return start_there_then_undo(lxc_src, lxc_dst, ctid, spec_text, t0)
 
 
 def main():

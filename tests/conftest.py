@@ -45,18 +45,25 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-def _destroy_all_test_containers():
-    if not LXCPATH.is_dir():
+def destroy_containers_in(lxcpath: Path, prefix: list[str] | None = None) -> None:
+    """Stop and remove every container (and partial or incoming copy) under an lxcpath, unmounting
+    first. `prefix` enters the network namespace the containers were started in (LXC's command
+    socket is an abstract socket, which belongs to a network namespace)."""
+    prefix = prefix or []
+    if not lxcpath.is_dir():
         return
-    for entry in LXCPATH.iterdir():
+    for entry in lxcpath.iterdir():
         if (entry / "config").exists():
-            subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(LXCPATH), "-k"], capture_output=True)
-    _unmount_under(LXCPATH)
-    for entry in LXCPATH.iterdir():
+            subprocess.run([*prefix, "lxc-stop", "-n", entry.name, "-P", str(lxcpath), "-k"], capture_output=True)
+    _unmount_under(lxcpath)
+    for entry in lxcpath.iterdir():
         if (entry / "config").exists():
-            subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(LXCPATH), "-k"], capture_output=True)
-            subprocess.run(["lxc-destroy", "-n", entry.name, "-P", str(LXCPATH)], capture_output=True)
+            subprocess.run([*prefix, "lxc-destroy", "-n", entry.name, "-P", str(lxcpath)], capture_output=True)
         shutil.rmtree(entry, ignore_errors=True)
+
+
+def _destroy_all_test_containers():
+    destroy_containers_in(LXCPATH)
 
 
 SYSCTLS = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]

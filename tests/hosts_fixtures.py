@@ -19,29 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RUN_DIR, AgentProcess, _unmount_under, wait_until
+from .conftest import RUN_DIR, AgentProcess, _unmount_under, destroy_containers_in, wait_until
 
 NETNS = "vzpt-h3"
 LINK_HOST, LINK_NS = "vzpt-h3a", "vzpt-h3b"
 HOST_SIDE_IP, NS_SIDE_IP = "198.18.0.1", "198.18.0.2"
 NSENTER = ["nsenter", f"--net=/run/netns/{NETNS}", "--"]
-
-
-def destroy_containers_in(lxcpath: Path, prefix: list[str] | None = None) -> None:
-    """Stop and remove every container (and incoming copy) under an lxcpath, unmounting first.
-    `prefix` enters the network namespace the containers were started in (LXC's command
-    socket is an abstract socket, which belongs to a network namespace)."""
-    prefix = prefix or []
-    if not lxcpath.is_dir():
-        return
-    for entry in lxcpath.iterdir():
-        if (entry / "config").exists():
-            subprocess.run([*prefix, "lxc-stop", "-n", entry.name, "-P", str(lxcpath), "-k"], capture_output=True)
-    _unmount_under(lxcpath)
-    for entry in lxcpath.iterdir():
-        if (entry / "config").exists():
-            subprocess.run([*prefix, "lxc-destroy", "-n", entry.name, "-P", str(lxcpath)], capture_output=True)
-        shutil.rmtree(entry, ignore_errors=True)
 
 
 def make_host(name: str, base: Path, **fields):
