@@ -183,7 +183,15 @@ def test_host_and_migrate_api_permissions(client, db, host, admin_user, people, 
     assert res.status_code == 409 and "drained" in res.json()["detail"]
     res = api.post(f"/api/containers/{student_ct.ctid}/migrate/", {"host": "nowhere"}, format="json")
     assert res.status_code == 400
+    res = api.post(f"/api/containers/{student_ct.ctid}/migrate/", {"host": host.name, "bwlimit_kib": -1}, format="json")
+    assert res.status_code == 400 and "bwlimit_kib" in res.json()
+    res = api.post(f"/api/containers/{student_ct.ctid}/migrate/", {"host": host.name}, format="json")
+    assert res.status_code == 400 and "is already on vzt-host" in res.json()["detail"]
     assert not Task.objects.filter(type="ct.migrate").exists()
+    # A bad SSH address: a clear error, the old one kept.
+    res = api.post("/api/hosts/node4/ssh/", {"ssh_address": "-oProxyCommand"}, format="json")
+    assert res.status_code == 400 and "bad SSH address" in res.json()["detail"]
+    assert Host.objects.get(name="node4").ssh_address == "node4.example.test"
 
     api.force_authenticate(people["student"])  # owns the container, may not move it
     res = api.post(f"/api/containers/{student_ct.ctid}/migrate/", {"host": host.name}, format="json")

@@ -19,6 +19,7 @@ from containers import services
 from containers.models import Container
 from metrics.models import ContainerEvent
 from network import services as net
+from tasks.models import Task
 from tasks.services import TaskError
 
 from .conftest import LXCPATH, wait_task, wait_until
@@ -372,6 +373,7 @@ def test_keep_dst_reuses_the_copy(agent, second_host, admin_user, host, template
 
 def test_evacuate_moves_everything_and_remove_is_refused_until_empty(agent, second_host, admin_user, host,
                                                                       template_name):
+    from rest_framework.test import APIClient
     from hosts import services as hosts
     h2, h2_agent = second_host
     h2_agent.start()
@@ -379,7 +381,11 @@ def test_evacuate_moves_everything_and_remove_is_refused_until_empty(agent, seco
     stopped = counting_container(admin_user, host, template_name, 9810, start=False)
     with pytest.raises(TaskError, match=r"still has 2 container\(s\): 9809, 9810"):
         hosts.remove_host(admin_user, host, confirm=host.name)
-    task = wait_task(hosts.evacuate_host(admin_user, host), 240)
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    res = api.post(f"/api/hosts/{host.name}/evacuate/", {"online": True}, format="json")
+    assert res.status_code == 202
+    task = wait_task(Task.objects.get(pk=res.json()["task"]["id"]), 240)
     assert task.status == "ok", task.log
     assert task.progress == 100 and "All 2 container(s) moved" in task.log
     host.refresh_from_db()

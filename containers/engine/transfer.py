@@ -135,7 +135,7 @@ def write_authorized_keys(path: Path, lines: list[str]) -> bool:
 
 def split_address(address: str) -> tuple[str, int]:
     """"host", "host:port" or "[v6]:port" → (host, port)."""
-    m = re.match(r"^\[([0-9a-fA-F:.]+)\](?::(\d+))?$", address) or re.match(r"^([A-Za-z0-9.-]+)(?::(\d+))?$", address)
+    m = re.match(r"^\[([0-9a-fA-F:.]+)\](?::(\d+))?$", address) or re.match(r"^([A-Za-z0-9][A-Za-z0-9.-]*)(?::(\d+))?$", address)
     if not m:
         raise TransferError(f"bad SSH address {address!r}: use host, host:port or [v6]:port")
     port = int(m.group(2) or 22)
