@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -12,6 +13,14 @@ host_name_validator = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
     "A host name is 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
 )
+
+
+def validate_ssh_address(value: str) -> None:
+    from containers.engine.sshaddress import AddressError, split_address  # pure parsing, no host commands
+    try:
+        split_address(value)
+    except AddressError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class Host(models.Model):
@@ -44,7 +53,7 @@ class Host(models.Model):
     drain_reason = models.CharField(max_length=200, blank=True, default="")
     # Migration transport. An empty ssh_address means "this machine": data moves on the local
     # filesystem, which only works between hosts that share it (same machine_id).
-    ssh_address = models.CharField(max_length=255, blank=True, default="",
+    ssh_address = models.CharField(max_length=255, blank=True, default="", validators=[validate_ssh_address],
                                    help_text="host or host:port where other hosts' agents reach this host's sshd")
     ssh_host_key = models.TextField(blank=True, default="",
                                     help_text="the sshd host key other hosts pin when they copy here")

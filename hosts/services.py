@@ -100,20 +100,14 @@ def add_host(user, *, name: str, lxcpath: str = "/var/lib/lxc", template_dir: st
 
 
 def _validate(host: Host) -> None:
-    from containers.engine.transfer import TransferError, split_address
     try:
-        host.full_clean()
+        host.full_clean()  # the SSH address too (hosts.models.validate_ssh_address)
     except ValidationError as exc:
         raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
     for label, path in (("lxcpath", host.lxcpath), ("template directory", host.template_dir),
                         ("dump directory", host.dump_dir)):
         if not path.startswith("/") or ".." in path.split("/") or any(c.isspace() for c in path):
             raise InvalidRequest(f"The {label} must be an absolute path without '..' or blanks.")
-    if host.ssh_address:
-        try:
-            split_address(host.ssh_address)
-        except TransferError as exc:
-            raise InvalidRequest(str(exc)) from None
 
 
 @audited("host.ssh", target="host")

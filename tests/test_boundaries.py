@@ -10,7 +10,8 @@ def test_web_process_does_not_import_host_facing_code():
         "from panel.wsgi import application; import panel.urls; "
         "from django.urls import resolve; resolve('/'); "
         "bad = [m for m in sys.modules if m.startswith('containers.engine.lxc') or m in "
-        "('containers.jobs', 'hosts.agent', 'tasks.runner', 'subprocess_tee')]; print(bad)"
+        "('containers.jobs', 'hosts.agent', 'tasks.runner', 'subprocess_tee', 'containers.migration', "
+        "'containers.engine.transfer', 'containers.engine.commands')]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout

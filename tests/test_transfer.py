@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from containers.engine import transfer
+from containers.engine.sshaddress import AddressError, split_address
 
 GATE = transfer.GATE
 
@@ -75,10 +76,10 @@ def test_odd_keys_and_paths_are_never_authorized(key, lxcpath):
     ("node2", ("node2", 22)), ("192.0.2.5:2222", ("192.0.2.5", 2222)), ("[2001:db8::5]:22", ("2001:db8::5", 22)),
 ])
 def test_ssh_addresses(address, expected):
-    assert transfer.split_address(address) == expected
+    assert split_address(address) == expected
 
 
 @pytest.mark.parametrize("address", ["node2:0", "node2:99999", "root@node2", "node2;reboot", "-oProxyCommand=x", "-oProxyCommand", ""])
 def test_bad_ssh_addresses(address):
-    with pytest.raises(transfer.TransferError):
-        transfer.split_address(address)
+    with pytest.raises(AddressError):
+        split_address(address)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .commands import CommandError, run
+from .sshaddress import AddressError, split_address
 
 Log = Callable[[str], None]
 
@@ -133,17 +134,6 @@ def write_authorized_keys(path: Path, lines: list[str]) -> bool:
     return True
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """"host", "host:port" or "[v6]:port" → (host, port)."""
-    m = re.match(r"^\[([0-9a-fA-F:.]+)\](?::(\d+))?$", address) or re.match(r"^([A-Za-z0-9][A-Za-z0-9.-]*)(?::(\d+))?$", address)
-    if not m:
-        raise TransferError(f"bad SSH address {address!r}: use host, host:port or [v6]:port")
-    port = int(m.group(2) or 22)
-    if not 0 < port < 65536:
-        raise TransferError(f"bad SSH port in {address!r}")
-    return m.group(1), port
-
-
 # -- transports -----------------------------------------------------------------------------------
 class Transport:
     """Where rsync writes: `dest_rel` is a path relative to the destination host's lxcpath."""
@@ -204,7 +194,10 @@ class SshTransport(Transport):
 
     def __init__(self, address: str, host_key: str, identity: Path, workdir: Path,
                  connect_timeout: int = 10, io_timeout: int = 60):
-        self.host, self.port = split_address(address)
+        try:
+            self.host, self.port = split_address(address)
+        except AddressError as exc:
+            raise TransferError(str(exc)) from None
         key = " ".join((host_key or "").split()[:2])
         if not key:
             raise TransferError(f"no SSH host key is pinned for {address}: the destination's agent reports "
