@@ -13,6 +13,7 @@ from tasks.services import TaskError
 from tenancy import services
 from tenancy.forms import AuditFilterForm, UserCreateForm
 
+from .models import ApiToken
 from .permissions import manages_users, visible_audit_events, visible_tenants, visible_users
 
 AUDIT_PAGE_SIZE = 100
@@ -31,6 +32,7 @@ def _users_page(request, form=None, status=200):
         "rows": _user_rows(request.user),
         "can_manage": can_manage,
         "form": (form or UserCreateForm()) if can_manage else None,
+        "tokens": ApiToken.objects.select_related("user") if can_manage else None,
     }, status=status)
 
 

@@ -136,3 +136,16 @@ class PasswordResetForm(BootstrapMixin, auth_forms.PasswordResetForm):
 
 class SetPasswordForm(BootstrapMixin, auth_forms.SetPasswordForm):
     pass
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token: a name to tell it apart, and when it stops working."""
+
+    name = forms.CharField(max_length=64, help_text="What uses it, e.g. “backup script on nas1”.")
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires", coerce=int, empty_value=None, required=False, initial="90",
+        choices=[("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"), ("", "never")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bootstrap(self)

@@ -1,4 +1,5 @@
 """Request-wide concerns of accounts: the audit address, and two-factor enforcement."""
+from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
@@ -22,21 +23,27 @@ class AuditContextMiddleware:
 
 
 class RequireOTPMiddleware:
-    """A user with a confirmed TOTP device must enter a code before anything else."""
+    """A session whose user has a confirmed TOTP device reaches nothing but the code page and
+    logout until the code is entered: web pages redirect there, the API answers 403.
+    (API calls with a token carry no session: a token is made only by a verified session.)"""
 
-    EXEMPT_PREFIXES = ("/accounts/verify/", "/accounts/logout/", "/static/", "/api/")
+    EXEMPT_PREFIXES = ("/accounts/verify/", "/accounts/logout/", "/static/")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        user = request.user
-        if (user.is_authenticated and not request.path.startswith(self.EXEMPT_PREFIXES)
-                and not user.is_verified() and _has_confirmed_device(user)):
+        if not request.path.startswith(self.EXEMPT_PREFIXES) and needs_second_factor(request.user):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": "Enter your two-factor code first (/accounts/verify/)."},
+                                    status=403)
             return redirect(f"{reverse('otp-verify')}?next={request.path}")
         return self.get_response(request)
 
 
-def _has_confirmed_device(user) -> bool:
+def needs_second_factor(user) -> bool:
+    """A signed-in user with a confirmed TOTP device whose session has not passed the code."""
+    if not user.is_authenticated or getattr(user, "is_verified", lambda: False)():
+        return False
     from django_otp.plugins.otp_totp.models import TOTPDevice
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()

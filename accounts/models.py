@@ -22,6 +22,15 @@ class User(AbstractUser):
     def global_role(self) -> str:
         return GlobalRole.ADMIN if self.is_superuser else self.role
 
+    def check_password(self, raw_password) -> bool:
+        # Django re-hashes a correct password with newer parameters here and saves it: the same
+        # password, so the "password changed" signal must not revoke API tokens for it.
+        self._rehashing = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._rehashing = False
+
 
 class AuditEvent(models.Model):
     """One action: who, what, on which object, when, from where, and how it went."""
@@ -44,3 +53,26 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action} {self.result}"
+
+
+class ApiToken(models.Model):
+    """A named API token of one user. Only a SHA-256 of the secret is stored: the token is shown
+    once, when it is made. All of a user's tokens go when their password changes or is reset."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    prefix = models.CharField(max_length=16, help_text="the token's first characters, to tell tokens apart")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user__username", "name", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

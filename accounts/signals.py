@@ -10,6 +10,7 @@ from __future__ import annotations
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from .audit import record
@@ -105,3 +106,21 @@ def audit_locked_out(sender, request=None, username=None, ip_address=None, **kwa
 def audit_logout(sender, request=None, user=None, **kwargs):
     if user is not None and getattr(user, "pk", None):
         record(user, "logout", address=_address(request))
+
+
+@receiver(pre_save, sender=get_user_model(), dispatch_uid="accounts.tokens.password_watch")
+def _note_password_change(sender, instance, raw=False, **kwargs):
+    """Whatever changes a password (My account, a reset link, an administrator, `changepassword`)
+    passes through here: remember it, so the tokens go once the new password is saved."""
+    if raw or instance.pk is None or getattr(instance, "_rehashing", False):
+        return
+    stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
+    instance._password_changed = stored is not None and stored != instance.password
+
+
+@receiver(post_save, sender=get_user_model(), dispatch_uid="accounts.tokens.password_revoke")
+def _revoke_tokens_after_password_change(sender, instance, created=False, raw=False, **kwargs):
+    if not raw and not created and getattr(instance, "_password_changed", False):
+        instance._password_changed = False
+        from .tokens import revoke_all
+        revoke_all(instance, "password changed")

@@ -8,6 +8,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("verify/", views.otp_verify, name="otp-verify"),
+    path("tokens/", views.token_create, name="token-create"),
+    path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("2fa/setup/", views.twofactor_setup, name="2fa-setup"),
     path("2fa/disable/", views.twofactor_disable, name="2fa-disable"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),

@@ -9,16 +9,21 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.tokens import default_token_generator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.encoding import force_bytes
 from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_encode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .audit import record
-from .forms import DisableTwoFactorForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm, TokenForm
+from .forms import (ApiTokenForm, DisableTwoFactorForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm,
+                    TokenForm)
+from .models import ApiToken
+from .tokens import TokenRefused, create_token, revoke_token
 
 DEVICE_NAME = "default"
 
@@ -45,14 +50,47 @@ def password_setup_link(user) -> str:
 
 # -- my account -----------------------------------------------------------------
 @login_required
-def account(request):
+def account(request, token_form=None, new_key=None, status=200):
     user = request.user
     return render(request, "accounts/account.html", {
         "account": user,
         "role": user.get_role_display() if not user.is_superuser else "admin (superuser)",
         "memberships": user.memberships.select_related("tenant").order_by("tenant__name"),
         "device": confirmed_device(user),
-    })
+        "tokens": ApiToken.objects.filter(user=user),
+        "token_form": token_form or ApiTokenForm(),
+        "new_key": new_key,
+    }, status=status)
+
+
+# -- API tokens -----------------------------------------------------------------
+@never_cache
+@login_required
+@require_http_methods(["POST"])
+def token_create(request):
+    form = ApiTokenForm(request.POST)
+    if form.is_valid():
+        try:
+            row, key = create_token(request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"])
+        except TokenRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            # Shown on this answer only: never stored, never shown again.
+            return account(request, new_key={"name": row.name, "key": key})
+    return account(request, token_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def token_revoke(request, pk):
+    from .permissions import manages_users
+    tokens = ApiToken.objects.all() if manages_users(request.user) else ApiToken.objects.filter(user=request.user)
+    token = tokens.select_related("user").filter(pk=pk).first()
+    if token is None:
+        raise Http404("No such token")
+    revoke_token(request.user, token)
+    messages.success(request, f"Token {token.name} ({token.prefix}…) of {token.user.username} revoked.")
+    return redirect(safe_next(request, request.POST.get("next"), default="account"))
 
 
 # -- two-factor -----------------------------------------------------------------

@@ -57,8 +57,8 @@ def set_user_active(by, target: User, active: bool) -> int:
         target.is_active = active
         if not active:
             _delete_sessions_of(target)
-            from rest_framework.authtoken.models import Token
-            Token.objects.filter(user=target).delete()
+            from accounts.tokens import revoke_all
+            revoke_all(target, "account disabled")
     if not active:
         from tasks.models import Task
         for task in Task.objects.filter(user=target, status=TaskStatus.QUEUED):

@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from containers import services
@@ -20,7 +19,8 @@ def ct(host, owner, template_name):
 @pytest.fixture
 def api(admin_user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    from accounts.tokens import create_token
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(admin_user, 'tests')[1]}")
     return client
 
 
