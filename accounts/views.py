@@ -13,11 +13,13 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.encoding import force_bytes
-from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_encode
+from django.utils.http import urlsafe_base64_encode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from panel.redirects import local_path
 
 from .audit import record
 from .forms import (ApiTokenForm, DisableTwoFactorForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm,
@@ -33,12 +35,8 @@ def confirmed_device(user) -> TOTPDevice | None:
 
 
 def safe_next(request, value: str | None, default="dashboard") -> str:
-    """`value` if it is a local path ("/...", not "//..." or "/\\..."), else the URL of `default`."""
-    if (value and value.startswith("/") and not value.startswith(("//", "/\\"))
-            and url_has_allowed_host_and_scheme(value, allowed_hosts=set(),
-                                                require_https=request.is_secure())):
-        return value
-    return reverse(default)
+    """`value` if it is a local path (panel.redirects.local_path), else the URL of `default`."""
+    return local_path(value) or reverse(default)
 
 
 def password_setup_link(user) -> str:

@@ -23,6 +23,7 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, get_co
                                   manageable_backups, manageable_containers, manages_hosts, visible_backups, visible_hosts,
                                   visible_tenants)
 from containers.services import next_free_ctid
+from panel.redirects import local_path
 from panel.uploads import UploadRefused, save_upload, upload_dir
 from tasks.services import TaskError
 
@@ -40,15 +41,8 @@ def _errors(form) -> str:
                     for f, e in form.errors.items())
 
 
-def _safe_next(url: str | None) -> str | None:
-    # Only local paths: never redirect to another site.
-    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
-        return url
-    return None
-
-
 def _back(request, default: str | None = None):
-    return redirect(_safe_next(request.POST.get("next")) or default or reverse("backup-list"))
+    return redirect(local_path(request.POST.get("next")) or default or reverse("backup-list"))
 
 
 def tab_url(ct) -> str:
@@ -353,4 +347,4 @@ def backup_restore(request, pk):
         form = RestoreForm(initial={"target": "new", "ctid": next_free_ctid(), "host": backup.host.name},
                            user=user, backup=backup)
     return render(request, "backups/restore.html", {"backup": backup, "form": form,
-                                                    "next": _safe_next(request.GET.get("next")) or ""})
+                                                    "next": local_path(request.GET.get("next")) or ""})

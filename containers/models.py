@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from .choices import ContainerStatus
-from .validators import validate_ctid, validate_hostname, validate_name_alias
+from .validators import is_ascii_number, validate_ctid, validate_hostname, validate_name_alias
 
 
 class Container(models.Model):
@@ -93,6 +93,6 @@ class OSTemplate(models.Model):
 def resolve_container(queryset, ident: str | int) -> Container:
     """Find a container by CTID or name alias within `queryset` (which scopes visibility)."""
     ident = str(ident).strip()
-    if ident.isdigit():
+    if is_ascii_number(ident):
         return queryset.get(ctid=int(ident))
     return queryset.get(name=ident)

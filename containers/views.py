@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from panel.redirects import local_path
 from accounts.permissions import get_container_for_user, manageable_containers, visible_containers, visible_tasks
 from tasks.services import TaskError
 
@@ -119,13 +120,8 @@ def container_action(request, ident, action):
     else:
         _queued(request, task, f"{action} container {ct.ctid}")
     if request.POST.get("next"):
-        return redirect(_safe_next(request.POST["next"]))
+        return redirect(local_path(request.POST["next"]) or "/")
     return redirect("container-detail", ct.ctid)
-
-
-def _safe_next(url: str) -> str:
-    # Only local paths: never redirect to another site.
-    return url if url.startswith("/") and not url.startswith("//") else "/"
 
 
 @login_required

@@ -16,6 +16,7 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, visible_hosts
 from containers import services
+from containers.validators import is_ascii_number
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
@@ -248,7 +249,7 @@ class Command(BaseCommand):
         if not hosts.exists():
             raise CommandError("no host is registered")  # without --host the panel places it by capacity
         ctid = opts["ctid"]
-        if not str(ctid).isdigit():
+        if not is_ascii_number(str(ctid)):
             raise CommandError(f"CTID must be a number, not {ctid!r}")
         from tenancy.models import Plan, Tenant
         tenant = plan = None
