@@ -88,16 +88,8 @@ def _clean_username(value: str) -> str:
 
 
 class AddMemberForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="An existing user.")
+    username = forms.CharField(max_length=150, help_text="Someone already in one of your tenants.")
     role = forms.ChoiceField(choices=TenantRole.choices, initial=TenantRole.MEMBER)
-
-    def clean_username(self):
-        username = self.cleaned_data["username"].strip()
-        user = User.objects.filter(username=username).first()
-        if user is None:
-            raise forms.ValidationError(f"There is no user {username}; create them with the form below.")
-        self.cleaned_data["user"] = user
-        return username
 
 
 class CreateMemberForm(forms.Form):

@@ -139,11 +139,52 @@ def set_quotas(by, tenant: Tenant, **quotas) -> Tenant:
     return tenant
 
 
+def addable_users(by) -> "QuerySet[User]":
+    """Existing users `by` may put into a tenant: anyone for an administrator; for a tenant admin,
+    only people already in one of the tenants they administer (never another tenant's people,
+    nor the panel's administrators)."""
+    from accounts.permissions import administered_tenant_ids, manages_users
+    if manages_users(by):
+        return User.objects.all()
+    return User.objects.filter(memberships__tenant_id__in=administered_tenant_ids(by), role="",
+                               is_superuser=False).distinct()
+
+
+def create_member(by, tenant: Tenant, *, username: str, email: str, first_name: str = "", last_name: str = "",
+                  role: str = TenantRole.MEMBER) -> tuple[User, bool]:
+    """A new account in `tenant`, invited by email to choose a password. Returns (user, mail sent)."""
+    from accounts.permissions import is_tenant_admin
+    _require(is_tenant_admin(by, tenant), f"You may not manage the members of {tenant.slug}.")
+    if role not in TenantRole.values:
+        raise InvalidRequest(f"Unknown tenant role {role!r}.")
+    if not email:
+        raise InvalidRequest("An email address is needed for the invitation.")
+    with transaction.atomic():  # no user without the membership
+        user = create_user(by, username=username, email=email, first_name=first_name, last_name=last_name)
+        Membership.objects.create(tenant=tenant, user=user, role=role)
+        audit.record(by, "tenant.member.add", tenant, detail=f"{user.username} as {role} (new account)")
+    return user, send_invitation_email(user, tenant, by)
+
+
+def add_member_by_name(by, tenant: Tenant, username: str, role: str = TenantRole.MEMBER) -> Membership:
+    """Add an existing user, named by username. The refusal reads the same whether or not the
+    username exists, so the form cannot be used to find out who has an account."""
+    user = addable_users(by).filter(username=(username or "").strip()).first()
+    if user is None:
+        raise InvalidRequest(f"{username.strip()!r} is not among the people you can add; to add someone new, "
+                             "create their account below (they get an email to choose a password).")
+    return add_member(by, tenant, user, role)
+
+
 def add_member(by, tenant: Tenant, user: User, role: str = TenantRole.MEMBER) -> Membership:
     from accounts.permissions import is_tenant_admin
     _require(is_tenant_admin(by, tenant), f"You may not manage the members of {tenant.slug}.")
     if role not in TenantRole.values:
         raise InvalidRequest(f"Unknown tenant role {role!r}.")
+    if not Membership.objects.filter(tenant=tenant, user=user).exists() and \
+            not addable_users(by).filter(pk=user.pk).exists():
+        raise InvalidRequest(f"{user.username!r} is not among the people you can add; to add someone new, "
+                             "create their account below (they get an email to choose a password).")
     if role != TenantRole.ADMIN:
         _keep_an_admin(tenant, leaving=user)
     membership, _ = Membership.objects.update_or_create(tenant=tenant, user=user, defaults={"role": role})
@@ -358,6 +399,26 @@ def send_welcome_email(student: User, cls: StudentClass) -> None:
         audit.record(None, "class.welcome", cls, detail=f"sent to {student.username}", address="panel")
     except Exception as exc:  # the import stands; the admin can resend from the class page
         audit.record(None, "class.welcome", cls, "failed", f"{student.username}: {exc}", address="panel")
+
+
+def send_invitation_email(user: User, tenant: Tenant, by) -> bool:
+    """The link with which a member a tenant admin created chooses a password. Returns whether it went."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from accounts.views import password_setup_link
+    body = (f"Hello {user.first_name or user.username},\n\n"
+            f"{by.get_full_name() or by.username} added you to {tenant.name} on vzpanel.\n\n"
+            f"  Panel:     {settings.PANEL_URL}/\n"
+            f"  Username:  {user.username}\n\n"
+            f"Choose your password here (the link works once):\n  {password_setup_link(user)}\n")
+    try:
+        send_mail(f"Your account on vzpanel for {tenant.name}", body, None, [user.email])
+    except Exception as exc:
+        audit.record(by, "tenant.member.invite", tenant, "failed", f"{user.username}: {exc}")
+        return False
+    audit.record(by, "tenant.member.invite", tenant, detail=f"sent to {user.username}")
+    return True
 
 
 BULK_ACTIONS = ("start", "stop", "reset", "destroy", "extend")

@@ -101,13 +101,13 @@ def member_add(request, slug):
     tenant = get_tenant_for_user(request.user, slug, manage=True)
     form = AddMemberForm(request.POST)
     if form.is_valid():
-        user = form.cleaned_data["user"]
         try:
-            services.add_member(request.user, tenant, user, form.cleaned_data["role"])
+            membership = services.add_member_by_name(request.user, tenant, form.cleaned_data["username"],
+                                                     form.cleaned_data["role"])
         except TaskError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"{user.username} is now {form.cleaned_data['role']} of {tenant.slug}.")
+            messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']} of {tenant.slug}.")
             return redirect("tenant-detail", tenant.slug)
     return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant, add_form=form))
 
@@ -120,14 +120,15 @@ def member_create(request, slug):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            with transaction.atomic():  # no user without the membership
-                user = services.create_user(request.user, username=data["username"], email=data["email"],
-                                            first_name=data["first_name"], last_name=data["last_name"])
-                services.add_member(request.user, tenant, user, data["role"])
+            user, sent = services.create_member(request.user, tenant, username=data["username"], email=data["email"],
+                                                first_name=data["first_name"], last_name=data["last_name"],
+                                                role=data["role"])
         except TaskError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"User {user.username} created and added to {tenant.slug} as {data['role']}.")
+            messages.success(request, f"User {user.username} created and added to {tenant.slug} as {data['role']}; "
+                             + (f"an email with a link to choose a password went to {user.email}." if sent else
+                                "the email with their password link could not be sent (see the audit log)."))
             return redirect("tenant-detail", tenant.slug)
     return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant, create_form=form))
 

@@ -129,9 +129,10 @@ def test_tenant_admin_sees_and_manages(owner, acme, cls, outsider):
     data = api.get("/api/tenants/acme/").json()
     assert data["slug"] == "acme" and data["quotas"][0] == {
         "label": "containers", "unit": "", "used": 0, "limit": 5, "percent": 0, "level": "success"}
+    # Someone outside the tenant admin's tenants cannot be pulled in (tests/adversarial/test_tenant_people.py).
     resp = client.post("/tenants/acme/members/add/", {"username": "outsider", "role": "member"})
-    assert resp.status_code == 302
-    assert Membership.objects.get(tenant=acme, user=outsider).role == "member"
+    assert resp.status_code == 200 and "not among the people you can add" in resp.content.decode()
+    assert not Membership.objects.filter(tenant=acme, user=outsider).exists()
     # ...but quotas are for administrators only
     assert client.post("/tenants/acme/quotas/", {"max_containers": "50"}).status_code == 403
     acme.refresh_from_db()
@@ -228,7 +229,7 @@ def test_tenant_admin_creates_and_removes_a_member(client, owner, acme):
 def test_add_member_unknown_user_and_bad_new_user(client, owner, acme):
     client.force_login(owner)
     resp = client.post("/tenants/acme/members/add/", {"username": "ghost", "role": "member"})
-    assert "There is no user ghost" in resp.content.decode()
+    assert "not among the people you can add" in resp.content.decode()
     resp = client.post("/tenants/acme/members/new/", {"username": "Bad Name", "email": "nope", "role": "member"})
     page = resp.content.decode()
     assert "is not a valid username" in page and "valid email address" in page
