@@ -96,15 +96,18 @@ class ContainerSettingsForm(LimitFields):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
     ram_barrier_mb = forms.IntegerField(label="RAM barrier (MiB)", min_value=16, max_value=1 << 22, required=False,
                                         help_text="physpages barrier; empty for none")
-    cpuunits = forms.IntegerField(label="CPU units", min_value=8, max_value=500000, required=False)
+    cpuunits = forms.IntegerField(label="CPU units", min_value=8, max_value=500000, required=False,
+                                  help_text="relative CPU weight; tenants may set up to 1000 (the default)")
     cpulimit = forms.IntegerField(label="CPU limit (% of one CPU)", min_value=0, max_value=102400, required=False,
-                                  help_text="0 for no limit")
+                                  help_text="0 for no limit; tenants may set up to 100 per CPU")
     numproc = forms.IntegerField(label="Processes (numproc)", min_value=8, max_value=4_000_000, required=False,
-                                 help_text="empty for no limit")
+                                 help_text="empty for no limit (administrators only); tenants may set up to 65536")
     disk_soft_mb = forms.IntegerField(label="Disk soft limit (MiB)", min_value=64, max_value=1 << 26, required=False)
-    diskinodes = forms.IntegerField(label="Inodes", min_value=1000, max_value=1 << 31, required=False)
+    diskinodes = forms.IntegerField(label="Inodes", min_value=1000, max_value=1 << 31, required=False,
+                                    help_text="tenants may set up to 256 per MiB of disk")
     diskinodes_soft = forms.IntegerField(label="Inodes soft limit", min_value=1000, max_value=1 << 31, required=False)
-    ioprio = forms.IntegerField(label="I/O priority (0-7)", min_value=0, max_value=7, required=False)
+    ioprio = forms.IntegerField(label="I/O priority (0-7)", min_value=0, max_value=7, required=False,
+                                help_text="tenants may set up to 4 (the default)")
 
     # Empty means "none" for these; for the others empty means "leave as it is".
     NULLABLE = ("ram_barrier_mb", "numproc", "disk_soft_mb", "diskinodes_soft")

@@ -148,8 +148,26 @@ class InsufficientCapacity(TaskError):
     http_status = 409
 
 
-def _check_plan_ceiling(user, plan, limits: dict) -> None:
-    """Only admins and operators set limits freely; everyone else stays within the plan."""
+# What a tenant admin or member may set for the limits a plan does not name: no more than a
+# container gets by default (OpenVZ's weights), so nobody outweighs their neighbours on the host.
+MEMBER_CEILINGS = {"cpuunits": 1000, "ioprio": 4, "numproc": 65536}
+
+
+def member_ceiling(key: str, limits: dict, current=None) -> int | None:
+    """The highest value a non-administrator may give `key`; None when only the plan bounds it.
+    cpulimit goes up to the container's CPUs (100 % each); inodes up to one per 4 KiB of disk."""
+    def value(name):
+        return limits.get(name, getattr(current, name, None) if current is not None else None)
+    if key == "cpulimit":
+        return 100 * (value("cpus") or 1)
+    if key in ("diskinodes", "diskinodes_soft"):
+        return (value("disk_mb") or 0) * 256
+    return MEMBER_CEILINGS.get(key)
+
+
+def _check_plan_ceiling(user, plan, limits: dict, current=None) -> None:
+    """Only admins and operators set limits freely; everyone else stays within the plan, and
+    within member_ceiling() for what the plan does not name."""
     from accounts.permissions import manages_all_containers
     if user is None or manages_all_containers(user):
         return
@@ -159,6 +177,13 @@ def _check_plan_ceiling(user, plan, limits: dict) -> None:
         ceiling = getattr(plan, key, None)
         if ceiling is not None and value is not None and value > ceiling:
             raise NotAllowed(f"{key} {value} is above plan {plan.name}'s {ceiling}; ask an administrator.")
+        bound = member_ceiling(key, limits, current)
+        if bound is None:
+            continue
+        if value is None and key == "numproc":
+            raise NotAllowed(f"Only an administrator can lift the process limit; the most you may set is {bound}.")
+        if value is not None and value > bound:
+            raise NotAllowed(f"{key} {value} is above the {bound} you may set; ask an administrator.")
 
 
 @audited("container.create", target="tenant")
@@ -393,7 +418,7 @@ def update_container(ct: Container, user, override_capacity: bool = False, **cha
     if not changed:
         return None
     changed_limits = {k: v for k, v in changed.items() if k in LIMIT_FIELDS}
-    _check_plan_ceiling(user, ct.plan, changed_limits)
+    _check_plan_ceiling(user, ct.plan, changed_limits, current=ct)
     needs_agent = bool({"hostname", "onboot", *LIMIT_FIELDS} & set(changed))
     try:
         with transaction.atomic():
