@@ -85,6 +85,10 @@ def restore_backup(backup: Backup, user, *, ctid: int, host=None, force: bool = 
     existing = Container.objects.filter(ctid=ctid).first()
     params = {"backup": backup.pk}
     if existing is not None:
+        from accounts.permissions import manageable_containers
+        if user is not None and not manageable_containers(user).filter(pk=existing.pk).exists():
+            # The same answer as for any taken CTID: nothing about whose it is or its state.
+            raise InvalidRequest(f"CTID {ctid} is already in use; choose another.")
         if not force:
             raise InvalidRequest(f"Container {ctid} exists. To overwrite it with the backup, stop it and "
                                  "restore with force (the panel asks you to type its CTID).")

@@ -55,15 +55,17 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
 
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False,
                                     help_text="Whose quota the container counts against.")
-    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False,
+    plan = forms.ModelChoiceField(queryset=Plan.objects.none(), required=False,
                                   help_text="Named limits; the fields below override them (administrators only).")
     override_capacity = forms.BooleanField(required=False, label="Create even if the host is overcommitted")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         from accounts.permissions import creatable_tenants, manages_all_containers, may_create_without_tenant
+        from accounts.permissions import visible_plans
         self.set_template_choices()
         self.fields["tenant"].queryset = creatable_tenants(user)
+        self.fields["plan"].queryset = visible_plans(user)  # only plans offered to the user's tenants
         if not may_create_without_tenant(user):
             self.fields["tenant"].required = True
             self.fields["tenant"].empty_label = None

@@ -45,15 +45,23 @@ class ContainerCreateSerializer(serializers.Serializer):
     onboot = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False,
+    # Looked up among what the caller may use (see __init__): a tenant or plan they may not use
+    # answers exactly like one that does not exist, so names do not leak.
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none(), required=False,
                                           allow_null=True)
-    plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.all(), required=False,
+    plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.none(), required=False,
                                         allow_null=True)
     ram_mb = serializers.IntegerField(min_value=16, required=False)
     swap_mb = serializers.IntegerField(min_value=0, required=False)
     cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
     disk_mb = serializers.IntegerField(min_value=300, required=False)
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from accounts.permissions import creatable_tenants, visible_plans
+        self.fields["tenant"].queryset = creatable_tenants(user)
+        self.fields["plan"].queryset = visible_plans(user)
 
 
 class ContainerUpdateSerializer(serializers.Serializer):

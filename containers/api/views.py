@@ -57,7 +57,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=ContainerCreateSerializer, responses={202: TaskSerializer})
     def create(self, request):
-        ser = ContainerCreateSerializer(data=request.data)
+        ser = ContainerCreateSerializer(data=request.data, user=request.user)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         host = data.get("host")  # None: the panel places it by capacity

@@ -63,3 +63,48 @@ def test_new_member_is_invited_by_email(client, acme, people, smtp_server):
     assert message.rcpt_tos == ["newbie@example.test"]
     assert b"/accounts/password-set/" in message.content
     assert Membership.objects.filter(tenant=acme, user__username="newbie", role="member").exists()
+
+
+# -- names of others' tenants, plans and containers do not leak through different answers ----------
+def test_create_answers_alike_for_a_foreign_and_a_missing_tenant_or_plan(people, acme, other_tenant, plan, host,
+                                                                         template_name):
+    from tenancy.models import Plan
+    secret_plan = Plan.objects.create(name="other-gold", ram_mb=512, disk_mb=1024)
+    secret_plan.tenants.add(other_tenant)
+    api = APIClient()
+    api.force_authenticate(people["tadmin"])
+
+    def create(**extra):
+        body = {"ctid": 7001, "ostemplate": template_name, "hostname": "x.example", "tenant": "acme",
+                "plan": plan.name, **extra}
+        resp = api.post("/api/containers/", body, format="json")
+        return resp.status_code, {k: [m.replace(str(v), "NAME") for m in resp.json().get(k, [])]
+                                  for k, v in extra.items()}
+
+    assert create(tenant="other") == create(tenant="no-such-tenant")
+    assert create(plan="other-gold") == create(plan="no-such-plan")
+    assert create(tenant="other")[0] == 400
+
+
+def test_restore_over_a_foreign_ctid_says_only_that_it_is_taken(people, student_ct, other_tenant, host):
+    from backups.models import Backup
+    from backups.services import restore_backup
+    from containers.models import Container
+    from containers.services import InvalidRequest
+    foreign = Container.objects.create(ctid=7002, hostname="f.example", ostemplate="x", host=host,
+                                       tenant=other_tenant, owner=people["outsider"], status="running")
+    mine = Backup.objects.create(ctid=student_ct.ctid, container=student_ct, tenant=student_ct.tenant,
+                                 owner=people["student"], host=host, storage_path="/nonexistent",
+                                 filename="vzdump-lxc-501-2026_01_01-00_00_00.tar.zst", size=1, sha256="0" * 64)
+    for force in (False, True):
+        with pytest.raises(InvalidRequest) as err:
+            restore_backup(mine, people["tadmin"], ctid=foreign.ctid, force=force, confirm=str(foreign.ctid))
+        assert str(err.value) == "CTID 7002 is already in use; choose another."
+
+
+def test_create_form_offers_only_the_tenants_plans(client, people, acme, other_tenant, plan, host):
+    from tenancy.models import Plan
+    Plan.objects.create(name="other-gold", ram_mb=512, disk_mb=1024).tenants.add(other_tenant)
+    client.force_login(people["tadmin"])
+    page = client.get("/containers/new/").content.decode()
+    assert plan.name in page and "other-gold" not in page

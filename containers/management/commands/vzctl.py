@@ -251,16 +251,17 @@ class Command(BaseCommand):
         ctid = opts["ctid"]
         if not is_ascii_number(str(ctid)):
             raise CommandError(f"CTID must be a number, not {ctid!r}")
-        from tenancy.models import Plan, Tenant
         tenant = plan = None
+        from accounts.permissions import creatable_tenants, visible_plans
+        # Among what this user may use only: one answer whether the name does not exist or is not theirs.
         if opts["tenant"]:
-            tenant = Tenant.objects.filter(slug=opts["tenant"]).first()
+            tenant = creatable_tenants(user).filter(slug=opts["tenant"]).first()
             if tenant is None:
-                raise CommandError(f"no tenant {opts['tenant']!r}")
+                raise CommandError(f"no tenant {opts['tenant']!r} that you may create containers in")
         if opts["plan"]:
-            plan = Plan.objects.filter(name=opts["plan"]).first()
+            plan = visible_plans(user).filter(name=opts["plan"]).first()
             if plan is None:
-                raise CommandError(f"no plan {opts['plan']!r}")
+                raise CommandError(f"no plan {opts['plan']!r} offered to you")
         task = services.create_container(
             user=user, ctid=int(ctid), ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
