@@ -13,8 +13,9 @@ from tasks.services import TaskError
 from tenancy import services
 from tenancy.forms import AuditFilterForm, UserCreateForm
 
+from .decorators import page_for
 from .models import ApiToken
-from .permissions import manages_users, visible_audit_events, visible_tenants, visible_users
+from .permissions import manages_users, oversees_people, visible_audit_events, visible_tenants, visible_users
 
 AUDIT_PAGE_SIZE = 100
 
@@ -37,11 +38,13 @@ def _users_page(request, form=None, status=200):
 
 
 @login_required
+@page_for(oversees_people, "Users and the audit log")
 def user_list(request):
     return _users_page(request)
 
 
 @login_required
+@page_for(oversees_people, "Users and the audit log")
 @require_POST
 def user_create(request):
     if not manages_users(request.user):
@@ -64,6 +67,7 @@ def user_create(request):
 
 
 @login_required
+@page_for(oversees_people, "Users and the audit log")
 @require_POST
 def user_active(request, pk):
     target = visible_users(request.user).filter(pk=pk).first()
@@ -86,6 +90,7 @@ def user_active(request, pk):
 
 
 @login_required
+@page_for(oversees_people, "Users and the audit log")
 def audit_list(request):
     form = AuditFilterForm(request.GET)
     events = form.apply(visible_audit_events(request.user).select_related("tenant"))

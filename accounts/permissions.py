@@ -112,10 +112,48 @@ def can_cancel_task(user, task) -> bool:
             or (task.tenant_id is not None and task.tenant_id in administered_tenant_ids(user)))
 
 
+# -- which pages a role may open --------------------------------------------------
+def sees_infrastructure(user) -> bool:
+    """Hosts (their load, capacity, unmanaged containers), IP pools, bridges, the template cache:
+    the global roles only. Tenants' people see their own containers, never the machines."""
+    return sees_everything(user)
+
+
+def oversees_people(user) -> bool:
+    """Plans, users and the audit log: the global roles and tenant admins (scoped to their
+    tenants by the querysets below). Members and students see their tenant's page and quotas only."""
+    return sees_everything(user) or bool(administered_tenant_ids(user))
+
+
+def may_create_containers(user) -> bool:
+    return manages_all_containers(user) or bool(administered_tenant_ids(user))
+
+
+def sees_templates(user) -> bool:
+    """The template catalogue: who manages or reads the hosts, and who creates containers from it."""
+    return sees_infrastructure(user) or may_create_containers(user)
+
+
+def navigation(user) -> dict[str, bool]:
+    """What the menu offers: exactly the pages the role may open."""
+    infra, people = sees_infrastructure(user), oversees_people(user)
+    return {"templates": sees_templates(user), "hosts": infra, "pools": infra,
+            "tenants": role_of(user) != "anonymous", "plans": people, "users": people, "audit": people,
+            "create": may_create_containers(user)}
+
+
 # -- hosts ----------------------------------------------------------------------
 def visible_hosts(user) -> QuerySet[Host]:
-    # Hosts are shared infrastructure: every signed-in user may see them to pick one.
-    return Host.objects.all() if role_of(user) != "anonymous" else Host.objects.none()
+    """Hosts as pages and objects (load, capacity, tokens, unmanaged containers): global roles only."""
+    return Host.objects.all() if sees_infrastructure(user) else Host.objects.none()
+
+
+def placeable_hosts(user) -> QuerySet[Host]:
+    """Hosts a user may name when placing a container, a class or a restore: their names are all a
+    tenant admin learns of them."""
+    if sees_infrastructure(user):
+        return Host.objects.all()
+    return Host.objects.filter(drained_at__isnull=True) if may_create_containers(user) else Host.objects.none()
 
 
 # -- tenants, users, audit ------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from accounts.permissions import creatable_tenants, visible_hosts, visible_plans
+from accounts.permissions import creatable_tenants, placeable_hosts, visible_plans
 
 from hosts.models import Host
 from tenancy.models import Plan, Tenant
@@ -67,7 +67,9 @@ class RestoreForm(forms.Form):
     def __init__(self, *args, user=None, backup=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.backup = backup
-        self.fields["host"].queryset = visible_hosts(user)
+        # The backup's own host too: a member restoring over their own container places nothing new.
+        own = Host.objects.filter(pk=backup.host_id) if backup is not None else Host.objects.none()
+        self.fields["host"].queryset = (placeable_hosts(user) | own).distinct()
         self.fields["tenant"].queryset = creatable_tenants(user)
         self.fields["plan"].queryset = visible_plans(user)
         if backup is None or backup.container is None:
@@ -124,5 +126,5 @@ class UploadForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["host"].queryset = visible_hosts(user)
+        self.fields["host"].queryset = placeable_hosts(user)
         self.fields["tenant"].queryset = creatable_tenants(user)

@@ -14,7 +14,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import get_container_for_user, manages_hosts, visible_hosts
+from accounts.decorators import page_for
+from accounts.permissions import get_container_for_user, manages_hosts, placeable_hosts, sees_templates, visible_hosts
 from panel.uploads import UploadRefused, save_upload, upload_dir
 from tasks.services import TaskError
 
@@ -46,7 +47,7 @@ def _host(request, key: str = "host"):
 
 
 def _template_for(request, pk) -> OSTemplate:
-    template = (OSTemplate.objects.filter(host__in=visible_hosts(request.user), pk=pk)
+    template = (OSTemplate.objects.filter(host__in=placeable_hosts(request.user), pk=pk)
                 .select_related("host").first())
     if template is None:
         raise Http404(f"No template {pk}")
@@ -60,8 +61,9 @@ def _queued(request, task, what: str):
 
 # -- the catalogue ----------------------------------------------------------------------
 @login_required
+@page_for(sees_templates, "OS templates")
 def template_list(request):
-    hosts = list(visible_hosts(request.user).order_by("name"))
+    hosts = list(placeable_hosts(request.user).order_by("name"))
     templates = OSTemplate.objects.filter(host__in=hosts).select_related("host")
     return render(request, "hosts/templates.html", {
         "templates": templates,
@@ -165,8 +167,8 @@ def template_upload(request):
 @login_required
 @require_POST
 def template_copy(request, pk):
+    _require_manager(request)  # before the lookup: one answer for every template
     template = _template_for(request, pk)
-    _require_manager(request)
     target = _host(request)
     if target is None:
         return redirect("template-list")
@@ -181,8 +183,8 @@ def template_copy(request, pk):
 @login_required
 @require_POST
 def template_delete(request, pk):
+    _require_manager(request)  # before the lookup: one answer for every template
     template = _template_for(request, pk)
-    _require_manager(request)
     if _field(request, "confirm") != template.name:
         messages.error(request, f"Not deleted: type the template's name, {template.name}, to confirm.")
         return redirect("template-list")

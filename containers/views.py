@@ -7,7 +7,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from panel.redirects import local_path
-from accounts.permissions import get_container_for_user, manageable_containers, visible_containers, visible_tasks
+from accounts.decorators import page_for
+from accounts.permissions import get_container_for_user, manageable_containers, may_create_containers, visible_containers, visible_tasks
 from tasks.services import TaskError
 
 from . import services
@@ -34,6 +35,7 @@ def container_list(request):
 
 
 @login_required
+@page_for(may_create_containers, "Creating containers")
 def container_create(request):
     if request.method == "POST":
         form = ContainerCreateForm(request.POST, user=request.user)

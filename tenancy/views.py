@@ -11,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import (visible_plans, get_tenant_for_user, is_admin, is_tenant_admin, visible_containers,
-                                  visible_hosts, visible_tenants, visible_users)
+from accounts.decorators import page_for
+from accounts.permissions import (oversees_people, placeable_hosts, visible_plans, get_tenant_for_user, is_admin, is_tenant_admin, visible_containers,
+                                  visible_tenants, visible_users)
 from tasks.services import TaskError
 
 from . import services
@@ -153,7 +154,7 @@ def member_remove(request, slug, user_id):
 @login_required
 def class_create(request, slug):
     tenant = get_tenant_for_user(request.user, slug, manage=True)
-    form = StudentClassForm(request.POST or None, hosts=visible_hosts(request.user),
+    form = StudentClassForm(request.POST or None, hosts=placeable_hosts(request.user),
                             plans=services.plans_for(tenant))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -246,6 +247,7 @@ def class_bulk(request, slug):
 
 # -- plans ------------------------------------------------------------------------
 @login_required
+@page_for(oversees_people, "Plans")
 def plan_list(request):
     admin = is_admin(request.user)
     tenant_ids = set(visible_tenants(request.user).values_list("pk", flat=True))
@@ -272,11 +274,13 @@ def _plan_form(request, plan=None):
 
 
 @login_required
+@page_for(oversees_people, "Plans")
 def plan_create(request):
     return _plan_form(request)
 
 
 @login_required
+@page_for(oversees_people, "Plans")
 def plan_edit(request, pk):
     plan = visible_plans(request.user).filter(pk=pk).first()
     if plan is None:

@@ -14,6 +14,7 @@ from tasks.models import Task
 
 MANAGERS = ("admin", "operator")
 OTHERS = ("student", "tadmin", "auditor", "peer", "outsider")
+MEMBERS = ("student", "peer", "outsider")  # no global role, no tenant to administer: templates are not theirs
 
 
 # -- helpers and fixtures -------------------------------------------------------------
@@ -66,11 +67,14 @@ def _upload(client, host, filename, data=b"tarball bytes", name=""):
 
 # -- the page -------------------------------------------------------------------------------
 @pytest.mark.parametrize("who", MANAGERS + OTHERS)
-def test_everyone_sees_the_catalogue_only_managers_see_the_forms(client, people, admin_user, tpl, who):
+def test_catalogue_for_who_creates_or_oversees_forms_for_managers(client, people, admin_user, tpl, who):
     OSTemplate.objects.filter(pk=tpl.pk).update(distribution="debian", version="12", architecture="amd64",
                                                 source="debootstrap bookworm")
     client.force_login(_user(people, admin_user, who))
     page = client.get("/templates/")
+    if who in MEMBERS:  # members create nothing: not their page
+        assert page.status_code == 403 and b'href="/templates/"' not in client.get("/").content
+        return
     assert page.status_code == 200
     html = page.content.decode()
     assert tpl.name in html and "debootstrap bookworm" in html and "<th>Distribution</th>" in html
@@ -342,6 +346,9 @@ def _api(people, admin_user, who):
 @pytest.mark.parametrize("who", MANAGERS + OTHERS)
 def test_api_lists_templates_with_their_metadata(people, admin_user, tpl, who):
     response = _api(people, admin_user, who).get("/api/templates/")
+    if who in MEMBERS:
+        assert response.status_code == 403
+        return
     assert response.status_code == 200
     rows = response.json()["results"] if isinstance(response.json(), dict) else response.json()
     row = next(r for r in rows if r["id"] == tpl.pk)
@@ -408,5 +415,6 @@ def test_api_changes_are_forbidden_to_everyone_else(people, admin_user, tpl, nod
     ]:
         response = getattr(api, method)(url, data, format="json")
         assert response.status_code == 403, (url, response.content)
-        assert "administrators and operators" in response.json()["detail"]
+        assert ("not part of your role" if who in MEMBERS else "administrators and operators") \
+            in response.json()["detail"]
     assert snapshot() == before

@@ -5,7 +5,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from accounts.permissions import get_container_for_user, visible_containers, visible_hosts
+from accounts.decorators import api_page_for
+from accounts.permissions import get_container_for_user, placeable_hosts, sees_templates, visible_containers
 from containers import services
 from containers.models import OSTemplate
 from tasks.api.serializers import TaskSerializer
@@ -61,7 +62,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         host = data.get("host")  # None: the panel places it by capacity
-        if host is None and not visible_hosts(request.user).exists():
+        if host is None and not placeable_hosts(request.user).exists():
             return Response({"host": ["No host is registered."]}, status=400)
         limits = {k: data.pop(k) for k in LIMIT_KEYS if k in data}
         try:
@@ -176,6 +177,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
 
 class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TemplateSerializer
+    permission_classes = [api_page_for(sees_templates, "OS templates")]
 
     def get_queryset(self):
-        return OSTemplate.objects.filter(host__in=visible_hosts(self.request.user)).select_related("host")
+        return OSTemplate.objects.filter(host__in=placeable_hosts(self.request.user)).select_related("host")

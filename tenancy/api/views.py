@@ -3,7 +3,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
-from accounts.permissions import visible_plans, get_tenant_for_user, visible_audit_events, visible_tenants, visible_users
+from accounts.decorators import api_page_for
+from accounts.permissions import (get_tenant_for_user, oversees_people, visible_audit_events, visible_plans,
+                                  visible_tenants, visible_users)
 from tenancy.forms import AuditFilterForm
 
 from .serializers import AuditEventSerializer, PlanSerializer, TenantSerializer, UserSerializer
@@ -32,6 +34,7 @@ class TenantViewSet(viewsets.ReadOnlyModelViewSet):
 class PlanViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
     """Plans offered to the caller's tenants (admins: all plans)."""
 
+    permission_classes = [api_page_for(oversees_people, "Plans")]
     serializer_class = PlanSerializer
 
     def get_queryset(self):
@@ -52,6 +55,7 @@ AUDIT_FILTERS = [
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit log as far as the caller may see it, newest first."""
 
+    permission_classes = [api_page_for(oversees_people, "The audit log")]
     serializer_class = AuditEventSerializer
 
     def get_queryset(self):
@@ -68,6 +72,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 class UserViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
     """Users the caller may see, with their memberships in tenants the caller may see."""
 
+    permission_classes = [api_page_for(oversees_people, "Users")]
     serializer_class = UserSerializer
 
     def get_queryset(self):

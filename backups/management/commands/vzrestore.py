@@ -1,7 +1,7 @@
 """vzrestore ARCHIVE CTID [--force] [--host H]: restore a backup (by file name, path or id)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.permissions import visible_backups, visible_hosts
+from accounts.permissions import placeable_hosts, visible_backups
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             raise CommandError(f"no backup {opts['archive']!r} (import an archive first: it must be listed)")
         host = None
         if opts["host"]:
-            host = visible_hosts(user).filter(name=opts["host"]).first()
+            host = placeable_hosts(user).filter(name=opts["host"]).first()
             if host is None:
                 raise CommandError(f"no host {opts['host']!r}")
         try:

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
-from accounts.permissions import get_container_for_user, visible_hosts
+from accounts.permissions import get_container_for_user, placeable_hosts
 from containers import services
 from containers.validators import is_ascii_number
 from tasks.choices import TaskStatus
@@ -242,7 +242,7 @@ class Command(BaseCommand):
         return did
 
     def _create(self, user, opts):
-        hosts = visible_hosts(user)
+        hosts = placeable_hosts(user)
         host = hosts.filter(name=opts["host"]).first() if opts["host"] else None
         if opts["host"] and host is None:
             raise CommandError(f"no host {opts['host']!r}")
