@@ -55,10 +55,26 @@ class NotAllowed(TaskError):
     http_status = 403
 
 
+class ContainerGone(TaskError):
+    """The container was destroyed between the request's lookup and its action (a racing destroy)."""
+
+    http_status = 404
+
+
+def _reload(ct: Container, *, for_update: bool = False) -> Container:
+    """The container's row as it is now, or ContainerGone: never a DoesNotExist (a 500) when a
+    destroy finished while this request was on its way."""
+    qs = Container.objects.select_related("host", "lock_task")
+    try:
+        return (qs.select_for_update(of=("self",)) if for_update else qs).get(pk=ct.pk)
+    except Container.DoesNotExist:
+        raise ContainerGone(f"Container {ct.ctid} no longer exists: it was destroyed.") from None
+
+
 def _lock(ct: Container, task: Task) -> None:
     """Take the container's lock for `task` by conditional UPDATE, or refuse naming the holder."""
     if Container.objects.filter(pk=ct.pk, lock_task__isnull=True).update(lock_task=task) != 1:
-        holder = Container.objects.select_related("lock_task").get(pk=ct.pk).lock_task
+        holder = _reload(ct).lock_task
         what = (f"task #{holder.pk} ({holder.get_type_display()}, {holder.status})"
                 if holder else "another task")
         raise ContainerLocked(f"Container {ct.ctid} is locked by {what}; try again when it has finished.")
@@ -77,6 +93,8 @@ def _check_manage(ct: Container, user) -> None:
         return
     from accounts.permissions import manageable_containers
     if not manageable_containers(user).filter(pk=ct.pk).exists():
+        if not Container.objects.filter(pk=ct.pk).exists():
+            raise ContainerGone(f"Container {ct.ctid} no longer exists: it was destroyed.")
         raise NotAllowed(f"You may not change container {ct.ctid}.")
 
 
@@ -84,7 +102,7 @@ def _submit_locked(ct: Container, action: str, task_type: str, user, params=None
     _check_manage(ct, user)
     with transaction.atomic():
         # Lock first, then check the state: any refusal rolls back the task and the lock.
-        ct = Container.objects.select_related("host").get(pk=ct.pk)
+        ct = _reload(ct)
         task = submit_task(type=task_type, host=ct.host, user=user, container=ct, params=params)
         _lock(ct, task)
         _check_state(ct, action)
@@ -265,7 +283,7 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
     _check_manage(ct, user)
     if user is not None and not manages_hosts(user):
         raise NotAllowed("Only administrators and operators move containers between hosts.")
-    ct = Container.objects.select_related("host").get(pk=ct.pk)
+    ct = _reload(ct)
     if dest is None:
         dest = pick_host(ram_mb=ct.ram_mb, cpus=ct.cpus, disk_mb=ct.disk_mb, exclude=(ct.host_id,))
     dest = Host.objects.get(pk=dest.pk)  # its agent's latest heartbeat, pinned key and drain state
@@ -301,7 +319,7 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
         raise InvalidRequest("The bandwidth limit is between 0 (none) and 100000000 KiB/s.")
     check_capacity(dest, user, override=override_capacity, **{k: getattr(ct, k) for k in CAPACITY_LIMITS})
     with transaction.atomic():
-        ct = Container.objects.select_related("host").get(pk=ct.pk)
+        ct = _reload(ct)
         task = submit_task(type=TaskType.CT_MIGRATE, host=ct.host, user=user, container=ct, queue=queue,
                            params={"dest_host_id": dest.pk, "dest": dest.name, "online": bool(online),
                                    "remove_source": bool(remove_source), "keep_dst": bool(keep_dst),
@@ -422,7 +440,7 @@ def update_container(ct: Container, user, override_capacity: bool = False, **cha
     needs_agent = bool({"hostname", "onboot", *LIMIT_FIELDS} & set(changed))
     try:
         with transaction.atomic():
-            fresh = Container.objects.select_for_update().get(pk=ct.pk)
+            fresh = _reload(ct, for_update=True)
             task = None
             if needs_agent:
                 params = {k: changed[k] for k in changed if k not in ("name", "description")}
