@@ -8,10 +8,10 @@ ostemplate, description). What does not map is left out, never guessed.
 """
 from __future__ import annotations
 
-import re
 import shlex
 
-UNLIMITED = 9223372036854775807
+from .units import BadAmount, parse_amount
+
 PAGE = 4096
 FIELDS = ("hostname", "ram_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc", "disk_mb", "disk_soft_mb",
           "diskinodes", "diskinodes_soft", "ioprio", "onboot", "nameservers", "searchdomain", "addresses",
@@ -55,23 +55,12 @@ def parse_pct_conf(text: str) -> dict:
     return out
 
 
-_SIZE = re.compile(r"^(\d+)([KMGTP]?)$", re.IGNORECASE)
-
-
 def _amount(text: str, unit_bytes: int) -> int | None:
-    """A vzctl value in bytes: a count of `unit_bytes` units, or with a K/M/G/T/P suffix; None: unlimited."""
-    text = text.strip()
-    if not text or text == "unlimited":
+    """A vzctl value in bytes (units.parse_amount); None: unlimited, or not a value at all."""
+    try:
+        return parse_amount(text.strip(), unit_bytes)
+    except BadAmount:
         return None
-    match = _SIZE.match(text)
-    if not match:
-        return None
-    number, suffix = int(match.group(1)), match.group(2).upper()
-    if number >= UNLIMITED or number >= 2 ** 62:
-        return None
-    if suffix:
-        return number * 1024 ** " KMGTP".index(suffix)
-    return number * unit_bytes
 
 
 def _pair(text: str, unit_bytes: int) -> tuple[int | None, int | None]:

@@ -16,35 +16,31 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, placeable_hosts
 from containers import services
+from containers.engine.units import MIB, BadAmount, parse_mb
 from containers.validators import is_ascii_number
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
 
 
-def size_mb(value: str) -> int:
-    """512M, 2G, 1048576K or a plain number of MiB -> MiB (vzctl's units)."""
-    text = value.strip().upper()
-    factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(text[-1:], None)
-    number = text[:-1] if factor else text
+def _mb_or_refuse(text: str, unit_bytes: int) -> int:
     try:
-        mb = float(number) * (factor or 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 512M or 2G") from None
-    if mb < 0:
-        raise argparse.ArgumentTypeError("a size cannot be negative")
-    return int(mb)
+        mb = parse_mb(text, unit_bytes)
+    except BadAmount as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if mb is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size; 'unlimited' is not one here")
+    return mb
+
+
+def size_mb(value: str) -> int:
+    """512M, 2G, 2.5G, 1048576K or a plain number of MiB -> MiB (vzctl's units)."""
+    return _mb_or_refuse(value, MIB)
 
 
 def _size_or_unit(text: str, unit_bytes: int) -> int:
     """A vzctl value: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units. -> MiB."""
-    text = text.strip()
-    if text[-1:].upper() in "KMGT" and text[:-1]:
-        return size_mb(text)
-    try:
-        return int(int(text) * unit_bytes // (1024 * 1024))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a size like 512M") from None
+    return _mb_or_refuse(text, unit_bytes)
 
 
 def pair(convert):
@@ -57,13 +53,9 @@ def pair(convert):
 
 
 def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a count cannot be negative")
-    return value
+    if not is_ascii_number(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 diskspace_mb = pair(lambda t: _size_or_unit(t, 1024))       # 1K blocks unless suffixed
