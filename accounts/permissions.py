@@ -137,9 +137,20 @@ def sees_templates(user) -> bool:
 def navigation(user) -> dict[str, bool]:
     """What the menu offers: exactly the pages the role may open."""
     infra, people = sees_infrastructure(user), oversees_people(user)
-    return {"templates": sees_templates(user), "hosts": infra, "pools": infra,
-            "tenants": role_of(user) != "anonymous", "plans": people, "users": people, "audit": people,
-            "create": may_create_containers(user)}
+    return {"templates": sees_templates(user), "hosts": infra, "tenants": role_of(user) != "anonymous",
+            "plans": people, "pools": people, "users": people, "audit": people, "create": may_create_containers(user)}
+
+
+# -- IP pools -------------------------------------------------------------------
+def visible_pools(user):
+    """All pools for the global roles; for a tenant admin those assigned to their tenants and the shared
+    ones (their names and networks only: another tenant's pool is not theirs to learn of)."""
+    from network.models import IPPool
+    if sees_everything(user):
+        return IPPool.objects.all()
+    if role_of(user) == "anonymous":
+        return IPPool.objects.none()
+    return IPPool.objects.filter(Q(shared=True) | Q(tenants__in=administered_tenant_ids(user))).distinct()
 
 
 # -- hosts ----------------------------------------------------------------------

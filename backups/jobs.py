@@ -1,6 +1,8 @@
 """Agent side of backups: vzdump (stop, suspend, snapshot), restore, verify, delete, import."""
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import tempfile
 import time
@@ -11,11 +13,13 @@ from django.utils import timezone
 
 from containers.choices import ContainerStatus
 from containers.engine.ctconf import parse_pct_conf, parse_vps_conf, render_pct_conf
-from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions, create_archive, log_path_for,
-                                      read_member, remove_archive, rsync_copy, safe_extract, sha256_file,
-                                      verify_archive)
-from containers.jobs import lxc_for, network_up, record_state, refresh_state, spec_for
+from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions, ArchiveReport, create_archive,
+                                      log_path_for, open_archive, remove_archive, rsync_copy, safe_extract,
+                                      scan_archive, sha256_fd, verify_archive, write_private, ARCHIVE_MODE,
+                                      prepare_dump_dir)
+from containers.jobs import as_task_failure, live_view, lxc_for, network_up, record_state, refresh_state, spec_for
 from containers.models import Container
+from network.services import restore_network
 from tasks.choices import TaskType
 from tasks.registry import handler
 from tasks.runner import TaskFailed
@@ -47,7 +51,7 @@ def backup(task, log):
     dump_dir = Path(p.get("dump_dir") or task.host.dump_dir)
     excludes = (STD_EXCLUDES if p.get("stdexcludes") else []) + list(p.get("exclude_paths") or [])
     opts = ArchiveOptions(compress=p.get("compress", "zst"), level=p.get("level"), threads=p.get("threads"),
-                          excludes=excludes, bwlimit_kbps=p.get("bwlimit_kbps"))
+                          excludes=excludes, bwlimit_kbps=p.get("bwlimit_kbps"), gid=panel_gid())
     config = config_values(ct)
     mode = p.get("mode", BackupMode.STOP)
     running = lxc.state(ct.ctid) == "RUNNING"
@@ -79,7 +83,7 @@ def backup(task, log):
         raise TaskFailed(f"{exc} The archive was removed.") from None
     log.flush()
     task.refresh_from_db(fields=["log"])
-    log_path_for(archive.path).write_text(task.log)
+    write_private(log_path_for(archive.path), task.log, opts.gid)
     return {"backup": row.pk, "filename": row.filename, "size": row.size, "sha256": row.sha256,
             "seconds": round(archive.seconds, 3), "mode": mode}
 
@@ -90,7 +94,8 @@ def _stop_backup(ct, lxc, dump_dir, config, opts, running, task, log):
         lxc.stop(ct.ctid)
     try:
         task.set_progress(10)
-        return create_archive(lxc.rootfs(ct.ctid), render_pct_conf(config), dump_dir, ct.ctid, opts, log)
+        with live_view(lxc, ct.ctid) as view:  # stopped, but its files are still the tenant's
+            return create_archive(view, render_pct_conf(config), dump_dir, ct.ctid, opts, log)
     finally:
         if running:
             log(f"Starting container {ct.ctid} again")
@@ -104,16 +109,18 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
     dump_dir.mkdir(parents=True, exist_ok=True)
     copy = Path(tempfile.mkdtemp(prefix=f".vzdump-tmp-{ct.ctid}-", dir=dump_dir))
     try:
-        seconds = rsync_copy(lxc.rootfs(ct.ctid), copy, excludes)
-        log(f"First copy while running: {seconds:.2f} s")
-        task.set_progress(40)
-        lxc.freeze(ct.ctid)
-        frozen_at = time.monotonic()
-        try:
-            second = rsync_copy(lxc.rootfs(ct.ctid), copy, excludes)
-        finally:
-            lxc.unfreeze(ct.ctid)
-            frozen = time.monotonic() - frozen_at
+        # rsync reads the running container through a view on which no link is followed.
+        with live_view(lxc, ct.ctid) as view:
+            seconds = rsync_copy(view, copy, excludes, log, live=True)
+            log(f"First copy while running: {seconds:.2f} s")
+            task.set_progress(40)
+            lxc.freeze(ct.ctid)
+            frozen_at = time.monotonic()
+            try:
+                second = rsync_copy(view, copy, excludes)
+            finally:
+                lxc.unfreeze(ct.ctid)
+                frozen = time.monotonic() - frozen_at
         log(f"Frozen for {frozen * 1000:.0f} ms (second copy of what changed: {second:.3f} s)")
         task.set_progress(60)
         archive = create_archive(copy, render_pct_conf(config), dump_dir, ct.ctid, opts, log)
@@ -123,92 +130,108 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def _restored_config(rootfs: Path) -> dict:
-    """Read and remove ./etc/vzdump/{pct,vps}.conf from a restored tree."""
-    for name, parse in (("pct.conf", parse_pct_conf), ("vps.conf", parse_vps_conf)):
-        path = rootfs / "etc" / "vzdump" / name
-        if path.is_file() and not path.is_symlink():
-            values = parse(path.read_text(errors="replace"))
-            path.unlink()
-            try:
-                (rootfs / "etc" / "vzdump").rmdir()
-            except OSError:
-                pass
-            return values
-    return {}
+def _restored_config(found: tuple[str, bytes] | None) -> dict:
+    """The settings in the archive's own configuration (pct.conf, or an OpenVZ vps.conf) as the walker
+    took it from the stream: never read from an unpacked tree, never more than 64 KiB."""
+    if found is None:
+        return {}
+    name, data = found
+    text = data.decode("utf-8", "replace")
+    return parse_vps_conf(text) if name.endswith("vps.conf") else parse_pct_conf(text)
 
 
 @handler(TaskType.CT_RESTORE)
 def restore(task, log):
+    """vzrestore: unpack an archive into a new container, or over a stopped one (`overwrite`).
+
+    A failed restore leaves nothing behind and says why in one line: a new container is removed
+    (files and row), an overwritten one keeps its old root filesystem. With `start`, a restored
+    container that then fails to start stays, whole and stopped, and the task fails saying so,
+    as `pct restore --start` does: the data is back, and the start is a problem of its own."""
     ct = task.container
     if ct is None:
         raise TaskFailed(f"container {task.ctid} no longer exists")
     overwrite = bool(task.params.get("overwrite"))
+    lxc = lxc_for(task.host)
     try:
-        backup_row = Backup.objects.get(pk=task.params["backup"])
-        archive = Path(backup_row.path)
-        if not archive.is_file():
-            raise TaskFailed(f"the archive {archive} is not on host {task.host.name}")
+        report, not_restored = _restore_rootfs(task, ct, lxc, overwrite, log)
+    except BaseException as exc:
+        if overwrite:
+            log(f"Container {ct.ctid} keeps its old root filesystem")
+        else:
+            # Nothing is on disk (build cleans up); free the CTID in the panel too.
+            Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
+            log(f"Container {ct.ctid} removed after the failed restore")
+        raise as_task_failure(exc) from None
+    record_state(ct, "STOPPED")
+    if task.params.get("start"):
+        try:
+            lxc.start(ct.ctid)
+        except BaseException as exc:
+            refresh_state(ct, lxc)
+            reason = as_task_failure(exc)
+            if not isinstance(reason, TaskFailed):
+                raise
+            raise TaskFailed(f"container {ct.ctid} was restored but did not start ({reason}); "
+                             f"it is {ct.status}") from None
+        refresh_state(ct, lxc, known="RUNNING")
+        network_up(ct, lxc, log)
+    return {"ctid": ct.ctid, "members": report.members, "dropped": report.dropped,
+            "not_restored": not_restored}
+
+
+def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport, list[str]]:
+    """Unpack the backup into the container's new root filesystem; a new container also takes
+    the DNS settings and addresses of the archive's configuration. Returns the unpacking's report
+    and what of that configuration was left out."""
+    backup_row = Backup.objects.filter(pk=task.params["backup"]).first()
+    if backup_row is None:
+        raise TaskFailed("the backup no longer exists")
+    archive = Path(backup_row.path)
+    try:
+        fd = open_archive(archive)  # hashed and unpacked from this one open file
+    except ArchiveError as exc:
+        raise TaskFailed(f"the archive is not on host {task.host.name}: {exc}") from None
+    try:
         log(f"Restoring {archive.name} to container {ct.ctid}" + (" (overwriting it)" if overwrite else ""))
         if backup_row.sha256:
-            actual = sha256_file(archive)
+            actual = sha256_fd(fd)
             if actual != backup_row.sha256:
                 raise TaskFailed(f"checksum mismatch: the archive has {actual}, the backup was {backup_row.sha256}")
             log("Checksum matches")
-        lxc = lxc_for(task.host)
-        spec = spec_for(ct)
-        extracted = {}
+        found = {}
 
-        def populate(rootfs: Path) -> None:
-            report = safe_extract(archive, rootfs, log, max_bytes=(ct.disk_mb or 1 << 20) * MIB)
-            extracted["report"] = report
-            extracted["config"] = _restored_config(rootfs)
+        def populate(rootfs: Path):
+            report = safe_extract(fd, rootfs, log, max_bytes=(ct.disk_mb or 1 << 20) * MIB)
+            found["report"] = report
             log(f"Unpacked {report.members} members, {report.bytes // MIB} MiB, in {report.seconds:.1f} s")
+            if overwrite:
+                return None
+            found["skipped"] = _apply_restored_config(ct, task.user, _restored_config(report.config), log)
+            return spec_for(ct)  # written into the new container with the addresses and DNS it brought
 
         if overwrite:
             if lxc.state(ct.ctid) not in ("STOPPED", "ABSENT"):
                 raise TaskFailed(f"container {ct.ctid} is running; stop it before restoring over it")
-            lxc.replace_rootfs(spec, populate, log)
+            lxc.replace_rootfs(spec_for(ct), populate, log)
         else:
-            lxc.build(spec, populate, log)
-    except BaseException:
-        if not overwrite:
-            # Nothing is on disk (build cleans up); free the CTID in the panel too.
-            Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
-            log(f"Container {ct.ctid} removed after the failed restore")
-        raise
-    record_state(ct, "STOPPED")
-    if not overwrite:
-        config = extracted.get("config", {})
-        dns = {k: config[k] for k in ("nameservers", "searchdomain", "onboot") if config.get(k)}
-        if dns:
-            Container.objects.filter(pk=ct.pk).update(**dns)
-            for key, value in dns.items():
-                setattr(ct, key, value)
-        _restore_addresses(ct, config, log)
-        spec = spec_for(ct)  # now with the addresses and DNS the archive brought
-        lxc.write_config(spec)
-        lxc.write_identity(spec)
-    if task.params.get("start"):
-        lxc.start(ct.ctid)
-        refresh_state(ct, lxc, known="RUNNING")
-        network_up(ct, lxc, log)
-    return {"ctid": ct.ctid, "members": extracted["report"].members,
-            "skipped_devices": len(extracted["report"].skipped_devices)}
+            lxc.build(spec_for(ct), populate, log)
+        return found["report"], found.get("skipped", [])
+    finally:
+        os.close(fd)
 
 
-def _restore_addresses(ct, config: dict, log) -> None:
-    """Give the restored container its venet addresses back where no other container holds them."""
-    from django.db import IntegrityError
-
-    from network.models import IPAddress
-    for address in config.get("addresses", []):
-        try:
-            with transaction.atomic():
-                IPAddress.objects.create(address=address, container=ct, interface="venet0")
-            log(f"Address {address} restored")
-        except (IntegrityError, ValueError):
-            log(f"Address {address} is held by another container; not restored")
+def _apply_restored_config(ct, user, config: dict, log) -> list[str]:
+    """onboot, DNS and venet addresses from the archive's configuration: the archive's word, so the
+    network goes through the checks, pools and quota of vzctl set (network.services.restore_network).
+    Returns what was left out, also logged."""
+    if config.get("onboot"):
+        Container.objects.filter(pk=ct.pk).update(onboot=True)
+        ct.onboot = True
+    skipped = restore_network(ct, user, config)
+    for line in skipped:
+        log(line)
+    return skipped
 
 
 @handler(TaskType.BACKUP_VERIFY)
@@ -240,40 +263,106 @@ def delete(task, log):
 
 @handler(TaskType.BACKUP_IMPORT)
 def import_archive(task, log):
-    """Check an archive already on this host, read its configuration, and list it as a backup."""
+    """Check an archive already on this host, read its configuration, and list it as a backup.
+
+    The file is opened once, never through a link planted at its name, and all the rest is done
+    with that open file: read through the restore's checks (its configuration taken from the
+    stream), hashed, and given its name in the dump directory. Swapping the file at its name
+    meanwhile changes nothing."""
     source = Path(task.params["path"])
     match = ARCHIVE_RE.match(source.name)
-    if not match or not source.is_file() or source.is_symlink():
+    if not match:
         raise TaskFailed(f"{source} is not a vzdump archive on host {task.host.name}")
     kind, ctid = match.group(1), int(match.group(2))
     try:
-        count = verify_archive(source, None, log)
-        found = read_member(source)
-    except ArchiveError as exc:
-        source.unlink(missing_ok=True) if _is_staged(source) else None
-        raise TaskFailed(f"{exc}; the archive was not imported") from None
-    if found is None:
-        if _is_staged(source):
-            source.unlink(missing_ok=True)
-        raise TaskFailed("the archive has no ./etc/vzdump/pct.conf or vps.conf: not a vzdump archive")
-    name, text = found
-    config = parse_vps_conf(text) if name.endswith("vps.conf") else parse_pct_conf(text)
-    log(f"{count} members; configuration from {name}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
-    dump_dir = Path(task.host.dump_dir)
-    dump_dir.mkdir(parents=True, exist_ok=True)
-    target = dump_dir / source.name
-    if source.resolve() != target.resolve():
-        if target.exists():
-            raise TaskFailed(f"{target} exists already")
-        shutil.move(str(source), str(target))
+        fd = open_archive(source)
+    except ArchiveError:
+        raise TaskFailed(f"{source} is not a vzdump archive on host {task.host.name}") from None
+    try:
+        try:
+            report = scan_archive(fd)
+            if report.config is None:
+                raise ArchiveError("the archive has no ./etc/vzdump/pct.conf or vps.conf: not a vzdump archive")
+        except ArchiveError as exc:
+            if _is_staged(source):
+                _unlink_if_same(source, fd)
+            raise TaskFailed(f"{exc}; the archive was not imported") from None
+        config = _restored_config(report.config)
+        log(f"{report.checked} members; configuration from ./{report.config[0]}: "
+            + ", ".join(f"{k}={v}" for k, v in config.items()))
+        dump_dir = Path(task.host.dump_dir)
+        prepare_dump_dir(dump_dir, panel_gid())
+        target = dump_dir / source.name
+        if not _is_file_of(target, fd):
+            if target.exists() or target.is_symlink():
+                raise TaskFailed(f"{target} exists already")
+            # The file is the uploader's (the web user's) until now: root's from here, 0640 to the panel.
+            gid = panel_gid()
+            os.fchown(fd, 0, gid if gid is not None else 0)
+            os.fchmod(fd, ARCHIVE_MODE)
+            _place(fd, target)
+            _unlink_if_same(source, fd)
+        size, sha256 = os.fstat(fd).st_size, sha256_fd(fd)
+    finally:
+        os.close(fd)
     row = Backup.objects.create(
         ctid=ctid, host=task.host, tenant_id=task.params.get("tenant"), owner=task.user, storage_path=str(dump_dir),
-        filename=target.name, size=target.stat().st_size, sha256=sha256_file(target), kind=kind,
+        filename=target.name, size=size, sha256=sha256, kind=kind,
         compress="zst" if target.name.endswith(".zst") else "gz" if target.name.endswith(".gz") else "none",
         config=config, notes=f"imported ({kind})", task=task)
     return {"backup": row.pk, "filename": row.filename, "config": config}
 
 
+def _is_file_of(path: Path, fd: int) -> bool:
+    """Does `path` itself (not a link there) name the open file `fd`?"""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _unlink_if_same(path: Path, fd: int) -> None:
+    if _is_file_of(path, fd):
+        path.unlink(missing_ok=True)
+
+
+def _place(fd: int, target: Path) -> None:
+    """Give the open file the name `target`: a hard link on the same filesystem, else a copy made
+    under a temporary name and renamed when complete."""
+    try:
+        os.link(f"/proc/self/fd/{fd}", target)  # follows the fd's magic link to the file itself
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        with open(partial, "xb") as out:
+            offset = 0
+            while block := os.pread(fd, 1 << 20, offset):
+                out.write(block)
+                offset += len(block)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def panel_gid() -> int | None:
+    """The web user's group: it serves downloads, so archives are readable by it (and root) only."""
+    import grp
+
+    from django.conf import settings
+    try:
+        return grp.getgrnam(settings.WEB_USER).gr_gid if settings.WEB_USER else None
+    except KeyError:
+        return None
+
+
 def _is_staged(path: Path) -> bool:
     """An upload waiting to be imported (ours to delete), not a file an admin placed."""
-    return "uploads" in path.parts
+    from django.conf import settings
+    return os.path.realpath(path.parent) == os.path.realpath(settings.UPLOAD_DIR)

@@ -180,7 +180,7 @@ def prune_backups(user, backups, retention: dict, dry_run: bool = True) -> tuple
 
 
 @audited("backup.import")
-def import_archive(user, host, path: str, tenant=None) -> Task:
+def import_archive(user, host, path: str, tenant=None, size: int | None = None) -> Task:
     """Register an archive that is already on the host (an upload, or one copied from an old OpenVZ
     host): the agent checks it and reads its configuration."""
     from accounts.permissions import creatable_tenants, manages_hosts
@@ -189,11 +189,11 @@ def import_archive(user, host, path: str, tenant=None) -> Task:
         raise InvalidRequest(f"{name!r} is not a vzdump archive name (vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
     if user is not None and not manages_hosts(user) and tenant is None:
         raise NotAllowed("Only administrators and operators import archives without a tenant.")
-    if tenant is not None:
-        if user is not None and not creatable_tenants(user).filter(pk=tenant.pk).exists():
-            raise NotAllowed(f"You may not import archives into tenant {tenant.slug}.")
-        check_quota(tenant, backups=1)
+    if tenant is not None and user is not None and not creatable_tenants(user).filter(pk=tenant.pk).exists():
+        raise NotAllowed(f"You may not import archives into tenant {tenant.slug}.")
     with transaction.atomic():
+        # Counted now, so an upload that does not fit is refused (and removed) before any work.
+        check_quota(tenant, backups=1, backup_mb=-(-(size or 0) // (1 << 20)))
         return submit_task(type=TaskType.BACKUP_IMPORT, host=host, user=user,
                            params={"path": path, "tenant": tenant.pk if tenant else None})
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import (creatable_tenants, get_backup_for_user, get_container_for_user,
@@ -24,11 +25,11 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, get_co
                                   visible_tenants)
 from containers.services import next_free_ctid
 from panel.redirects import local_path
-from panel.uploads import UploadRefused, save_upload, upload_dir
+from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, save_upload, stream_uploads_to_disk, upload_dir
 from tasks.services import TaskError
 
 from . import services
-from .forms_backup import (KEEP_FIELDS, MAX_UPLOAD_BYTES, BackupCreateForm, DeleteForm, NotesForm, ProtectForm,
+from .forms_backup import (KEEP_FIELDS, BackupCreateForm, DeleteForm, NotesForm, ProtectForm,
                            PruneForm, RestoreForm, UploadForm)
 from .models import BackupStorage
 
@@ -213,16 +214,44 @@ def backup_list(request):
     })
 
 
+def upload_allowance(user) -> int:
+    """The most an upload by `user` may hold: 64 GiB for who imports without a tenant, else the
+    backup space their tenants have left (the exact tenant is checked again when it is queued)."""
+    from tenancy.quotas import usage_of
+    if manages_hosts(user):
+        return MAX_UPLOAD_BYTES
+    best = 0
+    for tenant in creatable_tenants(user):
+        if tenant.max_backup_mb is None:
+            return MAX_UPLOAD_BYTES
+        best = max(best, (tenant.max_backup_mb - usage_of(tenant, "backup_mb")) << 20)
+    return min(best, MAX_UPLOAD_BYTES)
+
+
+@csrf_exempt  # the upload handler must be set before CSRF reads the body: checked just below
 @login_required
 @require_POST
 def backup_upload(request):
-    """Stream an uploaded archive to VAR_DIR/uploads/<its name> and queue its import on the chosen host."""
+    """Stream an uploaded archive into the uploads directory (on the backup storage), at most what
+    the uploader may store, and queue its import on the chosen host. Anything not kept is removed."""
     user = request.user
     if not (manages_hosts(user) or creatable_tenants(user).exists()):
         raise PermissionDenied("You may not import archives.")
+    allowance = upload_allowance(user)
+    if allowance <= 0:
+        messages.error(request, "Not uploaded: your tenants have no backup space left.")
+        return redirect("backup-list")
+    stream_uploads_to_disk(request, allowance, "The archive")
+    return _backup_upload(request)
+
+
+@csrf_protect
+def _backup_upload(request):
+    user = request.user
     form = UploadForm(request.POST, request.FILES, user=user)
-    if not form.is_valid():
-        messages.error(request, f"Not uploaded: {_errors(form)}")
+    refused = getattr(request, "upload_refused", None)
+    if refused or not form.is_valid():
+        messages.error(request, f"Not uploaded: {refused or _errors(form)}")
         return redirect("backup-list")
     upload, host, tenant = form.cleaned_data["archive"], form.cleaned_data["host"], form.cleaned_data["tenant"]
     name = os.path.basename(upload.name or "")
@@ -240,7 +269,7 @@ def backup_upload(request):
         return redirect("backup-list")
     written = dest.stat().st_size
     try:
-        task = services.import_archive(user, host, str(dest), tenant=tenant)
+        task = services.import_archive(user, host, str(dest), tenant=tenant, size=written)
     except TaskError as exc:
         dest.unlink(missing_ok=True)
         messages.error(request, f"Not imported: {exc}")

@@ -27,7 +27,7 @@ BASE = Path(__file__).resolve().parent.parent
 RUN = Path(tempfile.mkdtemp(prefix="vzpb-"))
 os.environ.update({
     "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(RUN / "lxc"), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-    "PANEL_HOST_NAME": "bench", "REDIS_URL": f"unix://{RUN}/redis.sock?db=0",
+    "PANEL_HOST_NAME": "bench", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
     "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_AGENT_RECONCILE_SECONDS": "3600",
 })
 sys.path.insert(0, str(BASE))
@@ -61,12 +61,13 @@ def main():
     from tasks.models import Task
     from tasks.services import submit_task
 
-    redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(RUN / "redis.sock"), "--save", "",
-                              "--appendonly", "no", "--dir", str(RUN)], stdout=subprocess.DEVNULL)
+    from tasks.redis_server import prepare
+    redis_argv, redis_sock = prepare(RUN, web_group=None, persist=False)  # with its ACL users, as `make run`
+    redis = subprocess.Popen(redis_argv, stdout=subprocess.DEVNULL)
     agent = None
     lxc = Lxc(RUN / "lxc")
     try:
-        while not (RUN / "redis.sock").exists():
+        while not redis_sock.exists():
             time.sleep(0.02)
         template = build_busybox_template(RUN / "templates")
         tname = template_name(template.name)

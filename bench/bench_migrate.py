@@ -32,7 +32,7 @@ BASE = Path(__file__).resolve().parent.parent
 RUN = Path(tempfile.mkdtemp(prefix="vzpb-mig-"))
 os.environ.update({
     "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(RUN / "a" / "lxc"), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-    "PANEL_DUMP_DIR": str(RUN / "dump"), "PANEL_HOST_NAME": "bench-a", "REDIS_URL": f"unix://{RUN}/redis.sock?db=0",
+    "PANEL_DUMP_DIR": str(RUN / "dump"), "PANEL_HOST_NAME": "bench-a", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
     "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_AGENT_RECONCILE_SECONDS": "3600",
     "PANEL_SAMPLE_SECONDS": "3600", "PANEL_AGENT_DATA_DIR": str(RUN / "agent-data"),
 })
@@ -123,11 +123,12 @@ def main():
     from hosts.services import issue_token
     from tasks.models import Task
 
-    redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(RUN / "redis.sock"), "--save", "",
-                              "--appendonly", "no", "--dir", str(RUN)], stdout=subprocess.DEVNULL)
+    from tasks.redis_server import prepare
+    redis_argv, redis_sock = prepare(RUN, web_group=None, persist=False)  # with its ACL users, as `make run`
+    redis = subprocess.Popen(redis_argv, stdout=subprocess.DEVNULL)
     agents = []
     try:
-        while not (RUN / "redis.sock").exists():
+        while not redis_sock.exists():
             time.sleep(0.02)
         template = build_busybox_template(RUN / "templates")
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")

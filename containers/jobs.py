@@ -1,6 +1,8 @@
 """What the host agent does for each container task. Runs only in the agent process."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -10,8 +12,11 @@ from tasks.runner import TaskFailed
 
 from .choices import LXC_STATE_MAP, ContainerStatus
 from .engine.cgroups import CgroupError, Limits
+from .engine.commands import CommandError
 from .engine.diskimage import DiskImageError
-from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError, open_in_root
+from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError
+from .engine.safefs import SafeFsError, Tree, readonly_view
+from .engine.vzdump import ArchiveError
 from .engine.templates import find_template
 from .models import Container
 
@@ -20,6 +25,18 @@ MAX_EXEC_OUTPUT = 1 << 20  # keep at most 1 MiB of a command's output in the tas
 
 def lxc_for(host) -> Lxc:
     return Lxc(host.lxcpath)
+
+
+def views_dir() -> Path:
+    """Where the agent mounts its read-only views of containers' files (its own, mode 0700)."""
+    return Path(settings.AGENT_DATA_DIR) / "views"
+
+
+def live_view(lxc: Lxc, ctid: int):
+    """A read-only view of a container's files on which no symlink is ever followed: what rsync
+    and tar read instead of the root filesystem, so a link the container swaps in mid-copy is
+    copied as a link and never leads them onto the host (safefs.readonly_view)."""
+    return readonly_view(lxc.rootfs(ctid), views_dir(), f"{int(ctid)}/rootfs")
 
 
 def limits_for(values) -> Limits:
@@ -72,6 +89,19 @@ def network_down(ct: Container, log) -> None:
     bring_down(ct)
 
 
+def as_task_failure(exc: BaseException) -> BaseException:
+    """What a failed create, reset or restore raises: its reason on one line, as a TaskFailed (so
+    no traceback reaches the user). An error not meant for users (a bug) is returned as it is."""
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        text += f" ({exc.filename})" if exc.filename else ""
+    elif isinstance(exc, (TaskFailed, LxcError, ArchiveError, SafeFsError, DiskImageError, CgroupError, CommandError)):
+        text = str(exc)
+    else:
+        return exc
+    return TaskFailed("; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__)
+
+
 def _container(task) -> Container:
     if task.container is None:
         raise TaskFailed(f"container {task.ctid} no longer exists in the panel")
@@ -87,11 +117,11 @@ def create(task, log):
         if template is None:
             raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
         lxc.create(spec_for(ct), template, log)
-    except BaseException:
+    except BaseException as exc:
         # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
         Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
         log(f"Container {ct.ctid} removed after the failed create")
-        raise
+        raise as_task_failure(exc) from None
     if task.params.get("start"):
         log(f"Starting container {ct.ctid}")
         task.set_progress(80)
@@ -235,7 +265,11 @@ def reset(task, log):
     if template is None:
         raise TaskFailed(f"OS template {ct.ostemplate!r} is no longer in {task.host.template_dir}")
     log(f"Replacing the root filesystem of {ct.ctid} with a fresh {template.name}")
-    lxc.reset(spec_for(ct), template, log)
+    try:
+        lxc.reset(spec_for(ct), template, log)
+    except BaseException as exc:
+        log(f"Container {ct.ctid} keeps its old root filesystem")
+        raise as_task_failure(exc) from None
     log(f"Container {ct.ctid} is as new")
     return {"reset": ct.ctid}
 
@@ -257,30 +291,38 @@ def set_password(task, log):
 
 @handler(TaskType.CT_SSHKEY)
 def add_ssh_key(task, log):
-    import os
+    """Add a public key to a user's ~/.ssh/authorized_keys. The user, home and ids come from the
+    container's /etc/passwd, so every path is the tenant's: walked without following links (the
+    home directory itself is found as the container would, inside its tree)."""
     ct = _container(task)
-    rootfs = lxc_for(task.host).rootfs(ct.ctid)
     user, key = task.params["user"], task.params["key"]
-    uid = gid = home = None
-    fd = open_in_root(rootfs, "etc/passwd", os.O_RDONLY)
-    with os.fdopen(fd) as fh:
-        for line in fh:
-            fields = line.rstrip("\n").split(":")
-            if len(fields) >= 6 and fields[0] == user:
-                uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
-    if home is None:
-        raise TaskFailed(f"there is no user {user} in container {ct.ctid}")
-    path = f"{home.strip('/')}/.ssh/authorized_keys"
-    fd = open_in_root(rootfs, path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600, make_dirs=0o700)
-    with os.fdopen(fd, "r+") as fh:
-        fh.seek(0)
-        present = key in (line.strip() for line in fh)
-        if not present:
-            fh.write(key + "\n")
-        os.fchown(fh.fileno(), uid, gid)
-    ssh_dir = open_in_root(rootfs, f"{home.strip('/')}/.ssh", os.O_RDONLY | os.O_DIRECTORY)
-    os.fchown(ssh_dir, uid, gid)
-    os.fchmod(ssh_dir, 0o700)
-    os.close(ssh_dir)
-    log(f"SSH key {'already present' if present else 'added'} for {user} (/{path})")
+    with Tree(lxc_for(task.host).rootfs(ct.ctid)) as tree:
+        uid, gid, home = _passwd_entry(tree, user, ct.ctid)
+        where = tree.resolve(home) if home.strip("/") else None
+        ssh_path = f"{where if where is not None else home.strip('/')}/.ssh"
+        owner = (uid, gid)
+        with tree.subtree(ssh_path, create=0o700, owner=owner) as ssh:
+            ssh.set_owner("", owner, 0o700)
+            current = ssh.read_text("authorized_keys", AUTHORIZED_KEYS_LIMIT, missing_ok=True) or ""
+            present = key in (line.strip() for line in current.splitlines())
+            if not present:
+                text = current + ("\n" if current and not current.endswith("\n") else "") + key + "\n"
+                ssh.write("authorized_keys", text, mode=0o600, owner=owner)
+    log(f"SSH key {'already present' if present else 'added'} for {user} (/{ssh_path}/authorized_keys)")
     return {"user": user, "added": not present}
+
+
+PASSWD_LIMIT = 8 << 20
+AUTHORIZED_KEYS_LIMIT = 1 << 20
+
+
+def _passwd_entry(tree: Tree, user: str, ctid: int) -> tuple[int, int, str]:
+    """(uid, gid, home) of `user` from the container's /etc/passwd."""
+    for line in tree.read_text("etc/passwd", PASSWD_LIMIT).splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[0] == user:
+            try:
+                return int(fields[2]), int(fields[3]), fields[5]
+            except ValueError:
+                raise TaskFailed(f"the entry of {user} in /etc/passwd of container {ctid} has no numeric ids") from None
+    raise TaskFailed(f"there is no user {user} in container {ctid}")

@@ -37,7 +37,7 @@ from .engine import transfer
 from .engine.commands import run
 from .engine.diskimage import MIB
 from .engine.lxc import ABSENT, Lxc
-from .jobs import _container, network_down, network_up, record_state, refresh_state, spec_for
+from .jobs import _container, live_view, network_down, network_up, record_state, refresh_state, spec_for
 from .models import Container
 
 # How long each destination step may take once its agent has it (mkfs of a big disk is the slowest).
@@ -115,6 +115,7 @@ class Migration:
         self.keep_dst = bool(task.params.get("keep_dst"))
         self.bwlimit = int(task.params.get("bwlimit_kib") or 0)
         self.phase = "checking"
+        self.source_view: Path | None = None  # the read-only view rsync reads the source through
         self.was_running = False
         self.timings: dict[str, float] = {}
 
@@ -189,15 +190,18 @@ class Migration:
                 self.remember()
             log(f"Copying the root filesystem ({need // MIB} MiB used)"
                 + (" while the container runs" if online else ""))
-            self.timings["copy"] = transport.rsync(self.lxc.rootfs(ct.ctid), f"{rel}/rootfs",
-                                                   bwlimit_kib=self.bwlimit, live=online, log=log)
-            log(f"First copy took {self.timings['copy']:.2f} s")
-            self.task.set_progress(70)
-            if online and live:
-                result = self.live_switch(transport, rel)
-            elif online:
-                result = self.freeze_switch(transport, rel)
-            else:
+            # rsync reads the source only through a view on which no link is followed: a link the
+            # running container swaps in mid-copy is sent as a link, never read through.
+            with live_view(self.lxc, ct.ctid) as self.source_view:
+                self.timings["copy"] = transport.rsync(self.source_view, f"{rel}/rootfs",
+                                                       bwlimit_kib=self.bwlimit, live=online, log=log)
+                log(f"First copy took {self.timings['copy']:.2f} s")
+                self.task.set_progress(70)
+                if online and live:
+                    result = self.live_switch(transport, rel)
+                elif online:
+                    result = self.freeze_switch(transport, rel)
+            if not online:
                 self.step("finish", tag=self.task.pk, start=self.was_running)
                 self.phase = "dest_has_it"
                 result = {}
@@ -218,7 +222,7 @@ class Migration:
         self.phase = "frozen"
         self.remember()
         log(f"CT {ct.ctid} frozen; copying what changed")
-        self.timings["second_copy"] = transport.rsync(self.lxc.rootfs(ct.ctid), f"{rel}/rootfs", log=log)
+        self.timings["second_copy"] = transport.rsync(self.source_view, f"{rel}/rootfs", log=log)
         self.lxc.kill_frozen(ct.ctid)
         self.phase = "source_stopped"
         self.remember()
@@ -248,7 +252,7 @@ class Migration:
         self.phase = "source_stopped"
         self.remember(checkpoint=str(images))
         network_down(ct, log)
-        self.timings["second_copy"] = transport.rsync(self.lxc.rootfs(ct.ctid), f"{rel}/rootfs", log=log)
+        self.timings["second_copy"] = transport.rsync(self.source_view, f"{rel}/rootfs", log=log)
         transport.rsync(images, f"{rel}/checkpoint", log=log)
         self.step("finish", tag=self.task.pk, start=True, restore_checkpoint=True)
         self.phase = "dest_has_it"

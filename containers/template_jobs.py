@@ -12,7 +12,7 @@ from tasks.runner import TaskFailed
 
 from .engine import osbuild
 from .engine.templates import remove_template, sha256_of, write_meta
-from .jobs import lxc_for
+from .jobs import live_view, lxc_for
 
 
 def _cache(task) -> Path:
@@ -51,7 +51,7 @@ def build(task, log):
             osbuild.debootstrap(rootfs, p["release"], mirror, p.get("architecture"), log=log)
             task.set_progress(70)
             osbuild.prepare_for_container(rootfs, log)
-            release = osbuild.os_release(rootfs)
+            release = osbuild.os_release(rootfs, log)
             osbuild.pack_rootfs(rootfs, target, log=log)
         except osbuild.BuildError as exc:
             raise TaskFailed(str(exc)) from None
@@ -113,13 +113,14 @@ def from_container(task, log):
     lxc = lxc_for(task.host)
     if lxc.state(ct.ctid) not in ("STOPPED",):
         raise TaskFailed(f"container {ct.ctid} must be stopped to become a template")
-    rootfs = lxc.rootfs(ct.ctid)
     target = _cache(task) / f"{task.params['name']}.tar.zst"
-    try:
-        osbuild.pack_rootfs(rootfs, target, strip_identity=True, log=log)
-    except osbuild.BuildError as exc:
-        raise TaskFailed(str(exc)) from None
-    release = osbuild.os_release(rootfs)
+    # Stopped, but still the tenant's tree: read only through a view on which no link is followed.
+    with live_view(lxc, ct.ctid) as view:
+        release = osbuild.os_release(view, log)
+        try:
+            osbuild.pack_rootfs(view, target, strip_identity=True, log=log)
+        except osbuild.BuildError as exc:
+            raise TaskFailed(str(exc)) from None
     write_meta(target.parent, target.name, distribution=release.get("ID", ""), version=release.get("VERSION_ID", ""),
                source=f"container {ct.ctid} ({ct.ostemplate})")
     log("Left out: hostname, machine-id, SSH host keys, logs, shell history, authorized keys, temporary files")

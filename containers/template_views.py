@@ -12,11 +12,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import page_for
 from accounts.permissions import get_container_for_user, manages_hosts, placeable_hosts, sees_templates, visible_hosts
-from panel.uploads import UploadRefused, save_upload, upload_dir
+from panel.uploads import UploadRefused, save_upload, stream_uploads_to_disk, upload_dir
 from tasks.services import TaskError
 
 from . import ostemplates
@@ -119,18 +120,25 @@ def template_download_index(request):
         "Not downloaded", "download {name} to {host}")
 
 
+@csrf_exempt  # the upload handler must be set before CSRF reads the body: checked just below
 @login_required
 @require_POST
 def template_upload(request):
-    """Stream a root filesystem tarball to VAR_DIR/uploads and queue its import on the chosen host.
-    Everything about the names is checked before a byte is written."""
+    """Stream a root filesystem tarball into the uploads directory and queue its import on the chosen
+    host. Nothing is read from a non-manager; what is not kept is removed when the request ends."""
     _require_manager(request)
+    stream_uploads_to_disk(request, MAX_UPLOAD_BYTES, "The template")
+    return _template_upload(request)
+
+
+@csrf_protect
+def _template_upload(request):
     host = _host(request)
     if host is None:
         return redirect("template-list")
     upload = request.FILES.get("file")
-    if upload is None:
-        messages.error(request, "Not uploaded: choose a tarball to upload.")
+    if upload is None or getattr(request, "upload_refused", None):
+        messages.error(request, f"Not uploaded: {getattr(request, 'upload_refused', None) or 'choose a tarball to upload.'}")
         return redirect("template-list")
     name = _field(request, "name")
     filename = os.path.basename(upload.name or "")

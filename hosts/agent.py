@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
-from rq import Queue, SimpleWorker
+from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError
 
 from containers.choices import ContainerStatus
 from containers.engine import sysinfo
@@ -30,12 +30,17 @@ from containers.jobs import record_state  # also registers the container task ha
 from containers.models import Container, OSTemplate
 from tasks.choices import TaskStatus, TaskType
 from tasks.models import Task
-from tasks.queue import redis_connection
+from tasks.queue import host_queue, job_id_for, redis_connection, use_identity
+from tasks.redis_acl import HostAccess, admin_connection, reconcile as reconcile_acl
+from tasks.runner import serve_host
 from tasks.services import enqueue, finish_task
+from tasks.worker import make_worker
 
 from .models import Host
 
 logger = logging.getLogger("vzpanel.agent")
+# How long a new agent waits for the panel's agent to make its Redis user (it does so at each heartbeat).
+REDIS_USER_WAIT_SECONDS = 60
 
 
 class TokenRejected(Exception):
@@ -96,9 +101,44 @@ class Agent:
         if transfer.write_authorized_keys(Path(settings.SSH_AUTHORIZED_KEYS), lines):
             logger.info("authorized_keys: %d migration key(s) of other hosts", len(lines))
 
+    # -- Redis --------------------------------------------------------------
+    def reconcile_redis_users(self, all_rules: bool = False) -> None:
+        """Only an agent that can read the Redis administrator's password (root on the panel's
+        machine) does this: every host with a token gets its Redis user, with the token as password;
+        revoked and removed hosts' users go, and their connections with them."""
+        admin = admin_connection(settings.REDIS_ADMIN_PASSWORD_FILE)
+        if admin is None:
+            return
+        rows = Host.objects.exclude(token_hash="").values_list("name", "pk", "token_hash")
+        try:
+            for change in reconcile_acl(admin, [HostAccess(*row) for row in rows], all_rules=all_rules):
+                logger.info("%s", change)
+        finally:
+            admin.close()
+
+    def connect_to_redis(self) -> None:
+        """From now on talk to Redis as this host's own user (password: the token). A new token's
+        user appears at the next heartbeat of the agent that administers Redis: wait for it."""
+        use_identity(self.host.redis_user, self.token)
+        deadline = time.monotonic() + REDIS_USER_WAIT_SECONDS
+        while True:
+            try:
+                redis_connection().ping()
+                return
+            except AuthenticationError as exc:
+                if time.monotonic() > deadline:
+                    raise TokenRejected(f"Redis does not let {self.host.redis_user} in with this token ({exc}); the "
+                                        "panel machine's agent makes that user, is it running?") from None
+                logger.warning("waiting for Redis to accept user %s (%s)", self.host.redis_user, exc)
+                time.sleep(2)
+
     # -- at start ---------------------------------------------------------
     def recover(self) -> None:
         """Fail tasks that were running when the agent last stopped, and release their locks."""
+        from containers.engine.safefs import release_views
+        from containers.jobs import views_dir
+        for path in release_views(views_dir()):
+            logger.warning("unmounted the view %s left by an interrupted backup, migration or template", path)
         for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING).select_related("container"):
             finish_task(task, TaskStatus.FAILED,
                         error="interrupted: the host agent stopped while this task was running")
@@ -117,11 +157,16 @@ class Agent:
         self.remove_partial_archives()
         from containers.migration import clean_incoming
         clean_incoming(self.lxc, logger.warning)
-        # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence).
-        queued_ids = set(Queue(self.host.queue_name, connection=redis_connection()).get_job_ids())
+        # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence), or that were
+        # queued under another job id (by an older version: the worker would refuse that job).
+        # Read raw: anything may be on the queue, the worker refuses what is not the panel's.
+        queue = host_queue(self.host)
+        queued_ids = {job_id.decode(errors="replace") for job_id in queue.connection.lrange(queue.key, 0, -1)}
         for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED):
-            if task.rq_job_id not in queued_ids:
+            job_id = job_id_for(self.host.pk, task.pk)
+            if task.rq_job_id != job_id or job_id not in queued_ids:
                 logger.warning("re-queueing task %s whose job was lost", task.pk)
+                Task.objects.filter(pk=task.pk).update(rq_job_id=job_id)
                 enqueue(task.pk)
 
     def remove_partial_archives(self) -> None:
@@ -188,6 +233,10 @@ class Agent:
                 logger.warning("onboot: cannot start CT %s: %s", ct.ctid, exc)
 
     def heartbeat(self) -> None:
+        try:  # first, so that a revoked agent's own Redis user is gone before it stops
+            self.reconcile_redis_users()
+        except Exception:
+            logger.exception("cannot bring the hosts' Redis users in step")
         try:
             self.check_token()
         except TokenRejected as exc:
@@ -231,6 +280,9 @@ class Agent:
     # -- main -------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
         self.check_token()
+        self.reconcile_redis_users(all_rules=True)
+        self.connect_to_redis()
+        serve_host(self.host)
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
         self.publish_identity()
         self.sync_authorized_keys()
@@ -242,12 +294,12 @@ class Agent:
         thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
         thread.start()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
-        # SimpleWorker runs jobs in this process: no fork per job (about 1.5 ms instead
-        # of 8 ms from enqueue to start) and no database connection shared across a fork.
-        worker = SimpleWorker([Queue(self.host.queue_name, connection=redis_connection())],
-                              connection=redis_connection())
+        worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal)
         try:
             worker.work(burst=burst, logging_level="WARNING")
+        except RedisConnectionError:
+            if not self.revoked:  # a revoked agent's Redis user went with its connections: expected
+                raise
         finally:
             self._stop.set()
             thread.join(timeout=10)

@@ -1,13 +1,16 @@
 """Hosts: machines that run a host agent and the containers on them."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
+
+REFUSALS_KEPT = 20
 
 host_name_validator = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
@@ -62,6 +65,8 @@ class Host(models.Model):
     machine_id = models.CharField(max_length=64, blank=True, default="")
     # What the agent found the host can do, e.g. {"criu": {"ok": false, "reason": "..."}}.
     capabilities = models.JSONField(default=dict, blank=True)
+    # The last jobs the agent refused to run (newest first): {"at", "job_id", "reason"}.
+    queue_refusals = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -81,7 +86,22 @@ class Host(models.Model):
     @property
     def redis_user(self) -> str:
         """The Redis ACL user whose password is this host's token."""
-        return f"vzpanel-host-{self.name}"
+        from tasks.redis_acl import HOST_USER_PREFIX
+        return f"{HOST_USER_PREFIX}{self.name}"
+
+    def record_queue_refusal(self, job_id: str, reason: str) -> None:
+        """Note a job the agent refused, in its log and on the host page (the last REFUSALS_KEPT).
+        The same refusal twice in a row (RQ looks at a refused job again when it cleans up) is kept once."""
+        job_id = job_id[:120]
+        logging.getLogger("vzpanel.agent").warning("refused job %r: %s", job_id, reason)
+        entry = {"at": timezone.localtime().strftime("%Y-%m-%d %H:%M:%S"), "job_id": job_id, "reason": reason[:300]}
+        with transaction.atomic():
+            kept = Host.objects.select_for_update().filter(pk=self.pk).values_list("queue_refusals", flat=True).first()
+            kept = list(kept or [])
+            if kept and (kept[0]["job_id"], kept[0]["reason"]) == (entry["job_id"], entry["reason"]):
+                return
+            self.queue_refusals = [entry, *kept][:REFUSALS_KEPT]
+            Host.objects.filter(pk=self.pk).update(queue_refusals=self.queue_refusals)
 
     @property
     def agent_online(self) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 
 from django.core.exceptions import ValidationError
@@ -22,7 +21,6 @@ from tasks.services import submit_task
 
 from .models import Host
 
-logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "vzph_"
 
 
@@ -43,47 +41,27 @@ def token_matches(host: Host, token: str) -> bool:
     return bool(host.token_hash) and bool(token) and hmac.compare_digest(host.token_hash, token_hash(token))
 
 
-def _redis_user(host: Host, token_sha256: str | None) -> str:
-    """Give the host's agent its own Redis ACL user whose password is the token (None: remove it and
-    cut its connections). Returns what happened, for the log; a Redis without ACLs is reported."""
-    from tasks.queue import redis_connection
-    conn = redis_connection()
-    try:
-        if token_sha256 is None:
-            conn.acl_deluser(host.redis_user)
-            if any(c.get("user") == host.redis_user for c in conn.client_list()):
-                conn.client_kill_filter(user=host.redis_user)
-            return f"Redis user {host.redis_user} removed"
-        # Everything RQ needs, nothing that administers Redis or wipes it.
-        conn.acl_setuser(host.redis_user, enabled=True, reset=True, hashed_passwords=[f"+{token_sha256}"],
-                         keys=["*"], channels=["*"], categories=["+@all", "-@admin"],
-                         commands=["-flushall", "-flushdb", "-keys"])
-        return f"Redis user {host.redis_user} set"
-    except Exception as exc:
-        logger.warning("Redis ACL for %s: %s", host.name, exc)
-        return f"Redis ACL not changed ({exc})"
-
-
 @audited("host.token", target="host")
 def issue_token(user, host: Host) -> str:
-    """A new token for the host's agent (any earlier one stops working). Shown once, stored hashed."""
+    """A new token for the host's agent (any earlier one stops working). Shown once, stored hashed.
+    The token is also the password of the host's Redis user: the agent that administers Redis sets
+    it at its next heartbeat and cuts the connections made with the old one (tasks/redis_acl.py)."""
     _require(user, admin_only=True)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     digest = token_hash(token)
     Host.objects.filter(pk=host.pk).update(token_hash=digest, token_issued_at=timezone.now())
     host.token_hash = digest
-    _redis_user(host, digest)
     return token
 
 
 @audited("host.revoke", target="host")
 def revoke_token(user, host: Host) -> None:
-    """The host's agent stops at its next heartbeat and can no longer use Redis; other hosts stop
-    accepting its migration key at their next reconcile."""
+    """The host's agent stops at its next heartbeat; its Redis user and that user's connections go at
+    the next heartbeat of the agent that administers Redis; other hosts stop accepting its
+    migration key at their next reconcile."""
     _require(user, admin_only=True)
     Host.objects.filter(pk=host.pk).update(token_hash="", token_issued_at=None, ssh_client_key="")
     host.token_hash = ""
-    _redis_user(host, None)
 
 
 @audited("host.add", target="host")

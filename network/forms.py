@@ -8,6 +8,7 @@ import re
 from django import forms
 
 from hosts.models import Host
+from tenancy.models import Tenant
 
 from .models import IPPool
 
@@ -50,12 +51,16 @@ class NetifAddForm(forms.Form):
                               help_text="CIDR such as 203.0.113.5/24, or auto")
     gateway = forms.CharField(max_length=64, required=False, label="Gateway")
 
-    def __init__(self, *args, bridges=(), default_bridge="", **kwargs):
+    def __init__(self, *args, bridges=(), default_bridge="", host_side=True, **kwargs):
+        """`bridges`: those offered; `host_side`: whether the host-side name and MAC may be chosen
+        (network.services.configures_host_network), else the panel derives them and they are not asked."""
         super().__init__(*args, **kwargs)
         names = list(dict.fromkeys([*(b for b in bridges if b), *([default_bridge] if default_bridge else [])]))
         self.fields["bridge"].choices = [(n, n) for n in names]
         if default_bridge:
             self.fields["bridge"].initial = default_bridge
+        if not host_side:
+            del self.fields["host_ifname"], self.fields["host_mac"]
 
     def clean(self):
         data = super().clean()
@@ -94,7 +99,9 @@ class PoolForm(forms.ModelForm):
 
     hosts = forms.ModelMultipleChoiceField(queryset=Host.objects.all(), required=False,
                                            help_text="hosts that may use it; none selected: all")
+    tenants = forms.ModelMultipleChoiceField(queryset=Tenant.objects.all(), required=False,
+                                             help_text="tenants whose members may take addresses from it")
 
     class Meta:
         model = IPPool
-        fields = ["name", "network", "gateway", "ranges", "hosts", "description"]
+        fields = ["name", "network", "gateway", "ranges", "hosts", "tenants", "shared", "description"]

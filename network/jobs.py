@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from containers.engine.network import HostNetwork, NetworkError, Veth, lxc_net_lines, venet_host_name
+from containers.engine.network import (ForeignInterface, HostNetwork, NetworkError, Veth, lxc_net_lines,
+                                      venet_host_name)
 from containers.jobs import lxc_for, spec_for
 from hosts.models import Host
 from tasks.choices import TaskType
@@ -74,13 +75,10 @@ def apply_network(task, log):
                 for line in host.remove_venet_address(ct.ctid, pid, addr):
                     log(line)
             if params.get("venet_add"):
-                if not host.interfaces([venet_host_name(ct.ctid)]):
-                    _hot_add_venet(host, ct.ctid, pid)
+                host.ensure_venet(ct.ctid, pid)
                 for line in host.setup_venet(ct.ctid, pid, params["venet_add"]):
                     log(line)
-            for gone in params.get("netif_del", []):
-                host.remove_veth(gone["host_ifname"])
-                log(f"{gone['ifname']} removed")
+            _remove_netifs(host, ct, pid, params.get("netif_del", []), log)
             net = network_of(ct)
             for veth in net.veths:
                 if veth.ifname in params.get("netif_add", []):
@@ -99,15 +97,20 @@ def apply_network(task, log):
     return {"running": running}
 
 
-def _hot_add_venet(host: HostNetwork, ctid: int, pid: int) -> None:
-    """A first venet address on a running container that had none: make the venet pair now."""
-    from pyroute2 import IPRoute, NetNS
-    peer = f"vzv{int(ctid) % 100000}"[:15]
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=venet_host_name(ctid), kind="veth", peer={"ifname": peer})
-        ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_pid=int(pid))
-    with NetNS(f"/proc/{int(pid)}/ns/net") as ns:
-        ns.link("set", index=ns.link_lookup(ifname=peer)[0], ifname="venet0")
+def _remove_netifs(host: HostNetwork, ct, pid: int, gone: list[dict], log) -> None:
+    """--netif_del on a running container. The rows are gone already; a host interface that bears
+    the name but is not the container's own is left untouched, and the task says so and fails."""
+    refused = []
+    for netif in gone:
+        try:
+            removed = host.remove_veth(ct.ctid, pid, netif["host_ifname"])
+        except ForeignInterface as exc:
+            refused.append(str(exc))
+            continue
+        log(f"{netif['ifname']} removed" if removed else f"{netif['ifname']} was not on the host any more")
+    if refused:
+        lxc_for(ct.host).write_config(spec_for(ct))  # the container's config no longer names them
+        raise TaskFailed("; ".join(refused) + ". The panel no longer lists the interface.")
 
 
 def _revert(ct, params: dict) -> None:

@@ -2,14 +2,31 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-ifname_validator = RegexValidator(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$",
-                                  "An interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter.")
-mac_validator = RegexValidator(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", "A MAC address looks like 02:18:51:aa:bb:cc.")
+from containers.engine.network import valid_ifname
+
+_MAC_RE = re.compile(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")
+
+
+def ifname_validator(value) -> None:
+    """An interface name the kernel takes as it is (containers.engine.network.IFNAME_RE)."""
+    if not valid_ifname(value):
+        raise ValidationError("An interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter.",
+                              code="invalid")
+
+
+def mac_validator(value) -> None:
+    """A unicast MAC address other than all zeros, in lower case: what the kernel accepts for a veth end."""
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
+        raise ValidationError("A MAC address looks like 02:18:51:aa:bb:cc.", code="invalid")
+    if int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
+        raise ValidationError(f"{value} is a multicast or empty MAC address; an interface needs a unicast one "
+                              "(an even first byte, e.g. 02:...).", code="invalid")
 
 
 class IPPool(models.Model):
@@ -22,6 +39,10 @@ class IPPool(models.Model):
                               help_text="FIRST-LAST, comma separated; empty for the whole network")
     hosts = models.ManyToManyField("hosts.Host", blank=True, related_name="pools",
                                    help_text="hosts that may use it; none selected: all")
+    # Whose people may take addresses from it (administrators and operators: every pool).
+    tenants = models.ManyToManyField("tenancy.Tenant", blank=True, related_name="pools",
+                                     help_text="tenants whose members may take addresses from it")
+    shared = models.BooleanField(default=False, help_text="every tenant may take addresses from it")
     description = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -54,6 +75,20 @@ class IPPool(models.Model):
             first, _, last = part.partition("-")
             out.append((ipaddress.ip_address(first.strip()), ipaddress.ip_address((last or first).strip())))
         return out
+
+    def offers(self, ip) -> bool:
+        """Whether `ip` is one of the addresses this pool hands out (candidates()): inside the ranges
+        if there are any, never the network or broadcast address, never the gateway."""
+        net = self.net()
+        if ip.version != net.version or ip not in net:
+            return False
+        if self.gateway and ip == ipaddress.ip_address(self.gateway):
+            return False
+        ranges = self.parsed_ranges()
+        if ranges:
+            return any(first <= ip <= last for first, last in ranges)
+        return net.num_addresses <= 2 or (ip != net.network_address and
+                                          (net.version == 6 or ip != net.broadcast_address))
 
     def candidates(self):
         """Usable addresses in order: the ranges, or the whole network less network, broadcast and gateway."""
@@ -109,7 +144,27 @@ class NetInterface(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["container", "ifname"], name="one_ifname_per_container")]
+        constraints = [
+            models.UniqueConstraint(fields=["container", "ifname"], name="one_ifname_per_container"),
+            # Derived names hold a CTID (unique everywhere) and custom ones must be too, so a container
+            # can move to another host without its host-side name meeting another's there.
+            models.UniqueConstraint(fields=["host_ifname"], name="one_container_per_host_ifname"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.ifname} ({self.bridge})"
+
+
+class BridgeGrant(models.Model):
+    """A bridge whose name a tenant's members may give for their containers' interfaces, on any host
+    that has it, besides the host's default bridge. Administrators and operators may use any bridge."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="bridge_grants")
+    bridge = models.CharField(max_length=15, validators=[ifname_validator])
+
+    class Meta:
+        ordering = ["bridge"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "bridge"], name="one_grant_per_tenant_bridge")]
+
+    def __str__(self) -> str:
+        return f"{self.bridge} for {self.tenant}"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.audit import audited, record
 from containers.choices import Action
-from containers.engine.network import stable_mac, veth_host_name
+from containers.engine.network import DERIVED_NAME_RE, IFNAMSIZ, stable_mac, veth_host_name
 from containers.models import Container
 from containers.services import InvalidRequest, NotAllowed, _check_manage, _submit_locked
 from containers.validators import validate_hostname
@@ -18,14 +19,28 @@ from tasks.models import Task
 from tasks.services import submit_task
 from tenancy.quotas import check_quota
 
-from .models import IPAddress, IPPool, NetInterface, ifname_validator, mac_validator
+from .models import BridgeGrant, IPAddress, IPPool, NetInterface, ifname_validator, mac_validator
 
 MAX_NAMESERVERS = 3
+
+
+def parse_ip(text: str, what: str = "an IP address"):
+    """An IP address written plainly: ASCII, no blanks inside, no IPv6 scope id ('%eth0' would be
+    dropped or, with a newline in it, written into the container's files)."""
+    text = (text or "").strip() if isinstance(text, str) else ""
+    if not text.isascii() or "%" in text or any(c.isspace() or ord(c) < 32 for c in text):
+        raise InvalidRequest(f"{text!r} is not {what} (write it plainly, without a %scope).")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not {what}.") from None
 
 
 def parse_address(text: str, allow_prefix: bool = False):
     """An address a container may hold: not loopback, multicast, link-local or unspecified."""
     text = (text or "").strip()
+    if not text.isascii() or "%" in text or any(c.isspace() or ord(c) < 32 for c in text):
+        raise InvalidRequest(f"{text!r} is not an IP address (write it plainly, without a %scope).")
     try:
         if allow_prefix and "/" in text:
             iface = ipaddress.ip_interface(text)
@@ -49,9 +64,30 @@ def _holder_text(address: str, user) -> str:
     return f"{address} is already used by a container you cannot see."
 
 
-def pools_for(host):
+def pools_for(host, ct: Container | None = None, user=None):
+    """The pools `host` may use; for a container and a user who does not configure the host's
+    network, only those assigned to the container's tenant or shared with every tenant."""
     from django.db.models import Count, Q
-    return IPPool.objects.annotate(n_hosts=Count("hosts")).filter(Q(n_hosts=0) | Q(hosts=host)).distinct()
+    pools = IPPool.objects.annotate(n_hosts=Count("hosts")).filter(Q(n_hosts=0) | Q(hosts=host))
+    if ct is not None and not configures_host_network(user):
+        pools = pools.filter(Q(shared=True) | Q(tenants=ct.tenant_id) if ct.tenant_id else Q(shared=True))
+    return pools.distinct().order_by("name")
+
+
+def _explicit_address(ct: Container, user, ip) -> IPPool | None:
+    """The pool an address a user named comes from. Administrators and operators may give any
+    address (outside every pool too); everyone else only one their tenant's pools hand out, never a
+    gateway, a network or broadcast address, or one outside the pool's ranges."""
+    for candidate in pools_for(ct.host, ct, user):
+        if ip in candidate.net():
+            if configures_host_network(user) or candidate.offers(ip):
+                return candidate
+            raise NotAllowed(f"{ip} is reserved in pool {candidate.name} (its gateway, network or broadcast "
+                             "address, or outside its ranges); take one with 'auto' or ask an administrator.")
+    if configures_host_network(user):
+        return pool_of(ct.host, ip)
+    raise NotAllowed(f"{ip} is not in an IP pool of tenant {ct.tenant.slug if ct.tenant_id else '-'}; "
+                     "take one with 'auto' or ask an administrator.")
 
 
 def allocate(pool: IPPool) -> str:
@@ -84,17 +120,18 @@ def pool_of(host, ip) -> IPPool | None:
     return None
 
 
-def _pool_named(host, name: str | None, version: int | None = None) -> IPPool:
-    pools = pools_for(host)
+def _pool_named(ct: Container, user, name: str | None, version: int | None = None) -> IPPool:
+    """The pool to take an 'auto' address from: the one named, or the first the container may use."""
+    pools = pools_for(ct.host, ct, user)
     if name:
         pool = pools.filter(name=name).first()
-        if pool is None:
-            raise InvalidRequest(f"There is no pool {name!r} that host {host.name} may use.")
+        if pool is None:  # the same answer for a pool that does not exist and one that is not theirs
+            raise InvalidRequest(f"There is no pool {name!r} that container {ct.ctid} may use.")
         return pool
     for pool in pools:
         if version is None or pool.net().version == version:
             return pool
-    raise InvalidRequest(f"No IP pool is available to host {host.name}; ask an administrator to define one.")
+    raise InvalidRequest(f"No IP pool is available to container {ct.ctid}; ask an administrator to assign one.")
 
 
 @audited("container.ipadd")
@@ -109,11 +146,11 @@ def add_addresses(ct: Container, user, addresses: list[str], pool: str | None = 
             check_quota(ct.tenant, ips=len(addresses))
             for text in addresses:
                 if text == "auto":
-                    chosen = _pool_named(ct.host, pool)
+                    chosen = _pool_named(ct, user, pool)
                     address, from_pool = allocate(chosen), chosen
                 else:
                     ip, _ = parse_address(text)
-                    address, from_pool = str(ip), pool_of(ct.host, ip)
+                    address, from_pool = str(ip), _explicit_address(ct, user, ip)
                 if address in added:
                     raise InvalidRequest(f"{address} is given twice.")
                 try:
@@ -152,8 +189,62 @@ def remove_addresses(ct: Container, user, addresses: list[str] | str) -> "Task":
     return task
 
 
-def parse_netif(ct: Container, spec: str) -> dict:
-    """ifname[,mac,host_ifname,host_mac,bridge] with OpenVZ's defaults for what is left out."""
+def configures_host_network(user) -> bool:
+    """Administrators, operators and the system (user None) may name host-side interfaces and
+    any bridge; tenants' members and tenant admins get what the panel derives or was granted."""
+    from accounts.permissions import manages_hosts
+    return user is None or manages_hosts(user)
+
+
+def usable_bridges(ct: Container, user) -> list[str] | None:
+    """The bridges `user` may put an interface of `ct` in: the host's default bridge and those
+    granted to the container's tenant. None: any bridge of the host."""
+    if configures_host_network(user):
+        return None
+    granted = BridgeGrant.objects.filter(tenant_id=ct.tenant_id).values_list("bridge", flat=True)
+    return list(dict.fromkeys([ct.host.default_bridge, *granted]))
+
+
+def _reported_names(host) -> set[str]:
+    """Interface names the host's agent last reported (bridges and the containers' devices)."""
+    net = host.network if isinstance(host.network, dict) else {}
+    names = {b.get("name") for b in net.get("bridges") or [] if isinstance(b, dict)}
+    return names | set(net.get("interfaces") or {})
+
+
+def _host_ifname(ct: Container, user, requested: str) -> str:
+    """The host-side name of a new interface of `ct`: the next veth<CTID>.<N> the container has free,
+    another of its own veth<CTID>.<N>, or (administrators only) a name they reserve for it, which may
+    not look like a derived name nor be one the host reported."""
+    used = set(NetInterface.objects.filter(container=ct).values_list("host_ifname", flat=True))
+    index = 0
+    while veth_host_name(ct.ctid, index) in used:
+        index += 1
+    name = requested or veth_host_name(ct.ctid, index)
+    own = re.fullmatch(rf"veth{int(ct.ctid)}\.(0|[1-9][0-9]*)", name) is not None
+    if not own:
+        if not configures_host_network(user):
+            raise NotAllowed(f"Host-side names belong to the panel: leave HOST_IFNAME empty (it will be "
+                             f"{veth_host_name(ct.ctid, index)}) or ask an administrator to reserve {name}.")
+        if DERIVED_NAME_RE.fullmatch(name):
+            raise InvalidRequest(f"{name} is a name the panel derives for another container; "
+                                 f"pick a name not of the form venetCTID or vethCTID.N.")
+        if name in _reported_names(ct.host):
+            raise InvalidRequest(f"{name} exists on host {ct.host.name}; the panel does not take over interfaces.")
+    if len(name) >= IFNAMSIZ:
+        raise InvalidRequest(f"The host-side name {name} would be longer than {IFNAMSIZ - 1} characters.")
+    return name
+
+
+def _mac(text: str, default: str) -> str:
+    """A MAC as written (any case) or the default; non-ASCII text is left for the validator to refuse."""
+    return (text.lower() if text.isascii() else text) if text else default
+
+
+def parse_netif(ct: Container, spec: str, user=None) -> dict:
+    """ifname[,mac,host_ifname,host_mac,bridge] with OpenVZ's defaults for what is left out, and what
+    `user` may choose: host-side name and MAC and the bridge are the panel's unless they may configure
+    the host's network (configures_host_network); members get the tenant's bridges (usable_bridges)."""
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) > 5 or not parts[0]:
         raise InvalidRequest("Write the interface as IFNAME[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE].")
@@ -161,23 +252,23 @@ def parse_netif(ct: Container, spec: str) -> dict:
     ifname, mac, host_ifname, host_mac, bridge = parts
     if ifname.startswith("venet"):
         raise InvalidRequest("venet names are for routed addresses (--ipadd); pick another name such as eth0.")
-    existing = NetInterface.objects.filter(container=ct)
-    index = 0
-    used_host_names = set(existing.values_list("host_ifname", flat=True))
-    while veth_host_name(ct.ctid, index) in used_host_names:
-        index += 1
-    values = {
-        "ifname": ifname, "mac": (mac or stable_mac(ct.ctid, ifname)).lower(),
-        "host_ifname": host_ifname or veth_host_name(ct.ctid, index),
-        "host_mac": (host_mac or stable_mac(ct.ctid, ifname, "host")).lower(),
-        "bridge": bridge or ct.host.default_bridge,
-    }
+    values = {"ifname": ifname, "mac": _mac(mac, stable_mac(ct.ctid, ifname)), "host_ifname": host_ifname,
+              "host_mac": _mac(host_mac, stable_mac(ct.ctid, ifname, "host")),
+              "bridge": bridge or ct.host.default_bridge}
     for key, validator in (("ifname", ifname_validator), ("host_ifname", ifname_validator),
                            ("bridge", ifname_validator), ("mac", mac_validator), ("host_mac", mac_validator)):
         try:
-            validator(values[key])
+            if values[key]:
+                validator(values[key])
         except ValidationError as exc:
             raise InvalidRequest(f"{key}: {' '.join(exc.messages)}") from None
+    values["host_ifname"] = _host_ifname(ct, user, host_ifname)
+    if values["host_mac"] != stable_mac(ct.ctid, ifname, "host") and not configures_host_network(user):
+        raise NotAllowed("The host-side MAC belongs to the panel: leave HOST_MAC empty.")
+    allowed = usable_bridges(ct, user)
+    if allowed is not None and values["bridge"] not in allowed:
+        raise NotAllowed(f"You may not use bridge {values['bridge']}; yours: {', '.join(allowed)}. "
+                         "An administrator can grant the tenant more.")
     return values
 
 
@@ -186,16 +277,16 @@ def add_netif(ct: Container, user, spec: str, address: str | None = None, gatewa
               pool: str | None = None) -> "Task":
     """vzctl set --netif_add: a bridged interface; optionally a static address (CIDR or auto) and gateway."""
     _check_manage(ct, user)
-    values = parse_netif(ct, spec)
+    values = parse_netif(ct, spec, user)
     if NetInterface.objects.filter(container=ct, ifname=values["ifname"]).exists():
         raise InvalidRequest(f"Container {ct.ctid} already has an interface {values['ifname']}.")
-    if NetInterface.objects.filter(container__host=ct.host, host_ifname=values["host_ifname"]).exists():
-        raise InvalidRequest(f"Host interface {values['host_ifname']} is already used on {ct.host.name}.")
+    if NetInterface.objects.filter(host_ifname=values["host_ifname"]).exists():
+        raise InvalidRequest(f"Host interface name {values['host_ifname']} is already another interface's.")
     with transaction.atomic():
         if address:
             check_quota(ct.tenant, ips=1)
             if address == "auto":
-                chosen = _pool_named(ct.host, pool, 4)
+                chosen = _pool_named(ct, user, pool, 4)
                 if not chosen.gateway:
                     raise InvalidRequest(f"Pool {chosen.name} has no gateway; give the address and gateway yourself.")
                 ip, prefix, gateway = allocate(chosen), chosen.net().prefixlen, gateway or chosen.gateway
@@ -203,7 +294,7 @@ def add_netif(ct: Container, user, spec: str, address: str | None = None, gatewa
                 ip_obj, prefix = parse_address(address, allow_prefix=True)
                 if prefix is None:
                     raise InvalidRequest("Give the address of a bridged interface with its prefix, e.g. 203.0.113.5/24.")
-                ip, chosen = str(ip_obj), pool_of(ct.host, ip_obj)
+                ip, chosen = str(ip_obj), _explicit_address(ct, user, ip_obj)
             try:
                 with transaction.atomic():
                     IPAddress.objects.create(address=ip, prefixlen=prefix, container=ct, interface=values["ifname"],
@@ -211,8 +302,13 @@ def add_netif(ct: Container, user, spec: str, address: str | None = None, gatewa
             except IntegrityError:
                 raise InvalidRequest(_holder_text(ip, user)) from None
         if gateway:
-            parse_address(gateway)
-        NetInterface.objects.create(container=ct, gateway=gateway or None, **values)
+            parse_ip(gateway, "a gateway address")
+        try:
+            with transaction.atomic():
+                NetInterface.objects.create(container=ct, gateway=gateway or None, **values)
+        except IntegrityError:  # the unique constraints settle a race with another request
+            raise InvalidRequest(f"{values['ifname']} or {values['host_ifname']} was taken meanwhile; "
+                                 "try again.") from None
         task = _submit_locked(ct, Action.SET, TaskType.CT_NET, user, params={"netif_add": [values["ifname"]]})
     return task
 
@@ -241,13 +337,7 @@ def set_dns(ct: Container, user, nameservers: list[str] | None = None, searchdom
     if nameservers is not None:
         if len(nameservers) > MAX_NAMESERVERS:
             raise InvalidRequest(f"At most {MAX_NAMESERVERS} nameservers.")
-        clean = []
-        for text in nameservers:
-            try:
-                clean.append(str(ipaddress.ip_address(text.strip())))
-            except ValueError:
-                raise InvalidRequest(f"{text!r} is not a nameserver address.") from None
-        changes["nameservers"] = clean
+        changes["nameservers"] = [str(parse_ip(text, "a nameserver address")) for text in nameservers]
     if searchdomain is not None:
         for domain in searchdomain.split():
             try:
@@ -265,6 +355,47 @@ def set_dns(ct: Container, user, nameservers: list[str] | None = None, searchdom
     return task
 
 
+def restore_network(ct: Container, user, config: dict) -> list[str]:
+    """What an archive's configuration says of a restored container's network (venet addresses,
+    nameservers, search domain), through the same checks, pools and quota as vzctl set by `user`
+    (the restore's). What cannot be applied is left out; returns one line per thing left out."""
+    from django.db import IntegrityError
+    from tenancy.quotas import QuotaExceeded
+    skipped: list[str] = []
+    nameservers = []
+    for text in list(config.get("nameservers") or [])[:MAX_NAMESERVERS]:
+        try:
+            nameservers.append(str(parse_ip(str(text), "a nameserver address")))
+        except InvalidRequest as exc:
+            skipped.append(f"nameserver not restored: {exc}")
+    searchdomain = " ".join(str(config.get("searchdomain") or "").split())
+    for domain in searchdomain.split():
+        try:
+            validate_hostname(domain)
+        except ValidationError:
+            skipped.append(f"search domain not restored: {domain[:60]!r} is not a domain name.")
+            searchdomain = ""
+            break
+    dns = {k: v for k, v in (("nameservers", nameservers), ("searchdomain", searchdomain)) if v}
+    if dns:
+        Container.objects.filter(pk=ct.pk).update(**dns)
+        for key, value in dns.items():
+            setattr(ct, key, value)
+    for text in config.get("addresses") or []:
+        text = str(text)[:64]
+        try:
+            ip, _ = parse_address(text)
+            with transaction.atomic():
+                pool = _explicit_address(ct, user, ip)
+                check_quota(ct.tenant, ips=1)
+                IPAddress.objects.create(address=str(ip), container=ct, pool=pool, interface="venet0")
+        except IntegrityError:
+            skipped.append(f"{text} was not restored: another container holds it.")
+        except (InvalidRequest, NotAllowed, QuotaExceeded) as exc:
+            skipped.append(f"{text} was not restored: {exc}")
+    return skipped
+
+
 def create_bridge(host, user, name: str, address: str | None = None):
     """Create a bridge on a host (an agent task)."""
     from accounts.permissions import manages_hosts
@@ -275,6 +406,8 @@ def create_bridge(host, user, name: str, address: str | None = None):
             ifname_validator(name)
         except ValidationError as exc:
             raise InvalidRequest(" ".join(exc.messages)) from None
+        if DERIVED_NAME_RE.fullmatch(name):
+            raise InvalidRequest(f"{name} is a name the panel derives for a container's interface; pick another.")
         if address:
             parse_address(address, allow_prefix=True)
     except (NotAllowed, InvalidRequest) as exc:
@@ -287,7 +420,7 @@ def create_bridge(host, user, name: str, address: str | None = None):
     return task
 
 
-def save_pool(by, pool: IPPool, hosts=None) -> IPPool:
+def save_pool(by, pool: IPPool, hosts=None, tenants=None) -> IPPool:
     from accounts.permissions import is_admin
     if not is_admin(by):
         raise NotAllowed("Only an administrator can define IP pools.")
@@ -298,5 +431,36 @@ def save_pool(by, pool: IPPool, hosts=None) -> IPPool:
     pool.save()
     if hosts is not None:
         pool.hosts.set(hosts)
-    record(by, "pool.save", pool, detail=f"{pool.network}")
+    if tenants is not None:
+        pool.tenants.set(tenants)
+    record(by, "pool.save", pool, detail=f"{pool.network}" + (" shared" if pool.shared else "")
+           + (f" for {', '.join(t.slug for t in pool.tenants.all())}" if pool.tenants.exists() else ""))
     return pool
+
+
+def set_bridge_grants(by, tenant, bridges: list[str]) -> list[str]:
+    """The bridges (by name, on any host) `tenant`'s members may use besides each host's default
+    bridge: replaces the tenant's grants with `bridges`. Administrators only."""
+    from accounts.permissions import is_admin
+    try:
+        if not is_admin(by):
+            raise NotAllowed("Only an administrator can grant bridges to a tenant.")
+        names = list(dict.fromkeys(b.strip() for b in bridges if b.strip()))
+        for name in names:
+            try:
+                ifname_validator(name)
+            except ValidationError as exc:
+                raise InvalidRequest(f"{name!r}: {' '.join(exc.messages)}") from None
+    except (NotAllowed, InvalidRequest) as exc:
+        record(by, "tenant.bridges", tenant, "refused", str(exc))
+        raise
+    with transaction.atomic():
+        tenant.bridge_grants.exclude(bridge__in=names).delete()
+        have = set(tenant.bridge_grants.values_list("bridge", flat=True))
+        BridgeGrant.objects.bulk_create([BridgeGrant(tenant=tenant, bridge=n) for n in names if n not in have])
+    record(by, "tenant.bridges", tenant, detail=" ".join(names) or "(none)")
+    return names
+
+
+def granted_bridges(tenant) -> list[str]:
+    return list(tenant.bridge_grants.values_list("bridge", flat=True))

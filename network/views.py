@@ -17,8 +17,9 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import (get_container_for_user, is_admin, manages_hosts, sees_everything,
-                                  visible_containers, visible_hosts)
+from accounts.decorators import page_for
+from accounts.permissions import (get_container_for_user, is_admin, manages_hosts, oversees_people, sees_everything,
+                                  visible_containers, visible_hosts, visible_pools)
 from tasks.services import TaskError
 
 from . import services
@@ -89,6 +90,16 @@ def bridge_names(host) -> list[str]:
     return [b["name"] for b in _list(_dict(host.network).get("bridges")) if isinstance(b, dict) and b.get("name")]
 
 
+def netif_form(ct, user, data=None) -> NetifAddForm:
+    """The --netif_add form as `user` may fill it: the bridges they may use that the host has (the
+    default one always) and, for those who configure the host's network, the host-side name and MAC."""
+    allowed = services.usable_bridges(ct, user)
+    reported = bridge_names(ct.host)
+    offered = reported if allowed is None else [b for b in allowed if b in reported or b == ct.host.default_bridge]
+    return NetifAddForm(data, bridges=offered, default_bridge=ct.host.default_bridge,
+                        host_side=services.configures_host_network(user))
+
+
 def container_network(ct, user, can_manage: bool) -> dict:
     """The Network tab's context."""
     net = _dict(ct.host.network)
@@ -107,8 +118,8 @@ def container_network(ct, user, can_manage: bool) -> dict:
     }
     if can_manage:
         context.update({
-            "ipadd_form": IPAddForm(pools=services.pools_for(ct.host)),
-            "netif_form": NetifAddForm(bridges=bridge_names(ct.host), default_bridge=ct.host.default_bridge),
+            "ipadd_form": IPAddForm(pools=services.pools_for(ct.host, ct, user)),
+            "netif_form": netif_form(ct, user),
             "dns_form": DNSForm(initial={"nameservers": " ".join(ct.nameservers or []),
                                          "searchdomain": ct.searchdomain}),
         })
@@ -203,7 +214,8 @@ def ct_ipadd(request, ident):
         pool = form.cleaned_data.get("pool") or None
         task = services.add_addresses(ct, request.user, form.cleaned_data["addresses"], pool=pool)
         return task, f"add {', '.join(task.params.get('venet_add', []))} to container {ct.ctid}"
-    return _ct_operation(request, ident, lambda ct: IPAddForm(request.POST, pools=services.pools_for(ct.host)),
+    return _ct_operation(request, ident,
+                         lambda ct: IPAddForm(request.POST, pools=services.pools_for(ct.host, ct, request.user)),
                          run, "add the addresses")
 
 
@@ -225,9 +237,8 @@ def ct_netif_add(request, ident):
         task = services.add_netif(ct, request.user, form.spec(), address=d.get("address").strip() or None,
                                   gateway=d.get("gateway").strip() or None)
         return task, f"add interface {d['ifname']} to container {ct.ctid}"
-    return _ct_operation(request, ident, lambda ct: NetifAddForm(
-        request.POST, bridges=bridge_names(ct.host), default_bridge=ct.host.default_bridge), run,
-        "add the interface")
+    return _ct_operation(request, ident, lambda ct: netif_form(ct, request.user, request.POST), run,
+                         "add the interface")
 
 
 @login_required
@@ -275,9 +286,10 @@ def host_bridge_create(request, name):
 
 # -- pools --------------------------------------------------------------------------
 @login_required
+@page_for(oversees_people, "IP pools")
 def pool_list(request):
     return render(request, "network/pool_list.html", {
-        "pools": pool_rows(IPPool.objects.all()), "can_edit": is_admin(request.user)})
+        "pools": pool_rows(visible_pools(request.user)), "can_edit": is_admin(request.user)})
 
 
 def _pool_form(request, pool=None):
@@ -288,7 +300,8 @@ def _pool_form(request, pool=None):
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
-                saved = services.save_pool(request.user, form.save(commit=False), hosts=form.cleaned_data["hosts"])
+                saved = services.save_pool(request.user, form.save(commit=False), hosts=form.cleaned_data["hosts"],
+                                           tenants=form.cleaned_data["tenants"])
         except TaskError as exc:
             form.add_error(None, str(exc))
         else:

@@ -6,7 +6,7 @@ from backups.api.views import BackupJobViewSet
 from containers.api.template_api import TemplateAdminViewSet
 from containers.api.views import ContainerViewSet
 from hosts.api.views import HostViewSet
-from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet
+from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet, TenantBridgeViewSet
 from tasks.api.views import TaskViewSet
 from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, UserViewSet
 
@@ -24,5 +24,6 @@ router.register("pools", PoolViewSet, basename="api-pool")
 router.register("backup-jobs", BackupJobViewSet, basename="api-backup-job")
 router.register("backups", BackupViewSet, basename="api-backup")
 router.register(r"hosts/(?P<name>[^/.]+)/bridges", HostBridgeViewSet, basename="api-host-bridges")
+router.register(r"tenants/(?P<slug>[^/.]+)/bridges", TenantBridgeViewSet, basename="api-tenant-bridges")
 
 urlpatterns = router.urls

@@ -51,7 +51,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    "django_rq",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
@@ -212,9 +211,16 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Redis: jobs in database 0 of REDIS_URL. The local default is the unix socket of
-# the redis-server that `make run` starts under var/.
+# the redis-server that `make run` starts under var/ (tasks/redis_server.py), where every
+# client logs in. The web process, the scheduler and the CLI are the Redis user REDIS_USER
+# (unless REDIS_URL names one) with PANEL_REDIS_PASSWORD(_FILE), by default the password file
+# `make run` makes; an agent is its host's user (tasks/queue.py). The administrator's password
+# (root only) lets the panel machine's agent keep the hosts' Redis users in step (tasks/redis_acl.py).
 REDIS_URL = env("REDIS_URL", f"unix://{VAR_DIR / 'run' / 'redis.sock'}?db=0")
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+REDIS_USER = env("PANEL_REDIS_USER", "vzpanel-web")
+REDIS_PASSWORD = os.environ.get("PANEL_REDIS_PASSWORD", "")
+REDIS_PASSWORD_FILE = os.environ.get("PANEL_REDIS_PASSWORD_FILE") or str(VAR_DIR / "redis-web.pass")
+REDIS_ADMIN_PASSWORD_FILE = os.environ.get("PANEL_REDIS_ADMIN_PASSWORD_FILE") or str(VAR_DIR / "redis-admin.pass")
 
 # `make run` runs the web server, redis and the scheduler as this unprivileged user (only the
 # host agent stays root). Empty: everything runs as the user that started it.
@@ -225,6 +231,8 @@ PANEL_HOST_NAME = env("PANEL_HOST_NAME", socket.gethostname().split(".")[0]) or 
 PANEL_LXCPATH = env("PANEL_LXCPATH", "/var/lib/lxc")
 PANEL_TEMPLATE_DIR = env("PANEL_TEMPLATE_DIR", "/var/lib/vz/template/cache")
 PANEL_DUMP_DIR = env("PANEL_DUMP_DIR", "/var/lib/vz/dump")
+# Browser uploads (archives, templates) stream here: on the backup storage, not next to the database.
+UPLOAD_DIR = env("PANEL_UPLOAD_DIR", os.path.join(PANEL_DUMP_DIR, "uploads"))
 # OS templates: GnuPG keyring for signed image indexes; the Ubuntu mirror for debootstrap builds.
 TEMPLATE_KEYRING = env("PANEL_TEMPLATE_KEYRING", "") or ""
 UBUNTU_MIRROR = env("PANEL_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")

@@ -19,6 +19,5 @@ urlpatterns = [
     path("", include("accounts.admin_urls")),  # /users/, /audit/
     path("api/", include("panel.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

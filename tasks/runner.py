@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-import traceback
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections
 from django.utils import timezone
+from rq import get_current_job
 
 from containers.engine.cgroups import CgroupError
 from containers.engine.commands import CommandError
 from containers.engine.diskimage import DiskImageError
 from containers.engine.lxc import LxcError
+from containers.engine.safefs import SafeFsError
 from containers.engine.transfer import TransferError
 
 from .choices import TaskStatus
@@ -28,7 +30,7 @@ class TaskFailed(Exception):
 
 
 # Errors whose text is meant for users: logged as they are, without a traceback.
-EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError, CgroupError, DiskImageError, TransferError)
+EXPECTED_ERRORS = (TaskFailed, LxcError, CommandError, CgroupError, DiskImageError, TransferError, SafeFsError)
 
 
 class TaskLog:
@@ -53,13 +55,34 @@ class TaskLog:
         self.last_flush = time.monotonic()
 
 
+if TYPE_CHECKING:
+    from hosts.models import Host
+
+# The host whose agent this process is (hosts.agent sets it): run_task runs that host's tasks only.
+_serving: Host | None = None
+
+
+def serve_host(host: Host) -> None:
+    global _serving
+    _serving = host
+
+
 def run_task(task_id: int) -> str:
-    """Claim the task (if still queued), run its handler, record the outcome."""
+    """Claim the task (if still queued and this agent's host's), run its handler, record the outcome.
+    Which host a task is for is the database row's word, not the queue's."""
     close_old_connections()
-    claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED).update(
+    if _serving is None:
+        raise RuntimeError("run_task runs only in a host agent")
+    claimed = Task.objects.filter(pk=task_id, host_id=_serving.pk, status=TaskStatus.QUEUED).update(
         status=TaskStatus.RUNNING, started_at=timezone.now(), agent_pid=os.getpid())
     if not claimed:
-        return "skipped: no longer queued"
+        owner = Task.objects.filter(pk=task_id).values_list("host__name", flat=True).first()
+        if owner == _serving.name:
+            return "skipped: no longer queued"
+        job = get_current_job()
+        reason = f"task {task_id} is for host {owner}" if owner else f"there is no task {task_id} for this host"
+        _serving.record_queue_refusal(job.id if job else f"task {task_id}", reason)
+        return f"refused: {reason}"
     task = Task.objects.select_related("host", "container", "user").get(pk=task_id)
     log = TaskLog(task)
     log(f"Started on host {task.host.name} (agent pid {os.getpid()})")
@@ -73,9 +96,12 @@ def run_task(task_id: int) -> str:
         finish_task(task, TaskStatus.FAILED, error=str(exc))
         return "failed"
     except Exception as exc:
-        log(traceback.format_exc())
+        # A bug, not a message for the user: one line for them, the traceback for the agent's log.
+        logger.exception("task %s (%s) failed unexpectedly", task.pk, task.type)
         log.flush()
-        finish_task(task, TaskStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        detail = " ".join(str(exc).split())[:300]
+        finish_task(task, TaskStatus.FAILED, error=f"internal error in the agent: {type(exc).__name__}: {detail}; "
+                                                   "details in the agent's log")
         return "failed"
     finally:
         close_old_connections()

@@ -2,16 +2,20 @@
 
 The web process stashes the secret under a key that expires in ten minutes; the
 agent takes it with GETDEL, so it exists in one place for as short as possible.
+The key names the task's host: the web side may only write such keys, and each host's
+Redis user may only read its own (tasks/redis_acl.py).
 """
 from __future__ import annotations
 
+from .models import Task
 from .queue import redis_connection
 
 TTL_SECONDS = 600
 
 
 def _key(task_id: int) -> str:
-    return f"vzpanel:task-secret:{task_id}"
+    host_name = Task.objects.filter(pk=task_id).values_list("host__name", flat=True).first()
+    return f"vzpanel:task-secret:{host_name}:{task_id}"
 
 
 def stash_secret(task_id: int, value: str) -> None:

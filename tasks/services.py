@@ -6,10 +6,11 @@ from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
+from rq.job import Job
 
 from .choices import TaskStatus
 from .models import Task
-from .queue import host_queue, job_id_for
+from .queue import RUNNER, host_queue, job_id_for, redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def submit_task(*, type: str, host, user=None, container=None, params: dict | No
         container=container, ctid=getattr(container, "ctid", None), params=params or {},
         tenant_id=getattr(container, "tenant_id", None),
     )
-    task.rq_job_id = job_id_for(task.pk)
+    task.rq_job_id = job_id_for(host.pk, task.pk)
     Task.objects.filter(pk=task.pk).update(rq_job_id=task.rq_job_id)
     task.append_log(f"Queued on host {host.name}" + (f" by {task.user}" if task.user else ""))
     if queue:
@@ -42,7 +43,7 @@ def enqueue(task_id: int) -> None:
     task = Task.objects.select_related("host").get(pk=task_id)
     try:
         host_queue(task.host).enqueue(
-            "tasks.runner.run_task", task.pk, job_id=task.rq_job_id,
+            RUNNER, task.pk, job_id=task.rq_job_id,
             job_timeout=int(task.params.get("job_timeout", 3600)), result_ttl=3600, failure_ttl=7 * 86400,
         )
     except Exception as exc:  # Redis down: say so on the task rather than leave it queued forever
@@ -75,11 +76,17 @@ def cancel_task(task: Task, user=None) -> Task:
         task.refresh_from_db()
         raise TaskError(f"Task #{task.pk} is {task.status}; only a queued task can be cancelled.")
     task.append_log(f"Cancelled{who}")
-    try:
-        from rq.job import Job
-
-        from .queue import redis_connection
-        Job.fetch(task.rq_job_id, connection=redis_connection()).cancel()
-    except Exception:  # the job may already be gone; the agent skips cancelled tasks anyway
-        pass
+    if task.host is not None:
+        _remove_job(task)
     return task
+
+
+def _remove_job(task: Task) -> None:
+    """Take a cancelled task's job off its queue. Only removed, never read back: a job's content is
+    not the web side's to decode. An agent may not remove another host's jobs (a migration
+    cancelling a step); the agent there skips the cancelled task anyway."""
+    try:
+        host_queue(task.host).remove(task.rq_job_id)
+        redis_connection().delete(Job.key_for(task.rq_job_id))
+    except Exception as exc:
+        logger.info("job %s of cancelled task %s left on the queue: %s", task.rq_job_id, task.pk, exc)

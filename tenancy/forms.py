@@ -59,9 +59,17 @@ def _add_quota_fields(form_class):
 
 @_add_quota_fields
 class QuotaForm(QuotaFieldsMixin, forms.Form):
+    """The quotas, and the bridges granted to the tenant (network.services.set_bridge_grants)."""
+
+    bridges = forms.CharField(required=False, max_length=500, label="Granted bridges",
+                              help_text="Bridges its members may put interfaces in besides each host's default "
+                                        "bridge, separated by spaces.")
+
     @classmethod
     def for_tenant(cls, tenant: Tenant, data=None) -> "QuotaForm":
-        return cls(data, initial={f: getattr(tenant, f) for f in QUOTA_FIELDS})
+        from network.services import granted_bridges
+        return cls(data, initial={**{f: getattr(tenant, f) for f in QUOTA_FIELDS},
+                                  "bridges": " ".join(granted_bridges(tenant))})
 
 
 @_add_quota_fields

@@ -85,8 +85,11 @@ def tenant_quotas(request, slug):
         raise PermissionDenied("Only an administrator can change quotas.")
     form = QuotaForm.for_tenant(tenant, request.POST or None)
     if request.method == "POST" and form.is_valid():
+        from network.services import set_bridge_grants
         try:
-            services.set_quotas(request.user, tenant, **form.quotas())
+            with transaction.atomic():
+                services.set_quotas(request.user, tenant, **form.quotas())
+                set_bridge_grants(request.user, tenant, form.cleaned_data["bridges"].split())
         except TaskError as exc:
             form.add_error(None, str(exc))
         else:

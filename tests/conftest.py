@@ -84,10 +84,11 @@ def run_dir():
 
 @pytest.fixture(scope="session")
 def redis_server(run_dir):
-    sock = run_dir / "redis.sock"
-    proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-                             "--appendonly", "no", "--dir", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """redis-server as `make run` starts it (tasks/redis_server.py): as the redis user, everyone logs
+    in. The tests talk to it as the web side does (vzpanel-web), agents as their hosts' users."""
+    from tasks.redis_server import prepare
+    argv, sock = prepare(run_dir, web_group=None, persist=False)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(sock.exists, 10, message="redis-server socket")
         yield sock
@@ -96,11 +97,21 @@ def redis_server(run_dir):
         proc.wait(10)
 
 
+def redis_admin():
+    """The Redis administrator's client (what the panel machine's agent reconciles the ACLs with)."""
+    from tasks.redis_acl import admin_connection
+    return admin_connection(settings.REDIS_ADMIN_PASSWORD_FILE)
+
+
 @pytest.fixture
 def redis_conn(redis_server):
-    from tasks.queue import redis_connection
-    conn = redis_connection()
+    """The administrator's client, on an empty database without the host users of earlier tests."""
+    from tasks.redis_acl import HOST_USER_PREFIX
+    conn = redis_admin()
     conn.flushdb()  # no job of an earlier test may reach this test's agent
+    for user in conn.acl_users():
+        if user.startswith(HOST_USER_PREFIX):
+            conn.acl_deluser(user)
     return conn
 
 

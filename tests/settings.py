@@ -13,7 +13,7 @@ os.environ.setdefault("PANEL_LXCPATH", os.path.join(RUN_DIR, "lxc"))
 os.environ.setdefault("PANEL_TEMPLATE_DIR", os.path.join(RUN_DIR, "templates"))
 os.environ.setdefault("PANEL_DUMP_DIR", os.path.join(RUN_DIR, "dump"))
 os.environ.setdefault("PANEL_HOST_NAME", "vzt-host")
-os.environ.setdefault("REDIS_URL", f"unix://{RUN_DIR}/redis.sock?db=0")
+os.environ.setdefault("REDIS_URL", f"unix://{RUN_DIR}/run/redis.sock?db=0")  # as under `make run`
 os.environ.setdefault("PANEL_AGENT_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("PANEL_AGENT_RECONCILE_SECONDS", "2")
 os.environ.setdefault("PANEL_AGENT_OFFLINE_AFTER_SECONDS", "5")

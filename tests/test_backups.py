@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from backups import services as bs
 from backups.models import Backup
@@ -276,7 +277,7 @@ def test_openvz_archive_is_imported_converted_and_restored(agent, admin_user, ho
         b'HOSTNAME="legacy.example.org"', b'IP_ADDRESS="198.51.100.77"', b'NAMESERVER="198.51.100.53"',
         b'SEARCHDOMAIN="example.org"', b'OSTEMPLATE="centos-6-x86_64"', b''])
     data = _tar(members + [_info("./etc/vzdump", tarfile.DIRTYPE), _info("./etc/vzdump/vps.conf", data=vps_conf)])
-    staged = Path(os.environ["PANEL_VAR_DIR"]) / "uploads"
+    staged = Path(settings.UPLOAD_DIR)
     staged.mkdir(parents=True, exist_ok=True)
     archive = staged / "vzdump-openvz-9520-2014_05_06-01_02_03.tar"
     archive.write_bytes(data)

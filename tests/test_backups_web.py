@@ -408,17 +408,19 @@ def test_prune_matrix(client, people, admin_user, series):
 
 # -- upload --------------------------------------------------------------------------------
 @pytest.fixture
-def var_dir(settings, tmp_path):
-    settings.VAR_DIR = tmp_path / "var"
-    settings.VAR_DIR.mkdir()
-    return settings.VAR_DIR
+def dump_dir(settings, tmp_path):
+    """A backup storage of the test's own; uploads stream into its `uploads` (settings.UPLOAD_DIR)."""
+    path = tmp_path / "dump"
+    path.mkdir()
+    settings.UPLOAD_DIR = str(path / "uploads")
+    return path
 
 
 def _upload(client, name, data=b"archive bytes", **extra):
     return client.post("/backups/upload/", {"archive": SimpleUploadedFile(name, data), **extra}, follow=True)
 
 
-def test_upload_streams_to_uploads_and_queues_an_import(client, admin_user, host, var_dir):
+def test_upload_streams_to_uploads_and_queues_an_import(client, admin_user, host, dump_dir):
     client.force_login(admin_user)
     assert 'action="/backups/upload/"' in client.get("/backups/").content.decode()
     name = "vzdump-openvz-101-2019_03_04-05_06_07.tar.gz"
@@ -426,17 +428,17 @@ def test_upload_streams_to_uploads_and_queues_an_import(client, admin_user, host
     response = _upload(client, name, data, host=host.name)
     task = _task("backup.import")
     assert task is not None and response.redirect_chain[-1][0] == f"/tasks/{task.pk}/"
-    dest = var_dir / "uploads" / name
+    dest = dump_dir / "uploads" / name
     assert task.params == {"path": str(dest), "tenant": None}
     assert dest.read_bytes() == data
-    assert sorted(p.name for p in (var_dir / "uploads").iterdir()) == [name]  # no temporary file left
+    assert sorted(p.name for p in (dump_dir / "uploads").iterdir()) == [name]  # no temporary file left
 
 
-def test_upload_into_a_tenant(client, people, host, var_dir, acme):
+def test_upload_into_a_tenant(client, people, host, dump_dir, acme):
     client.force_login(people["tadmin"])
     name = "vzdump-lxc-333-2024_01_02-03_04_05.tar"
     _upload(client, name, host=host.name, tenant="acme")
-    assert _task("backup.import").params == {"path": str(var_dir / "uploads" / name), "tenant": acme.pk}
+    assert _task("backup.import").params == {"path": str(dump_dir / "uploads" / name), "tenant": acme.pk}
     # a tenant admin must name the tenant
     before = snapshot()
     response = _upload(client, "vzdump-lxc-334-2024_01_02-03_04_05.tar", host=host.name)
@@ -445,31 +447,31 @@ def test_upload_into_a_tenant(client, people, host, var_dir, acme):
 
 @pytest.mark.parametrize("name", ["evil.sh", "vzdump-lxc-501-2025_01_02-03_04_05.tar.xz", "../../etc/passwd",
                                   "vzdump-lxc-501.tar"])
-def test_upload_refuses_bad_names(client, admin_user, host, var_dir, name):
+def test_upload_refuses_bad_names(client, admin_user, host, dump_dir, name):
     client.force_login(admin_user)
     before = snapshot()
     response = _upload(client, name, host=host.name)
     assert any("is not a vzdump archive name" in m for m in _messages(response))
     assert snapshot() == before
-    assert not (var_dir / "uploads").exists() or not any((var_dir / "uploads").iterdir())
+    assert not (dump_dir / "uploads").exists() or not any((dump_dir / "uploads").iterdir())
 
 
-def test_upload_refuses_a_name_already_waiting(client, admin_user, host, var_dir):
+def test_upload_refuses_a_name_already_waiting(client, admin_user, host, dump_dir):
     client.force_login(admin_user)
     name = "vzdump-lxc-335-2024_01_02-03_04_05.tar"
     _upload(client, name, b"first", host=host.name)
     before = snapshot()
     response = _upload(client, name, b"second", host=host.name)
     assert any("already waiting" in m for m in _messages(response)) and snapshot() == before
-    assert (var_dir / "uploads" / name).read_bytes() == b"first"
+    assert (dump_dir / "uploads" / name).read_bytes() == b"first"
 
 
 @pytest.mark.parametrize("who", ["student", "auditor", "peer"])
-def test_upload_needs_the_right(client, people, host, var_dir, who):
+def test_upload_needs_the_right(client, people, host, dump_dir, who):
     client.force_login(people[who])
     assert 'action="/backups/upload/"' not in client.get("/backups/").content.decode()
     response = client.post("/backups/upload/", {"archive": SimpleUploadedFile(NAME, b"x"), "host": host.name})
-    assert response.status_code == 403 and not (var_dir / "uploads").exists()
+    assert response.status_code == 403 and not (dump_dir / "uploads").exists()
     assert not Task.objects.exists()
 
 

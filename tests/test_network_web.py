@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from containers.models import Container
-from network.models import IPAddress, IPPool, NetInterface
+from network.models import BridgeGrant, IPAddress, IPPool, NetInterface
 from network.views import pool_capacity
 from tasks.choices import TaskStatus
 from tasks.models import Task
@@ -47,9 +47,9 @@ def _post(client, url, data):
 
 
 @pytest.fixture
-def pool(client, admin_user, host):
+def pool(client, admin_user, host, acme):
     _login(client, admin_user)
-    response = client.post("/pools/new/", {**POOL_FORM, "hosts": [host.pk]})
+    response = client.post("/pools/new/", {**POOL_FORM, "hosts": [host.pk], "tenants": [acme.pk]})
     assert response.status_code == 302 and response["Location"] == "/pools/"
     client.logout()
     return IPPool.objects.get(name="lab")
@@ -113,15 +113,20 @@ def test_admin_defines_a_pool_and_a_bad_network_is_refused_on_its_field(client, 
     assert pool.description == "changed" and pool.hosts.count() == 0
 
 
-def test_only_admins_define_pools_but_everyone_sees_them(client, people, pool):
-    _login(client, people["student"])
+def test_only_admins_define_pools_and_tenant_admins_see_their_own(client, people, pool, other_tenant):
+    from network.models import IPPool
+    IPPool.objects.create(name="others", network="203.0.113.0/24").tenants.add(other_tenant)
+    _login(client, people["tadmin"])
     html = client.get("/pools/").content.decode()
-    assert 'data-pool="lab"' in html and "New pool" not in html and 'href="/pools/"' in html  # the nav link
+    assert 'data-pool="lab"' in html and 'data-pool="others"' not in html and "New pool" not in html
+    assert 'href="/pools/"' in html  # the nav link
+    _login(client, people["student"])  # members take addresses on the Network tab; the pools page is not theirs
+    assert client.get("/pools/").status_code == 403 and 'href="/pools/"' not in client.get("/").content.decode()
     assert client.get("/pools/new/").status_code == 403
     assert client.post("/pools/new/", {**POOL_FORM, "name": "mine"}).status_code == 403
     assert client.post(f"/pools/{pool.pk}/edit/", {**POOL_FORM, "description": "x"}).status_code == 403
     pool.refresh_from_db()
-    assert pool.description == "the lab's addresses" and IPPool.objects.count() == 1
+    assert pool.description == "the lab's addresses" and IPPool.objects.count() == 2
     client.logout()
     assert client.get("/pools/").status_code == 302  # to the login page
 
@@ -235,7 +240,11 @@ def test_veth_with_defaults_gets_a_stable_local_mac_and_the_default_bridge(clien
     _login(client, people["student"])
     html = client.get(TAB).content.decode()
     assert 'id="netif-form"' in html
-    assert f'<option value="{host.default_bridge}" selected>' in html and '<option value="labbr">' in html
+    # A member is offered the default bridge and those granted to the tenant; the host side is the panel's.
+    assert f'<option value="{host.default_bridge}" selected>' in html and '<option value="labbr">' not in html
+    assert 'name="host_ifname"' not in html and 'name="host_mac"' not in html
+    BridgeGrant.objects.create(tenant=student_ct.tenant, bridge="labbr")
+    assert '<option value="labbr">' in client.get(TAB).content.decode()
 
     form = {"ifname": "eth0", "mac": "", "host_ifname": "", "host_mac": "", "bridge": host.default_bridge,
             "address": "", "gateway": ""}
@@ -264,18 +273,21 @@ def test_veth_with_defaults_gets_a_stable_local_mac_and_the_default_bridge(clien
     assert again.mac == first_mac and again.host_ifname == "veth501.0"
 
 
-def test_veth_with_a_static_address_and_bad_input(client, people, student_ct, host):
+def test_veth_with_a_static_address_and_bad_input(client, people, student_ct, host, pool):
     _login(client, people["student"])
     form = {"ifname": "eth1", "bridge": host.default_bridge, "address": "192.0.2.50/24", "gateway": "192.0.2.1",
             "mac": "02:11:22:33:44:55"}
+    msgs = _post(client, "/containers/501/network/netif_add/", form)  # outside the tenant's pools
+    assert "is not in an IP pool of tenant acme" in msgs[0] and not NetInterface.objects.exists()
+    form.update(address="198.51.100.15/24", gateway="198.51.100.1")
     _post(client, "/containers/501/network/netif_add/", form)
     netif = NetInterface.objects.get(container=student_ct)
-    assert (netif.mac, str(netif.gateway)) == ("02:11:22:33:44:55", "192.0.2.1")
+    assert (netif.mac, str(netif.gateway)) == ("02:11:22:33:44:55", "198.51.100.1")
     address = IPAddress.objects.get(container=student_ct)
-    assert (address.cidr, address.interface) == ("192.0.2.50/24", "eth1")
+    assert (address.cidr, address.interface, address.pool) == ("198.51.100.15/24", "eth1", pool)
     _done(_last_net_task(student_ct))
 
-    msgs = _post(client, "/containers/501/network/netif_add/", {**form, "ifname": "eth2", "address": "192.0.2.51"})
+    msgs = _post(client, "/containers/501/network/netif_add/", {**form, "ifname": "eth2", "address": "198.51.100.16"})
     assert "with its prefix" in msgs[0]
     msgs = _post(client, "/containers/501/network/netif_add/", {**form, "ifname": "eth2", "address": "",
                                                                 "mac": "not-a-mac"})
@@ -441,8 +453,11 @@ def test_api_ipadd_answers_202_and_refusals_their_status(people, student_ct, poo
 def test_api_pools(people, admin_user, host, pool):
     api = APIClient()
     api.force_authenticate(people["student"])
+    assert api.get("/api/pools/").status_code == 403
+    api.force_authenticate(people["tadmin"])
     data = api.get("/api/pools/").json()
-    assert [(p["name"], p["used"], p["total"], p["hosts"]) for p in data["results"]] == [("lab", 0, 11, [host.name])]
+    assert [(p["name"], p["used"], p["total"], p["hosts"], p["tenants"]) for p in data["results"]] == [
+        ("lab", 0, 11, [host.name], ["acme"])]
     response = api.post("/api/pools/", {"name": "mine", "network": "203.0.113.0/24"}, format="json")
     assert response.status_code == 403 and "administrator" in response.json()["detail"]
 
@@ -471,20 +486,15 @@ def test_host_page_shows_bridges_routes_interfaces_and_pools(client, admin_user,
     assert 'data-pool="lab"' in html and "1 / 11" in html
     assert 'id="bridge-form"' in html
 
-    # The student sees the bridges, but not the devices of containers they cannot see, and no form.
+    # Hosts are infrastructure: a student does not see the host page at all.
     _login(client, people["student"])
-    html = client.get(f"/hosts/{host_net.name}/").content.decode()
-    bridge = html.split('data-bridge="vzbr0"')[1].split("</tr>")[0]
-    assert "veth501.0" in bridge and "veth502.0" not in bridge and "(+2 not shown)" in bridge
-    assert 'data-dev="venet501"' in html and 'data-dev="veth502.0"' not in html
-    assert "<code>198.51.100.10</code>" in html and "198.51.100.11" not in html
-    assert 'id="bridge-form"' not in html
+    assert client.get(f"/hosts/{host_net.name}/").status_code == 404
 
 
 def test_bridge_create_by_operator_queues_a_task_and_students_are_refused(client, people, host):
     tasks_before = Task.objects.count()
-    _login(client, people["student"])
-    assert client.post(f"/hosts/{host.name}/bridges/", {"name": "labbr"}).status_code == 403
+    _login(client, people["student"])  # the host is not theirs to see: the same 404 as for no host
+    assert client.post(f"/hosts/{host.name}/bridges/", {"name": "labbr"}).status_code == 404
     assert client.post("/hosts/no-such-host/bridges/", {"name": "labbr"}).status_code == 404
     assert Task.objects.count() == tasks_before
 
@@ -505,14 +515,16 @@ def test_bridge_create_by_operator_queues_a_task_and_students_are_refused(client
 
 def test_api_bridges(people, host_net):
     api = APIClient()
-    api.force_authenticate(people["student"])
+    api.force_authenticate(people["student"])  # hosts are not a student's to see
+    assert api.get(f"/api/hosts/{host_net.name}/bridges/").status_code == 404
+    assert api.post(f"/api/hosts/{host_net.name}/bridges/", {"name": "br1"}, format="json").status_code == 404
+    assert api.get("/api/hosts/no-such-host/bridges/").status_code == 404
+    api.force_authenticate(people["auditor"])
     data = api.get(f"/api/hosts/{host_net.name}/bridges/").json()
     assert data["default_bridge"] == host_net.default_bridge
     assert [b["name"] for b in data["bridges"]] == ["vzbr0", "labbr"]
-    assert data["bridges"][0]["ports"] == ["veth501.0"]
-    response = api.post(f"/api/hosts/{host_net.name}/bridges/", {"name": "br1"}, format="json")
-    assert response.status_code == 403
-    assert api.get("/api/hosts/no-such-host/bridges/").status_code == 404
+    assert data["bridges"][0]["ports"] == ["veth501.0", "veth502.0", "eth1"]
+    assert api.post(f"/api/hosts/{host_net.name}/bridges/", {"name": "br1"}, format="json").status_code == 403
 
     api.force_authenticate(people["operator"])
     response = api.post(f"/api/hosts/{host_net.name}/bridges/", {"name": "br1"}, format="json")
@@ -520,3 +532,57 @@ def test_api_bridges(people, host_net):
     response = api.post(f"/api/hosts/{host_net.name}/bridges/", {"name": "-x"}, format="json")
     assert response.status_code == 400 and "interface name" in response.json()["detail"]
     assert Task.objects.filter(type="host.bridge").count() == 1
+
+
+# -- bridges granted to tenants ---------------------------------------------------------
+def test_admin_grants_bridges_on_the_quotas_page_and_members_may_then_use_them(client, admin_user, people, student_ct,
+                                                                               acme):
+    _login(client, admin_user)
+    assert 'name="bridges"' in client.get("/tenants/acme/quotas/").content.decode()
+    response = client.post("/tenants/acme/quotas/", {"bridges": "labbr  lab2"})
+    assert response.status_code == 302
+    assert sorted(acme.bridge_grants.values_list("bridge", flat=True)) == ["lab2", "labbr"]
+    assert 'value="lab2 labbr"' in client.get("/tenants/acme/quotas/").content.decode()
+    response = client.post("/tenants/acme/quotas/", {"bridges": "labbr bad/name"})
+    assert response.status_code == 200 and "&#x27;bad/name&#x27;: An interface name is" in response.content.decode()
+    assert acme.bridge_grants.count() == 2  # nothing changed
+
+    _login(client, people["student"])
+    form = {"ifname": "eth0", "bridge": "labbr"}
+    host = student_ct.host
+    host.network = {"bridges": [{"name": n} for n in ("vzbr0", "labbr", "closed")]}
+    host.save(update_fields=["network"])
+    assert _post(client, "/containers/501/network/netif_add/", form)[0].startswith("Task #")
+    assert NetInterface.objects.get(container=student_ct).bridge == "labbr"
+    _done(_last_net_task(student_ct))
+    msgs = _post(client, "/containers/501/network/netif_add/", {"ifname": "eth1", "bridge": "closed"})
+    assert msgs[0].startswith("Could not add the interface: Bridge:")  # not offered
+    msgs = _post(client, "/containers/501/network/netif_add/", {"ifname": "eth1", "bridge": "labbr",
+                                                                "host_ifname": "eth0", "host_mac": "02:00:00:00:00:01"})
+    assert msgs[0].startswith("Task #")  # fields not offered to a member are ignored, not used
+    assert NetInterface.objects.get(container=student_ct, ifname="eth1").host_ifname == "veth501.1"
+
+
+def test_api_bridge_grants(people, admin_user, student_ct, acme):
+    api = APIClient()
+    api.force_authenticate(people["student"])
+    assert api.get("/api/tenants/acme/bridges/").json() == {"tenant": "acme", "bridges": []}
+    response = api.post("/api/tenants/acme/bridges/", {"bridges": ["labbr"]}, format="json")
+    assert response.status_code == 403 and "Only an administrator" in response.json()["detail"]
+    response = api.post("/api/containers/501/network/netif_add/", {"spec": "eth0,,,,labbr"}, format="json")
+    assert response.status_code == 403 and "may not use bridge labbr" in response.json()["detail"]
+    response = api.post("/api/containers/501/network/netif_add/", {"spec": "eth0,,veth502.0,,"}, format="json")
+    assert response.status_code == 403 and "Host-side names belong to the panel" in response.json()["detail"]
+    api.force_authenticate(people["outsider"])
+    assert api.get("/api/tenants/acme/bridges/").status_code == 404
+
+    api.force_authenticate(admin_user)
+    response = api.post("/api/tenants/acme/bridges/", {"bridges": ["labbr", "labbr", "lab2"]}, format="json")
+    assert response.status_code == 200 and response.json() == {"tenant": "acme", "bridges": ["labbr", "lab2"]}
+    response = api.post("/api/tenants/acme/bridges/", {"bridges": ["lab\n2"]}, format="json")
+    assert response.status_code == 400 and "An interface name is" in response.json()["detail"]
+    assert sorted(acme.bridge_grants.values_list("bridge", flat=True)) == ["lab2", "labbr"]
+
+    api.force_authenticate(people["student"])
+    response = api.post("/api/containers/501/network/netif_add/", {"spec": "eth0,,,,labbr"}, format="json")
+    assert response.status_code == 202 and NetInterface.objects.get(container=student_ct).bridge == "labbr"

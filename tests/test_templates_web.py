@@ -38,10 +38,12 @@ def _task(type_):
 
 
 @pytest.fixture
-def var_dir(settings, tmp_path):
-    settings.VAR_DIR = tmp_path / "var"
-    settings.VAR_DIR.mkdir()
-    return settings.VAR_DIR
+def dump_dir(settings, tmp_path):
+    """A backup storage of the test's own; uploads stream into its `uploads` (settings.UPLOAD_DIR)."""
+    path = tmp_path / "dump"
+    path.mkdir()
+    settings.UPLOAD_DIR = str(path / "uploads")
+    return path
 
 
 @pytest.fixture
@@ -55,8 +57,8 @@ def tpl(host, template_name):
     return OSTemplate.objects.get(host=host, name=template_name)
 
 
-def _uploads_empty(var_dir) -> bool:
-    updir = var_dir / "uploads"
+def _uploads_empty(dump_dir) -> bool:
+    updir = dump_dir / "uploads"
     return not updir.exists() or not any(updir.iterdir())
 
 
@@ -184,19 +186,19 @@ def test_image_server_refusals(client, admin_user, host):
 
 
 # -- upload ---------------------------------------------------------------------------------
-def test_upload_writes_the_file_and_queues_an_import(client, admin_user, host, var_dir):
+def test_upload_writes_the_file_and_queues_an_import(client, admin_user, host, dump_dir):
     client.force_login(admin_user)
     data = os.urandom(80_000)
     response = _upload(client, host, "my-rootfs.tar.zst", data, name="web-base")
     task = _task("template.import")
-    dest = var_dir / "uploads" / "template-web-base.tar.zst"
+    dest = dump_dir / "uploads" / "template-web-base.tar.zst"
     assert task is not None and task.params == {"path": str(dest), "name": "web-base"}
     assert response.redirect_chain[-1][0] == f"/tasks/{task.pk}/"
     assert dest.read_bytes() == data
-    assert sorted(p.name for p in (var_dir / "uploads").iterdir()) == [dest.name]  # no temporary file left
+    assert sorted(p.name for p in (dump_dir / "uploads").iterdir()) == [dest.name]  # no temporary file left
 
 
-def test_upload_names_the_template_after_the_file(client, admin_user, host, var_dir):
+def test_upload_names_the_template_after_the_file(client, admin_user, host, dump_dir):
     client.force_login(admin_user)
     _upload(client, host, "alpine-3.20.tar.gz")
     assert _task("template.import").params["name"] == "alpine-3.20"
@@ -209,30 +211,30 @@ def test_upload_names_the_template_after_the_file(client, admin_user, host, var_
     ("rootfs.zip", "good", "is not a tarball"),
     ("evil.sh", "", "is not a tarball"),
 ])
-def test_upload_refuses_bad_names_and_writes_nothing(client, admin_user, host, var_dir, filename, name, message):
+def test_upload_refuses_bad_names_and_writes_nothing(client, admin_user, host, dump_dir, filename, name, message):
     client.force_login(admin_user)
     before = snapshot()
     response = _upload(client, host, filename, name=name)
     assert any(message in m for m in _messages(response)), _messages(response)
     assert snapshot() == before
-    assert _uploads_empty(var_dir)
+    assert _uploads_empty(dump_dir)
 
 
-def test_upload_refuses_a_name_the_host_has(client, admin_user, host, tpl, var_dir):
+def test_upload_refuses_a_name_the_host_has(client, admin_user, host, tpl, dump_dir):
     client.force_login(admin_user)
     before = snapshot()
     response = _upload(client, host, "rootfs.tar.gz", name=tpl.name)
     assert any(f"already has a template {tpl.name}" in m for m in _messages(response))
-    assert snapshot() == before and _uploads_empty(var_dir)
+    assert snapshot() == before and _uploads_empty(dump_dir)
 
 
-def test_upload_refuses_a_name_already_waiting(client, admin_user, host, var_dir):
+def test_upload_refuses_a_name_already_waiting(client, admin_user, host, dump_dir):
     client.force_login(admin_user)
     _upload(client, host, "rootfs.tar", b"first", name="waiting")
     before = snapshot()
     response = _upload(client, host, "rootfs.tar", b"second", name="waiting")
     assert any("already waiting" in m for m in _messages(response)) and snapshot() == before
-    assert (var_dir / "uploads" / "template-waiting.tar").read_bytes() == b"first"
+    assert (dump_dir / "uploads" / "template-waiting.tar").read_bytes() == b"first"
 
 
 # -- copy and delete ------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def test_unknown_template_is_404(client, admin_user, host):
 
 # -- who may ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("who", OTHERS)
-def test_everyone_else_is_refused_every_post(client, people, tpl, node2, var_dir, who):
+def test_everyone_else_is_refused_every_post(client, people, tpl, node2, dump_dir, who):
     client.force_login(people[who])
     before = snapshot()
     host = tpl.host
@@ -290,7 +292,7 @@ def test_everyone_else_is_refused_every_post(client, people, tpl, node2, var_dir
     ]
     for url, data in posts:
         assert client.post(url, data).status_code == 403, url
-    assert snapshot() == before and _uploads_empty(var_dir)
+    assert snapshot() == before and _uploads_empty(dump_dir)
     assert not Task.objects.exists()
 
 

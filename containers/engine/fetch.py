@@ -9,7 +9,7 @@ Everything fetched from the network is treated as untrusted until proven otherwi
   be checked against a GnuPG keyring with gpgv, and the image against SHA256SUMS;
   the image lands under its template name only after every check passed;
 * a tarball can be read to its end through the same member checks as a restore
-  (vzdump.MemberCheck) without extracting anything, and must contain an init.
+  (vzdump.scan_archive) without extracting anything, and must contain an init.
 
 Plain Python, no Django: the host agent calls these.
 """
@@ -20,7 +20,6 @@ import hashlib
 import http.client
 import os
 import re
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from typing import Callable, Iterable
 
 from .commands import CommandError, run
 from .templates import NAME_RE
-from .vzdump import DATA_TYPES, Member, MemberCheck, TarWalker, UnsafeArchive, _decompressor
+from .vzdump import scan_archive
 
 CHUNK = 1 << 20
 SMALL_FILE = 16 << 20          # index, SHA256SUMS, signatures: anything bigger is not what we asked for
@@ -457,67 +456,22 @@ class TemplateCheck:
     init: str         # the init found, as a path in the container ("/sbin/init")
 
 
-class _InitSpotter(MemberCheck):
-    """The restore checks, noting on the way which of the init candidates the archive holds."""
-
-    def __init__(self, max_bytes: int | None = None):
-        super().__init__(max_bytes)
-        self.inits: set[str] = set()
-
-    def check(self, member: Member) -> None:
-        super().check(member)
-        name = member.name[2:] if member.name.startswith("./") else member.name
-        name = name.rstrip("/")
-        if name in INIT_CANDIDATES:
-            if member.type in DATA_TYPES or member.issym() or member.islnk():
-                self.inits.add(name)
-            else:  # a later directory (or device...) of that name replaces the file
-                self.inits.discard(name)
-
-
 def check_rootfs_tarball(path: Path, max_bytes: int | None = None) -> TemplateCheck:
     """Read the whole template (plain tar, gzip, zstd or xz) through the restore's member
-    checks, without extracting anything, and make sure it holds an init.
+    checks (vzdump.scan_archive), without extracting anything, and make sure it holds an init.
 
-    Raises UnsafeArchive for a member that would land outside the root (absolute path,
-    "..", written through a symlink, hardlink to outside or to nothing before it), for an
-    archive that is truncated, lies about sizes or does not decompress to its end, or that
-    unpacks to more than `max_bytes`; FetchError when it is not a root filesystem (none of
-    /sbin/init, /usr/sbin/init, /lib/systemd/systemd, /usr/lib/systemd/systemd, /bin/busybox).
+    Raises UnsafeArchive for what a restore refuses (a member that would land outside the root,
+    a /dev, /proc, /sys or /etc that is not a directory, a header tar would read differently, an
+    archive that is truncated, lies about sizes, does not decompress to its end or has data after
+    it, or that unpacks to more than `max_bytes`); FetchError when it is not a root filesystem
+    (none of /sbin/init, /usr/sbin/init, /lib/systemd/systemd, /usr/lib/systemd/systemd, /bin/busybox).
     """
-    path = Path(path).resolve()  # absolute: never taken for an option by the decompressor
+    path = Path(path)
     if not path.is_file():
         raise FetchError(f"{path} does not exist")
-    # TarWalker moves data with os.splice, which needs a pipe on one side: a plain tar goes
-    # through cat so that the source is always a pipe (its target here is /dev/null).
-    argv = _decompressor(path) or ["cat", "--", str(path)]
-    check = _InitSpotter(max_bytes)
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty tool cannot block on it
-        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
-        try:
-            walker = TarWalker(proc.stdout.fileno(), null, check)
-            try:
-                count = walker.walk()
-            except ValueError as exc:  # unparsable numbers in a header
-                raise UnsafeArchive(f"the archive does not add up: {exc}") from None
-            proc.stdout.close()
-            proc.wait()
-            if proc.returncode != 0:
-                errors.seek(0)
-                said = errors.read().decode(errors="replace").strip()
-                raise UnsafeArchive(f"the archive does not add up: {argv[0]} could not read it to the end"
-                                    + (f": {said}" if said else ""))
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
-        finally:
-            proc.stdout.close()
-            os.close(null)
-    found = [name for name in INIT_CANDIDATES if name in check.inits]
+    report = scan_archive(path, max_bytes, watch=INIT_CANDIDATES)
+    found = [name for name in INIT_CANDIDATES if name in report.watched]
     if not found:
         raise FetchError(f"{path.name} is not a root filesystem: no /sbin/init, /usr/sbin/init, "
                          "/lib/systemd/systemd, /usr/lib/systemd/systemd or /bin/busybox in it")
-    return TemplateCheck(members=count, bytes=check.total, init="/" + found[0])
+    return TemplateCheck(members=report.members, bytes=report.bytes, init="/" + found[0])

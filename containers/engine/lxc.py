@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Callable, Sequence
 from .commands import CommandError, CommandResult, run
 from .cgroups import Cgroup, Limits
 from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
+from .safefs import Tree, resolved_name
+from .vzdump import SYSTEM_DIRS, ArchiveError, safe_extract
 
 Log = Callable[[str], None]
 PARTIAL_PREFIX = ".vzpanel-partial-"
@@ -197,12 +200,14 @@ class Lxc:
 
         def unpack(rootfs: Path) -> None:
             log(f"Unpacking {template.name} into {self.path(spec.ctid)}/rootfs")
-            _unpack(template, rootfs, log)
+            _unpack(template, rootfs, log, spec.disk_mb)
         self.build(spec, unpack, log)
         log(f"Container {spec.ctid} created")
 
-    def build(self, spec: ContainerSpec, populate: Callable[[Path], None], log: Log = _noop) -> None:
+    def build(self, spec: ContainerSpec, populate: Callable[[Path], ContainerSpec | None], log: Log = _noop) -> None:
         """Make a new container whose root filesystem `populate(rootfs)` fills (a template, a backup).
+        `populate` may return the spec to finish with (a restore learns addresses and DNS from
+        its archive).
 
         It is built in a hidden sibling directory and renamed into place only when
         complete, so a crash never leaves a half container under the CTID (the agent
@@ -222,7 +227,8 @@ class Lxc:
                 log(f"Making a {spec.disk_mb} MiB disk" + (f" with {spec.diskinodes} inodes" if spec.diskinodes else ""))
                 image.create(spec.disk_mb, spec.diskinodes)
                 image.mount()
-            populate(rootfs)
+            spec = populate(rootfs) or spec
+            _make_system_dirs(rootfs)
             write_identity(rootfs, spec)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
             os.rename(partial, target)  # the image's mount moves with its directory
@@ -423,32 +429,21 @@ class Lxc:
             if "Failed to exec" not in res.stderr and res.returncode != 127:
                 raise LxcError(f"chpasswd failed inside {ctid}: {(res.stderr or res.stdout).strip()}")
         hashed = run(["openssl", "passwd", "-6", "-stdin"], input_text=password + "\n", timeout=30).stdout.strip()
-        rootfs = self.rootfs(ctid)
-        fd = open_in_root(rootfs, "etc/shadow", os.O_RDONLY)
-        with os.fdopen(fd) as fh:
-            lines = fh.read().splitlines()
-        found = False
-        for i, line in enumerate(lines):
-            fields = line.split(":")
-            if fields[0] == user and len(fields) >= 2:
-                fields[1] = hashed
-                lines[i] = ":".join(fields)
-                found = True
-        if not found:
-            raise LxcError(f"there is no user {user} in /etc/shadow of container {ctid}")
-        etc = open_in_root(rootfs, "etc", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            try:
-                os.unlink(".shadow.vzpanel-tmp", dir_fd=etc)
-            except FileNotFoundError:
-                pass
-            tmp = os.open(".shadow.vzpanel-tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
-                          dir_fd=etc)
-            with os.fdopen(tmp, "w") as fh:
-                fh.write("\n".join(lines) + "\n")
-            os.rename(".shadow.vzpanel-tmp", "shadow", src_dir_fd=etc, dst_dir_fd=etc)
-        finally:
-            os.close(etc)
+        with Tree(self.rootfs(ctid)) as tree, tree.subtree("etc") as etc:
+            lines = etc.read_text("shadow", SHADOW_LIMIT).splitlines()
+            found = False
+            for i, line in enumerate(lines):
+                fields = line.split(":")
+                if fields[0] == user and len(fields) >= 2:
+                    fields[1] = hashed
+                    lines[i] = ":".join(fields)
+                    found = True
+            if not found:
+                raise LxcError(f"there is no user {user} in /etc/shadow of container {ctid}")
+            # Keep the file's owner and mode (root:shadow 0640 on Debian), minus any special bits.
+            st = etc.lstat("shadow")
+            mode, owner = (stat.S_IMODE(st.st_mode) & 0o660, (st.st_uid, st.st_gid)) if st else (0o600, None)
+            etc.write("shadow", "\n".join(lines) + "\n", mode=mode, owner=owner)
         return "shadow"
 
     def apply_limits(self, ctid: int, new: Limits, old: Limits | None = None) -> list[str]:
@@ -457,7 +452,7 @@ class Lxc:
 
     def reset(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
         """Replace the root filesystem with a fresh copy of `template`; on failure the old one stays."""
-        self.replace_rootfs(spec, lambda rootfs: _unpack(template, rootfs, log), log)
+        self.replace_rootfs(spec, lambda rootfs: _unpack(template, rootfs, log, spec.disk_mb), log)
 
     def replace_rootfs(self, spec: ContainerSpec, populate: Callable[[Path], None], log: Log = _noop) -> None:
         """Give a stopped container a new root filesystem that `populate(rootfs)` fills, built aside
@@ -472,6 +467,7 @@ class Lxc:
                 new_disk.create(spec.disk_mb or old_disk.size_mb(), spec.diskinodes)
                 new_disk.mount()
             populate(partial / "rootfs")
+            _make_system_dirs(partial / "rootfs")
             write_identity(partial / "rootfs", spec)
             if old_disk:
                 new_disk.umount()
@@ -520,91 +516,71 @@ def _discard(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _unpack(template: Path, rootfs: Path, log: Log) -> None:
+def _unpack(template: Path, rootfs: Path, log: Log, disk_mb: int | None = None) -> None:
+    """Unpack a template through the same checks as a restore (it is an archive like any other),
+    at most `disk_mb` of it."""
     rootfs.mkdir(exist_ok=True)
     try:
-        run(["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-             "-f", str(template), "-C", str(rootfs)], timeout=1800)
-    except CommandError as exc:
-        raise LxcError(f"unpacking {template.name} failed: {exc.output}") from exc
-    if not (rootfs / "sbin" / "init").exists() and not os.path.islink(rootfs / "sbin" / "init"):
+        safe_extract(template, rootfs, log, max_bytes=disk_mb * MIB if disk_mb else None)
+    except ArchiveError as exc:
+        raise LxcError(f"unpacking {template.name} failed: {exc}") from None
+    with Tree(rootfs, "the template") as tree:
+        sbin = tree.resolve("sbin")  # a link to usr/sbin on merged-/usr systems
+        has_init = sbin is not None and tree.lstat(f"{sbin}/init") is not None
+    if not has_init:
         raise LxcError(f"{template.name} is not a root filesystem: it has no /sbin/init")
 
 
-def open_in_root(rootfs: Path, relpath: str, flags: int, mode: int = 0o600, make_dirs: int | None = None) -> int:
-    """Open rootfs/relpath without following any symlink on the way (a container's files
-    are the tenant's: a link planted there must not lead the agent onto the host)."""
-    parts = [p for p in relpath.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise LxcError(f"refusing path {relpath!r}")
-    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        for part in parts[:-1]:
-            try:
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                if make_dirs is None:
-                    raise
-                os.mkdir(part, make_dirs, dir_fd=fd)
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=fd)
-    except OSError as exc:
-        raise LxcError(f"cannot open {relpath} inside the container safely: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+def _make_system_dirs(rootfs: Path) -> None:
+    """/dev, /proc, /sys and /etc as directories LXC can mount on and identity files go in. The
+    archive checks refused anything else there (SYSTEM_DIRS); the missing ones are made."""
+    with Tree(rootfs, "the new root filesystem") as tree:
+        for name in SYSTEM_DIRS:
+            tree.makedirs(name, 0o755)
 
 
 def _is_busybox_init(rootfs: Path) -> bool:
-    init = rootfs / "sbin" / "init"
-    try:
-        return os.path.islink(init) and os.path.basename(os.readlink(init)) == "busybox"
-    except OSError:
-        return False
+    return resolved_name(rootfs, "sbin/init") == "busybox"
 
 
 HOSTS_MARK = "# vzpanel"
+HOSTS_LIMIT = 8 << 20  # big ad-blocking hosts files are a few MiB; more is not read
+SHADOW_LIMIT = 8 << 20
 
 
 def write_identity(rootfs: Path, spec: ContainerSpec) -> None:
     """/etc/hostname, the container's own lines of /etc/hosts and, when the panel manages DNS,
-    /etc/resolv.conf: what vzctl writes at start and at every --hostname/--nameserver change."""
-    etc = rootfs / "etc"
-    if etc.is_symlink() or not etc.is_dir():
-        raise LxcError("the container's /etc is missing or a symlink; refusing to write into it")
-    hostname = spec.hostname
-    _safe_write(etc / "hostname", hostname + "\n")
-    hosts_path = etc / "hosts"
-    lines = []
-    if hosts_path.is_file() and not hosts_path.is_symlink():
-        lines = [l for l in hosts_path.read_text(errors="replace").splitlines()
-                 if not l.startswith("127.0.1.1") and not l.endswith(HOSTS_MARK)]
-    if not any(l.split()[:1] == ["127.0.0.1"] for l in lines):
-        lines.insert(0, "127.0.0.1\tlocalhost")
-    short = hostname.split(".")[0]
-    names = f"{hostname} {short}" if short != hostname else hostname
-    if spec.addresses:
-        lines += [f"{addr}\t{names}\t{HOSTS_MARK}" for addr in spec.addresses]
-    else:
-        lines.append(f"127.0.1.1\t{names}")
-    _safe_write(hosts_path, "\n".join(lines) + "\n")
-    if spec.nameservers or spec.searchdomain:
-        resolv = ["# written by vzpanel (vzctl set --nameserver/--searchdomain)"]
-        if spec.searchdomain:
-            resolv.append(f"search {spec.searchdomain}")
-        resolv += [f"nameserver {ns}" for ns in spec.nameservers]
-        _safe_write(etc / "resolv.conf", "\n".join(resolv) + "\n")
+    /etc/resolv.conf: what vzctl writes at start and at every --hostname/--nameserver change.
 
-
-def _safe_write(path: Path, text: str) -> None:
-    # A symlink planted inside the container must not make the agent write on the host.
-    if path.is_symlink():
-        path.unlink()
-    _atomic_write(path, text)
+    The container's /etc is opened once without following links and held: every file is read
+    and written through it, so swapping /etc (or a file in it) for a link leads nowhere else."""
+    with Tree(rootfs) as tree, tree.subtree("etc") as etc:
+        hostname = spec.hostname
+        lines = []
+        found = etc.lstat("hosts")
+        if found is not None and stat.S_ISREG(found.st_mode):
+            lines = [l for l in etc.read_text("hosts", HOSTS_LIMIT).splitlines()
+                     if not l.startswith("127.0.1.1") and not l.endswith(HOSTS_MARK)]
+        if not any(l.split()[:1] == ["127.0.0.1"] for l in lines):
+            lines.insert(0, "127.0.0.1\tlocalhost")
+        short = hostname.split(".")[0]
+        names = f"{hostname} {short}" if short != hostname else hostname
+        if spec.addresses:
+            lines += [f"{addr}\t{names}\t{HOSTS_MARK}" for addr in spec.addresses]
+        else:
+            lines.append(f"127.0.1.1\t{names}")
+        etc.write("hostname", hostname + "\n")  # only now: a refused /etc/hosts changes nothing
+        etc.write("hosts", "\n".join(lines) + "\n")
+        if spec.nameservers or spec.searchdomain:
+            resolv = ["# written by vzpanel (vzctl set --nameserver/--searchdomain)"]
+            if spec.searchdomain:
+                resolv.append(f"search {spec.searchdomain}")
+            resolv += [f"nameserver {ns}" for ns in spec.nameservers]
+            etc.write("resolv.conf", "\n".join(resolv) + "\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Replace one of the agent's own files (a container's LXC config), never a container's."""
     tmp = path.with_name(f".{path.name}.vzpanel-tmp")
     try:
         tmp.unlink()

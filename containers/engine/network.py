@@ -17,16 +17,27 @@ reached through /proc/<init pid>/ns/net), so adding or removing an address on a
 running container takes effect at once. Routes bound to venet<CTID> vanish with
 the device when the container stops; proxy entries on host interfaces do not,
 and are removed explicitly.
+
+Host-side interfaces belong to the panel. A name proves nothing (anything on the host can
+carry any name), so before the agent sets a master, a MAC or a state on a host interface,
+routes through it or deletes it, it checks with the kernel that the interface is the host end
+of a veth pair whose other end lives in that container's network namespace
+(`owned_host_end`). The panel never adopts an interface it finds: it creates pairs in one
+netlink request that fails if the name exists. Each host end it made or checked carries the
+alias vzpanel:<CTID>:<ifname>, so `ip -d link` shows whose it is.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 
 VENET_INSIDE = "venet0"
@@ -34,8 +45,30 @@ IFA_F_NODAD = 0x02  # the addresses are the panel's to give: no duplicate detect
 IPV6_GATEWAY = "fe80::1"  # the host end of venet answers here for IPv6
 
 
+IFNAMSIZ = 16  # the kernel's buffer for an interface name, with its terminating NUL
+# What the kernel takes as a name unchanged (dev_valid_name refuses '/', ':' and whitespace; a '%'
+# asks it to pick a number), and what an LXC config line holds safely: ASCII letters, digits, '_', '.'
+# and '-', starting with a letter, at most 15 of them.
+IFNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,%d}" % (IFNAMSIZ - 2))
+# The names the panel derives for containers; nobody may choose one of these by hand.
+DERIVED_NAME_RE = re.compile(r"(?:venet[0-9]+|veth[0-9]+\.[0-9]+)")
+
+
 class NetworkError(Exception):
     pass
+
+
+class ForeignInterface(NetworkError):
+    """A host interface that is not the one the panel made for the container: left untouched."""
+
+
+def valid_ifname(name: str) -> bool:
+    return isinstance(name, str) and IFNAME_RE.fullmatch(name) is not None
+
+
+def owner_alias(ctid: int, ifname: str) -> str:
+    """The IFLA_IFALIAS the panel gives the host end of a container's interface."""
+    return f"vzpanel:{int(ctid)}:{ifname}"
 
 
 @dataclass
@@ -86,13 +119,94 @@ def _af(version: int) -> int:
     return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
+def _netns_path(pid: int) -> str:
+    return f"/proc/{int(pid)}/ns/net"
+
+
 def _netns(pid: int) -> NetNS:
-    return NetNS(f"/proc/{int(pid)}/ns/net")
+    return NetNS(_netns_path(pid))
 
 
 def _index(ipr, name: str) -> int | None:
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
+
+
+def _kind(link) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info else None
+
+
+def _netnsid_of(ipr, pid: int) -> int | None:
+    """The id this (the host's) namespace gives to the network namespace of process `pid`;
+    None for the host's own namespace or one it has no id for."""
+    fd = os.open(_netns_path(pid), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
+            return None
+        nsid = (ipr.get_netnsid(fd=fd) or {}).get("nsid")
+    except NetlinkError:
+        return None
+    finally:
+        os.close(fd)
+    return nsid if isinstance(nsid, int) and nsid >= 0 else None
+
+
+def owned_host_end(ipr, ctid: int, pid: int, host_name: str) -> tuple[int, int]:
+    """(host ifindex, ifindex inside) of `host_name` if the kernel says it is the host end of a veth
+    pair whose other end is in the network namespace of container `ctid` (init process `pid`).
+
+    Otherwise ForeignInterface (NetworkError if no interface has the name), with nothing touched.
+    The kernel's records decide, never names: the host end's peer must live in the namespace the
+    host knows the container's by (IFLA_LINK_NETNSID), and the end inside must point back at the
+    host end (IFLA_LINK). A process in the container can make interfaces and namespaces of its own,
+    even with chosen ifindexes, but cannot change which namespace the host end's peer is in."""
+    index = _index(ipr, host_name)
+    if index is None:
+        raise NetworkError(f"{host_name} does not exist on this host")
+    refusal = ForeignInterface(f"host interface {host_name} is not container {int(ctid)}'s own (it is not the peer "
+                               f"of an interface of the container): the panel leaves it untouched")
+    link = ipr.get_links(index)[0]
+    peer_index, peer_nsid = link.get_attr("IFLA_LINK"), link.get_attr("IFLA_LINK_NETNSID")
+    # After the dump above: showing a veth whose peer is in another namespace gives that namespace an id.
+    if _kind(link) != "veth" or peer_index is None or peer_nsid is None or peer_nsid != _netnsid_of(ipr, pid):
+        raise refusal
+    with _netns(pid) as ns:
+        try:
+            inner = ns.get_links(peer_index)[0]
+        except NetlinkError:
+            raise refusal from None
+        if _kind(inner) != "veth" or inner.get_attr("IFLA_LINK") != index:
+            raise refusal
+    return index, peer_index
+
+
+def _refuse_host_used(ipr, prefix: tuple[str, int, int], venet_idx: int) -> None:
+    """A venet address gets a host route through the container's venet, which would steer the host's
+    own traffic into the container if the host uses the address: so not one of the host's addresses,
+    not a gateway of any of its routes, not one it already routes through another interface."""
+    ip, full, version = prefix
+    refusal = NetworkError(f"{ip} is used by the host itself (its address, a gateway or a route of its own); "
+                           f"it cannot be a container's")
+    for a in ipr.get_addr(family=_af(version)):
+        if ip in (a.get_attr("IFA_ADDRESS"), a.get_attr("IFA_LOCAL")):
+            raise refusal
+    for route in ipr.get_routes(family=_af(version)):  # a dump of every table
+        hops = [route, *(route.get_attr("RTA_MULTIPATH") or [])]
+        if any(hop.get_attr("RTA_GATEWAY") == ip for hop in hops):
+            raise refusal
+        if route.get_attr("RTA_DST") == ip and route["dst_len"] == full and route.get_attr("RTA_OIF") != venet_idx:
+            raise refusal  # in any table: also the host's broadcast and local entries
+
+
+def _bridge_index(ipr, name: str) -> int:
+    """The ifindex of bridge `name`: it must exist and be a bridge (not a bond, not a NIC)."""
+    index = _index(ipr, name)
+    if index is None:
+        raise NetworkError(f"bridge {name} does not exist on this host")
+    if _kind(ipr.get_links(index)[0]) != "bridge":
+        raise NetworkError(f"{name} is not a bridge")
+    return index
 
 
 def _prefix(addr: str) -> tuple[str, int, int]:
@@ -123,67 +237,74 @@ class HostNetwork:
     """The host's side of container networking (needs CAP_NET_ADMIN: the agent only)."""
 
     def setup_venet(self, ctid: int, pid: int, addresses: list[str]) -> list[str]:
-        """Bring venet up on both sides and give the container `addresses` (idempotent)."""
+        """Bring venet up on both sides and give the container `addresses` (idempotent).
+        venet<CTID> must be the host end of the container's own pair (owned_host_end)."""
         done = []
         host_if = venet_host_name(ctid)
         with IPRoute() as ipr:
-            idx = _index(ipr, host_if)
-            if idx is None:
-                raise NetworkError(f"{host_if} does not exist: is container {ctid} running with venet?")
-            ipr.link("set", index=idx, state="up")
+            idx, inner = owned_host_end(ipr, ctid, pid, host_if)
+            for addr in addresses:  # all of them before anything changes
+                _refuse_host_used(ipr, _prefix(addr), idx)
+            ipr.link("set", index=idx, state="up", ifalias=owner_alias(ctid, VENET_INSIDE))
             _sysctl(f"/proc/sys/net/ipv4/conf/{host_if}/proxy_arp", "1")
             _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
             if any(_prefix(a)[2] == 6 for a in addresses):
                 _sysctl(f"/proc/sys/net/ipv6/conf/{host_if}/proxy_ndp", "1")
                 _sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
                 self._ensure_addr(ipr, idx, IPV6_GATEWAY, 64, 6)
-        with _netns(pid) as ns:
-            for name in ("lo", VENET_INSIDE):
-                i = _index(ns, name)
-                if i is not None:
-                    ns.link("set", index=i, state="up")
-        for addr in addresses:
-            done += self.add_venet_address(ctid, pid, addr)
+            with _netns(pid) as ns:
+                for i in (_index(ns, "lo"), inner):
+                    if i is not None:
+                        ns.link("set", index=i, state="up")
+            for addr in addresses:
+                done += self._add_venet_address(ipr, ctid, pid, idx, inner, addr)
         return done
 
-    def add_venet_address(self, ctid: int, pid: int, addr: str) -> list[str]:
+    def ensure_venet(self, ctid: int, pid: int) -> None:
+        """A first venet address on a running container: its venet pair if it has one (checked to be
+        its own), else a new one. An interface that merely bears the name is refused, never used."""
+        with IPRoute() as ipr:
+            if _index(ipr, venet_host_name(ctid)) is not None:
+                owned_host_end(ipr, ctid, pid, venet_host_name(ctid))
+                return
+        self._create_pair(ctid, pid, venet_host_name(ctid), VENET_INSIDE)
+
+    def _add_venet_address(self, ipr, ctid: int, pid: int, host_idx: int, inner: int, addr: str) -> list[str]:
         ip, full, version = _prefix(addr)
         host_if = venet_host_name(ctid)
         with _netns(pid) as ns:
-            inner = _index(ns, VENET_INSIDE)
-            if inner is None:
-                raise NetworkError(f"container {ctid} has no {VENET_INSIDE}")
             self._ensure_addr(ns, inner, ip, full, version)
             self._ensure_default_route(ns, inner, version)
-        with IPRoute() as ipr:
-            idx = _index(ipr, host_if)
-            try:
-                ipr.route("replace", dst=f"{ip}/{full}", oif=idx, family=_af(version))
-            except Exception as exc:
-                raise NetworkError(f"route to {ip} via {host_if}: {exc}") from None
-            outer = host_interface_for(ipr, ip)
-            if outer:
-                self._proxy(ipr, "replace", ip, outer, version)
+        try:
+            ipr.route("replace", dst=f"{ip}/{full}", oif=host_idx, family=_af(version))
+        except Exception as exc:
+            raise NetworkError(f"route to {ip} via {host_if}: {exc}") from None
+        outer = host_interface_for(ipr, ip)
+        if outer:
+            self._proxy(ipr, "replace", ip, outer, version)
         return [f"{ip} on {VENET_INSIDE}, host route via {host_if}" + (f", proxy ARP/NDP on {outer}" if outer else "")]
 
     def remove_venet_address(self, ctid: int, pid: int | None, addr: str) -> list[str]:
+        """Take `addr` off the container. The host route is removed only through the container's own
+        venet<CTID> (a stopped container's routes went with the device); a route to the same address
+        through any other interface is not the panel's to delete."""
         ip, full, version = _prefix(addr)
-        if pid:
-            try:
-                with _netns(pid) as ns:
-                    inner = _index(ns, VENET_INSIDE)
-                    if inner is not None:
+        with IPRoute() as ipr:
+            if pid:
+                try:
+                    idx, inner = owned_host_end(ipr, ctid, pid, venet_host_name(ctid))
+                except (NetworkError, OSError):
+                    idx = inner = None  # no venet of its own (or it stopped meanwhile): no route of ours
+                if idx is not None:
+                    with _netns(pid) as ns:
                         try:
                             ns.addr("del", index=inner, address=ip, prefixlen=full)
-                        except Exception:
+                        except NetlinkError:
                             pass  # not there: nothing to undo
-            except OSError:
-                pass  # the container stopped meanwhile
-        with IPRoute() as ipr:
-            try:
-                ipr.route("del", dst=f"{ip}/{full}", family=_af(version))
-            except Exception:
-                pass
+                    try:
+                        ipr.route("del", dst=f"{ip}/{full}", oif=idx, family=_af(version))
+                    except NetlinkError:
+                        pass
             self.remove_proxy(ipr, ip)
         return [f"{ip} removed"]
 
@@ -209,19 +330,14 @@ class HostNetwork:
                 self.remove_proxy(ipr, _prefix(addr)[0])
 
     def setup_veth(self, ctid: int, pid: int, veth: Veth) -> list[str]:
-        """Host MAC and bridge on the host end; addresses and gateway inside (idempotent)."""
+        """Host MAC and bridge on the host end; addresses and gateway inside (idempotent).
+        The host end must be the container's own (owned_host_end), at start as after a hot add."""
         with IPRoute() as ipr:
-            idx = _index(ipr, veth.host_ifname)
-            if idx is None:
-                raise NetworkError(f"{veth.host_ifname} does not exist")
-            bridge = _index(ipr, veth.bridge)
-            if bridge is None:
-                raise NetworkError(f"bridge {veth.bridge} does not exist on this host")
-            ipr.link("set", index=idx, address=veth.host_mac, master=bridge, state="up")
+            bridge = _bridge_index(ipr, veth.bridge)
+            idx, inner = owned_host_end(ipr, ctid, pid, veth.host_ifname)
+            ipr.link("set", index=idx, address=veth.host_mac, master=bridge, state="up",
+                     ifalias=owner_alias(ctid, veth.ifname))
         with _netns(pid) as ns:
-            inner = _index(ns, veth.ifname)
-            if inner is None:
-                raise NetworkError(f"container {ctid} has no {veth.ifname}")
             ns.link("set", index=inner, state="up")
             for addr in veth.addresses:
                 ip, _, version = _prefix(addr)
@@ -237,23 +353,49 @@ class HostNetwork:
         return [f"{veth.ifname} ({veth.mac}) in bridge {veth.bridge} as {veth.host_ifname}"]
 
     def hot_add_veth(self, ctid: int, pid: int, veth: Veth) -> list[str]:
-        """Add a veth interface to a running container at once."""
-        tmp = f"vzn{int(ctid) % 100000}p{os.getpid() % 1000}"[:15]  # the peer's name until it is inside
+        """Add a veth interface to a running container at once: a new pair, or nothing.
+        If the setup after creating it fails, the pair is deleted again."""
         with IPRoute() as ipr:
-            if _index(ipr, veth.host_ifname) is None:
-                ipr.link("add", ifname=veth.host_ifname, kind="veth", peer={"ifname": tmp, "address": veth.mac})
-                ipr.link("set", index=_index(ipr, tmp), net_ns_pid=int(pid))
-        with _netns(pid) as ns:
-            inner = _index(ns, tmp)
-            if inner is not None:
-                ns.link("set", index=inner, ifname=veth.ifname)
-        return self.setup_veth(ctid, pid, veth)
+            _bridge_index(ipr, veth.bridge)  # before anything is made
+        self._create_pair(ctid, pid, veth.host_ifname, veth.ifname, veth.mac)
+        try:
+            return self.setup_veth(ctid, pid, veth)
+        except BaseException:
+            self.remove_veth(ctid, pid, veth.host_ifname)
+            raise
 
-    def remove_veth(self, host_ifname: str) -> None:
+    def _create_pair(self, ctid: int, pid: int, host_name: str, inner_name: str, inner_mac: str | None = None) -> None:
+        """One netlink request makes the pair, its inner end already inside the container: it fails
+        (EEXIST) rather than take over an interface that bears one of the names."""
         with IPRoute() as ipr:
-            idx = _index(ipr, host_ifname)
-            if idx is not None:
-                ipr.link("del", index=idx)  # its peer inside the container goes with it
+            if _index(ipr, host_name) is not None:
+                raise ForeignInterface(f"host interface {host_name} exists already: the panel makes its own "
+                                       f"interfaces and never takes one over")
+            with _netns(pid) as ns:
+                if _index(ns, inner_name) is not None:
+                    raise NetworkError(f"container {int(ctid)} already has an interface {inner_name}")
+            peer = {"ifname": inner_name, **({"address": inner_mac} if inner_mac else {})}
+            fd = os.open(_netns_path(pid), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("add", ifname=host_name, kind="veth", peer={**peer, "net_ns_fd": fd})
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise ForeignInterface(f"{host_name} on the host or {inner_name} in container {int(ctid)} "
+                                           f"appeared meanwhile: nothing was made") from None
+                raise NetworkError(f"could not make {host_name}: {exc}") from None
+            finally:
+                os.close(fd)
+            ipr.link("set", index=_index(ipr, host_name), ifalias=owner_alias(ctid, inner_name))
+
+    def remove_veth(self, ctid: int, pid: int, host_ifname: str) -> bool:
+        """Delete the container's interface whose host end is `host_ifname` (its peer inside goes
+        with it). False if no interface has that name; ForeignInterface if it is not the container's."""
+        with IPRoute() as ipr:
+            if _index(ipr, host_ifname) is None:
+                return False
+            idx, _ = owned_host_end(ipr, ctid, pid, host_ifname)
+            ipr.link("del", index=idx)
+        return True
 
     # -- bridges and live figures --------------------------------------------
     def bridges(self) -> list[dict]:

@@ -1,20 +1,22 @@
 """Building OS templates: debootstrap a Debian or Ubuntu root filesystem, prepare it for
 containers, and pack a root filesystem (a fresh build or a stopped container) as a template.
 
-A template made from a container is packed straight from the container's files with tar
-excludes and replacement files, so the panel never writes into (or follows links in) a
-tree a tenant controls: its identity (hostname, machine-id, SSH host keys, logs, shell
-history) is left out rather than deleted.
+A template made from a container is packed from a read-only view of the container's files
+(safefs.readonly_view: no symlink is followed there) with tar excludes and replacement files,
+so the panel never writes into (or follows links in) a tree a tenant controls: its identity
+(hostname, machine-id, SSH host keys, logs, shell history) is left out rather than deleted.
+Whatever is read there (os-release, what /sbin/init is) goes through safefs.
 """
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
-
+from .safefs import SafeFsError, Tree, resolved_name
 
 DEBIAN_INCLUDE = ["systemd-sysv", "ifupdown", "iproute2", "iputils-ping", "openssh-server", "ca-certificates",
                   "less", "procps", "netbase"]
@@ -43,6 +45,7 @@ IDENTITY_EXCLUDES = ["./etc/hostname", "./etc/machine-id", "./var/lib/dbus/machi
                      "./var/log/*", "./root/.bash_history", "./root/.ssh/authorized_keys",
                      "./home/*/.bash_history", "./etc/vzdump", "./tmp/*", "./var/tmp/*", "./var/cache/apt/archives/*.deb",
                      "./var/lib/apt/lists/*"]
+OS_RELEASE_LIMIT = 64 << 10  # a real os-release is under 1 KiB
 RELEASE_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 ARCH_RE = re.compile(r"^[a-z0-9_]{2,16}$")
 
@@ -96,79 +99,47 @@ def debootstrap(target: Path, release: str, mirror: str, arch: str | None = None
 
 
 def prepare_for_container(rootfs: Path, log=lambda _m: None) -> None:
-    """Make a fresh build suit a container. Only for trees the panel built itself."""
-    etc = rootfs / "etc"
-    systemd_dir = etc / "systemd" / "system"
-    systemd_dir.mkdir(parents=True, exist_ok=True)
-    for unit in MASKED_UNITS:
-        link = systemd_dir / unit
-        if link.exists() or link.is_symlink():
-            link.unlink()
-        os.symlink("/dev/null", link)
-    (etc / "fstab").write_text(FSTAB)
-    (etc / "hostname").write_text("localhost\n")
-    (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    resolv = etc / "resolv.conf"
-    if resolv.is_symlink():
-        resolv.unlink()
-    resolv.write_text("# vzpanel writes the nameservers here (vzctl set --nameserver)\n")
-    (etc / "machine-id").write_text("")  # systemd makes one at first boot
-    dbus_id = rootfs / "var" / "lib" / "dbus" / "machine-id"
-    if dbus_id.exists() or dbus_id.is_symlink():
-        dbus_id.unlink()
-    for key in (etc / "ssh").glob("ssh_host_*"):
-        key.unlink()
-    if (etc / "ssh").is_dir():
-        (rootfs / KEYGEN_UNIT).write_text(FIRST_BOOT_KEYGEN)
-        wants = rootfs / KEYGEN_WANTS
-        wants.parent.mkdir(parents=True, exist_ok=True)
-        if not wants.is_symlink():
-            os.symlink("/etc/systemd/system/vzpanel-ssh-keygen.service", wants)
-    interfaces = etc / "network" / "interfaces"
-    if interfaces.parent.is_dir():
-        interfaces.write_text("# The panel configures venet0 and veth interfaces from the host.\n"
-                              "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n")
-    for cached in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-        cached.unlink()
-    lists = rootfs / "var" / "lib" / "apt" / "lists"
-    if lists.is_dir():
-        for entry in lists.iterdir():
-            if entry.is_file():
-                entry.unlink()
+    """Make a fresh build suit a container. Only for trees the panel built itself, and even
+    there through safefs: the packages' files decide what is a link in that tree."""
+    with Tree(rootfs, "the new root filesystem") as tree:
+        systemd_dir = "etc/systemd/system"
+        tree.makedirs(systemd_dir, 0o755)
+        for unit in MASKED_UNITS:
+            tree.symlink(f"{systemd_dir}/{unit}", "/dev/null")
+        tree.write("etc/fstab", FSTAB)
+        tree.write("etc/hostname", "localhost\n")
+        tree.write("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        tree.write("etc/resolv.conf", "# vzpanel writes the nameservers here (vzctl set --nameserver)\n")
+        tree.write("etc/machine-id", "")  # systemd makes one at first boot
+        tree.unlink("var/lib/dbus/machine-id")
+        for name in tree.listdir("etc/ssh"):
+            if name.startswith("ssh_host_"):
+                tree.unlink(f"etc/ssh/{name}")
+        if _is_dir(tree, "etc/ssh"):
+            tree.write(KEYGEN_UNIT, FIRST_BOOT_KEYGEN)
+            tree.makedirs(KEYGEN_WANTS.rsplit("/", 1)[0], 0o755)
+            tree.symlink(KEYGEN_WANTS, "/etc/systemd/system/vzpanel-ssh-keygen.service")
+        if _is_dir(tree, "etc/network"):
+            tree.write("etc/network/interfaces", "# The panel configures venet0 and veth interfaces from the host.\n"
+                       "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n")
+        for name in tree.listdir("var/cache/apt/archives"):
+            if name.endswith(".deb"):
+                tree.unlink(f"var/cache/apt/archives/{name}")
+        for name in tree.listdir("var/lib/apt/lists"):
+            found = tree.lstat(f"var/lib/apt/lists/{name}")
+            if found is not None and stat.S_ISREG(found.st_mode):
+                tree.unlink(f"var/lib/apt/lists/{name}")
     log("Prepared for containers: udev and hardware gettys masked, fstab, hosts, resolv.conf, "
         "machine-id emptied, SSH host keys made at first boot")
 
 
-def resolve_in_root(rootfs: Path, path: str, hops: int = 40) -> Path | None:
-    """Where `path` leads inside `rootfs`, following symlinks as the container would (absolute
-    links restart at its root, never the host's); None if it does not exist."""
-    parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]
-    current: list[str] = []
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = rootfs.joinpath(*current, part)
-        if candidate.is_symlink():
-            hops -= 1
-            if hops < 0:
-                return None
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            parts = [p for p in target.strip("/").split("/") if p not in ("", ".")] + parts
-            continue
-        if not candidate.exists():
-            return None
-        current.append(part)
-    return rootfs.joinpath(*current)
+def _is_dir(tree: Tree, path: str) -> bool:
+    found = tree.lstat(path)
+    return found is not None and stat.S_ISDIR(found.st_mode)
 
 
 def uses_systemd(rootfs: Path) -> bool:
-    init = resolve_in_root(rootfs, "sbin/init")
-    return init is not None and init.name == "systemd"
+    return resolved_name(rootfs, "sbin/init") == "systemd"
 
 
 def pack_rootfs(rootfs: Path, target: Path, *, strip_identity: bool = False, log=lambda _m: None) -> Path:
@@ -190,7 +161,7 @@ def pack_rootfs(rootfs: Path, target: Path, *, strip_identity: bool = False, log
             (extra / "etc" / "hostname").write_text("localhost\n")
             (extra / "etc" / "machine-id").write_text("")
             added = ["./vzpanel-replace/etc/hostname", "./vzpanel-replace/etc/machine-id"]
-            if uses_systemd(rootfs) and resolve_in_root(rootfs, "usr/bin/ssh-keygen"):
+            if uses_systemd(rootfs) and resolved_name(rootfs, "usr/bin/ssh-keygen"):
                 unit = extra / KEYGEN_UNIT
                 unit.parent.mkdir(parents=True)
                 unit.write_text(FIRST_BOOT_KEYGEN)
@@ -221,12 +192,19 @@ def pack_rootfs(rootfs: Path, target: Path, *, strip_identity: bool = False, log
     return target
 
 
-def os_release(rootfs: Path) -> dict:
-    """ID, VERSION_ID and friends from the tree's os-release, read without leaving the tree."""
-    found = resolve_in_root(rootfs, "etc/os-release") or resolve_in_root(rootfs, "usr/lib/os-release")
+def os_release(rootfs: Path, log=lambda _m: None) -> dict:
+    """ID, VERSION_ID and friends from the tree's os-release, read without leaving the tree and
+    with a size cap; {} (and a log line saying why) when it cannot be read."""
+    try:
+        with Tree(rootfs) as tree:
+            data = tree.read_resolved("etc/os-release", OS_RELEASE_LIMIT)
+            if data is None:
+                data = tree.read_resolved("usr/lib/os-release", OS_RELEASE_LIMIT)
+    except SafeFsError as exc:
+        log(f"The distribution is not recorded: {exc}")
+        return {}
     out = {}
-    if found and found.is_file():
-        for line in found.read_text(errors="replace").splitlines():
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip().strip('"')
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        out[key.strip()] = value.strip().strip('"')
     return out

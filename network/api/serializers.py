@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from hosts.models import Host
 from network.models import IPAddress, IPPool, NetInterface
+from tenancy.models import Tenant
 
 
 class AddressSerializer(serializers.ModelSerializer):
@@ -76,14 +77,16 @@ class DNSSerializer(serializers.Serializer):
 class PoolSerializer(serializers.ModelSerializer):
     hosts = serializers.SlugRelatedField(slug_field="name", many=True, queryset=Host.objects.all(), required=False,
                                          help_text="hosts that may use it; none: all")
+    tenants = serializers.SlugRelatedField(slug_field="slug", many=True, queryset=Tenant.objects.all(), required=False,
+                                           help_text="tenants whose members may take addresses from it")
     used = serializers.SerializerMethodField(help_text="addresses handed out of it")
     total = serializers.SerializerMethodField(help_text="how many it holds; null for a whole IPv6 network")
     total_text = serializers.SerializerMethodField(help_text='the total as shown, e.g. "11" or "/64"')
 
     class Meta:
         model = IPPool
-        fields = ["id", "name", "network", "gateway", "ranges", "hosts", "description", "used", "total",
-                  "total_text"]
+        fields = ["id", "name", "network", "gateway", "ranges", "hosts", "tenants", "shared", "description", "used",
+                  "total", "total_text"]
         read_only_fields = ["id", "used", "total", "total_text"]
         # The model's clean() (through network.services.save_pool) checks these; no unique validator
         # here so the service's message is the one callers get.
@@ -106,3 +109,8 @@ class BridgeSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=15)
     address = serializers.CharField(required=False, allow_blank=True, allow_null=True,
                                     help_text="optional, CIDR such as 10.0.0.1/24")
+
+
+class BridgeGrantSerializer(serializers.Serializer):
+    bridges = serializers.ListField(child=serializers.CharField(max_length=15), allow_empty=True,
+                                    help_text="bridge names its members may use besides each host's default bridge")

@@ -11,7 +11,9 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.permissions import get_container_for_user, is_admin, manages_hosts, visible_hosts
+from accounts.decorators import api_page_for
+from accounts.permissions import (get_container_for_user, get_tenant_for_user, is_admin, manages_hosts, oversees_people,
+                                  visible_hosts, visible_pools)
 from containers.api.views import accepted, refused
 from network import services
 from network.models import IPPool
@@ -19,8 +21,8 @@ from network.views import container_network, host_bridges
 from tasks.api.serializers import TaskSerializer
 from tasks.services import TaskError
 
-from .serializers import (BridgeSerializer, ContainerNetworkSerializer, DNSSerializer, IPAddSerializer,
-                          IPDelSerializer, NetifAddSerializer, NetifDelSerializer, PoolSerializer)
+from .serializers import (BridgeGrantSerializer, BridgeSerializer, ContainerNetworkSerializer, DNSSerializer,
+                          IPAddSerializer, IPDelSerializer, NetifAddSerializer, NetifDelSerializer, PoolSerializer)
 
 
 def invalid(ser):
@@ -97,12 +99,15 @@ class ContainerNetworkViewSet(viewsets.ViewSet):
 
 
 class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """IP pools: everyone signed in may list them; administrators define them."""
+    """IP pools: the global roles see all, tenant admins their tenants' and the shared ones;
+    administrators define them."""
 
     serializer_class = PoolSerializer
+    permission_classes = [api_page_for(oversees_people, "IP pools")]
 
     def get_queryset(self):
-        return IPPool.objects.annotate(used=Count("addresses", distinct=True)).prefetch_related("hosts")
+        return (visible_pools(self.request.user).annotate(used=Count("addresses", distinct=True))
+                .prefetch_related("hosts", "tenants"))
 
     @extend_schema(request=PoolSerializer, responses={201: PoolSerializer})
     def create(self, request):
@@ -112,10 +117,10 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if not ser.is_valid():
             return invalid(ser)
         data = dict(ser.validated_data)
-        hosts = data.pop("hosts", None)
+        hosts, tenants = data.pop("hosts", None), data.pop("tenants", None)
         try:
             with transaction.atomic():
-                pool = services.save_pool(request.user, IPPool(**data), hosts=hosts)
+                pool = services.save_pool(request.user, IPPool(**data), hosts=hosts, tenants=tenants)
         except TaskError as exc:
             return refused(exc)
         return Response(PoolSerializer(self.get_queryset().get(pk=pool.pk)).data, status=status.HTTP_201_CREATED)
@@ -153,3 +158,27 @@ class HostBridgeViewSet(viewsets.ViewSet):
         except TaskError as exc:
             return refused(exc)
         return accepted(request, task)
+
+
+@extend_schema(parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, description="tenant slug")])
+class TenantBridgeViewSet(viewsets.ViewSet):
+    """/api/tenants/<slug>/bridges/: the bridges a tenant's members may use besides each host's default
+    bridge. Whoever sees the tenant may read them; a POST of {"bridges": [...]} (administrators) sets them."""
+
+    serializer_class = BridgeGrantSerializer
+
+    def list(self, request, slug=None):
+        tenant = get_tenant_for_user(request.user, slug)
+        return Response({"tenant": tenant.slug, "bridges": services.granted_bridges(tenant)})
+
+    @extend_schema(request=BridgeGrantSerializer, responses=BridgeGrantSerializer)
+    def create(self, request, slug=None):
+        tenant = get_tenant_for_user(request.user, slug)
+        ser = BridgeGrantSerializer(data=request.data)
+        if not ser.is_valid():
+            return invalid(ser)
+        try:
+            names = services.set_bridge_grants(request.user, tenant, ser.validated_data["bridges"])
+        except TaskError as exc:
+            return refused(exc)
+        return Response({"tenant": tenant.slug, "bridges": names})

@@ -18,7 +18,7 @@ from panel.env import env
 
 
 class Command(BaseCommand):
-    help = "Run redis-server (unless REDIS_URL is set), the host agent and the web server."
+    help = "Run redis-server (unless REDIS_URL is set), the host agent, the scheduler and the web server."
 
     def handle(self, *args, **opts):
         var = Path(settings.VAR_DIR)
@@ -42,12 +42,14 @@ class Command(BaseCommand):
             procs.append((name, subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True, env=env)))
 
         if not os.environ.get("REDIS_URL"):
-            sock = var / "run" / "redis.sock"
-            (var / "run").mkdir(parents=True, exist_ok=True)
-            (var / "redis").mkdir(parents=True, exist_ok=True)
-            spawn("redis", [*unprivileged, "redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "770",
-                            "--dir", str(var / "redis"), "--save", "60 1", "--appendonly", "no",
-                            "--daemonize", "no", "--logfile", ""])
+            # As the redis system user, never the web user (who could then read its memory and
+            # configuration); every client logs in, the web user as a user without ACL or CONFIG.
+            from tasks.redis_server import RedisSetupError, prepare
+            try:
+                argv, sock = prepare(var, web_group=settings.WEB_USER if unprivileged else None)
+            except RedisSetupError as exc:
+                raise CommandError(str(exc)) from None
+            spawn("redis", argv)
             deadline = time.monotonic() + 10
             while not sock.exists():
                 if time.monotonic() > deadline or procs[-1][1].poll() is not None:
@@ -56,6 +58,7 @@ class Command(BaseCommand):
                 time.sleep(0.05)
         # This machine's agent gets a fresh token at each start (other hosts' agents get theirs from
         # the host page or `manage.py hostctl token NAME`); it travels in the environment only.
+        # The agent (root: it reads the Redis administrator's password) makes the Redis users.
         from hosts.models import Host
         from hosts.services import issue_token
         local = Host.objects.filter(name=settings.PANEL_HOST_NAME).first()

@@ -11,11 +11,9 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from accounts.audit import current_address
-from tasks.queue import redis_connection
+from tasks.queue import SCHEDULER_LOCK_KEY, redis_connection
 
 logger = logging.getLogger("vzpanel.scheduler")
-
-LOCK_KEY = "vzpanel:scheduler:pass"
 
 
 def run_pass() -> list[str]:
@@ -42,7 +40,7 @@ class Command(BaseCommand):
         interval = settings.SCHEDULER_SECONDS
         while True:
             started = time.monotonic()
-            if redis_connection().set(LOCK_KEY, "1", nx=True, ex=max(5, interval - 1)):
+            if redis_connection().set(SCHEDULER_LOCK_KEY, "1", nx=True, ex=max(5, interval - 1)):
                 try:
                     for line in run_pass():
                         self.stdout.write(line)

@@ -40,10 +40,17 @@ class Command(BaseCommand):
             if path.exists():
                 os.chown(path, owner, user.pw_gid)
                 os.chmod(path, mode)
-        for sub in ("uploads", "redis", "run"):
-            (var / sub).mkdir(exist_ok=True)
-            os.chown(var / sub, user.pw_uid, user.pw_gid)
-            os.chmod(var / sub, 0o770)
+        # var/redis and var/run are redis's, never the web user's (tasks/redis_server.py, at each start).
+        # Uploads stream onto the backup storage, into a directory of the web user's own; the dump
+        # directory above it is root's and the panel's group's only (archives are 0640).
+        uploads, dump = Path(settings.UPLOAD_DIR), Path(settings.PANEL_DUMP_DIR)
+        dump.mkdir(parents=True, exist_ok=True)
+        if uploads.parent == dump:
+            os.chown(dump, 0, user.pw_gid)
+            os.chmod(dump, 0o750)
+        uploads.mkdir(parents=True, exist_ok=True)
+        os.chown(uploads, user.pw_uid, user.pw_gid)
+        os.chmod(uploads, 0o700)
         for extra in (Path(str(settings.DB_PATH) + "-wal"), Path(str(settings.DB_PATH) + "-shm")):
             if extra.exists():
                 os.chown(extra, user.pw_uid, user.pw_gid)
