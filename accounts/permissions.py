@@ -237,7 +237,9 @@ def visible_backups(user):
         return qs
     if role_of(user) == "anonymous":
         return qs.none()
-    return qs.filter(Q(owner=user) | Q(container__owner=user) | Q(tenant_id__in=administered_tenant_ids(user)))
+    # Through the containers the user owns now, or as a tenant admin: never through Backup.owner alone,
+    # which would keep a member removed from the tenant in its archives.
+    return qs.filter(Q(container__owner=user) | Q(tenant_id__in=administered_tenant_ids(user)))
 
 
 def manageable_backups(user):

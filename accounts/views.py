@@ -156,6 +156,7 @@ def otp_verify(request):
     if request.method == "POST":
         if form.is_valid():
             otp_login(request, device)
+            request.session.cycle_key()  # a session fixed before the code must not become a verified one
             record(user, "2fa.verify")
             return redirect(next_url)
         record(user, "2fa.verify", result="failed", detail="; ".join(form.errors.get("token", [])))

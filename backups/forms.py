@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .jobs_service import (JobInvalid, job_containers, job_storages, job_tenants, parse_mailto, validate_schedule)
+from .jobs_service import (JobInvalid, StorageChoice, job_containers, job_storages, job_tenants, parse_mailto,
+                          validate_schedule)
 from .models import BackupJob, BackupMode, Compression
 from .retention import RULES
 
@@ -59,6 +60,7 @@ class BackupJobForm(forms.Form):
         self.fields["containers"].queryset = cts
         self.fields["excluded"].queryset = cts
         self.fields["storage"].queryset = job_storages()
+        self.fields["storage"].label_from_instance = StorageChoice(user)
         for key in RULES:
             self.fields[key] = forms.IntegerField(
                 label=key.replace("_", "-"), required=False, min_value=0,

@@ -1,13 +1,13 @@
 """Agent side of backups: vzdump (stop, suspend, snapshot), restore, verify, delete, import."""
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,7 +16,8 @@ from containers.engine.ctconf import parse_pct_conf, parse_vps_conf, render_pct_
 from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions, ArchiveReport, create_archive,
                                       log_path_for, open_archive, remove_archive, rsync_copy, safe_extract,
                                       scan_archive, sha256_fd, verify_archive, write_private, ARCHIVE_MODE,
-                                      prepare_dump_dir)
+                                      prepare_dump_dir, entry_of, is_file_of, place_open_file, unlink_if_same)
+from containers.engine.safefs import SafeFsError, root_only_dir
 from containers.jobs import as_task_failure, live_view, lxc_for, network_up, record_state, refresh_state, spec_for
 from containers.models import Container
 from network.services import restore_network
@@ -48,7 +49,10 @@ def backup(task, log):
         raise TaskFailed(f"container {task.ctid} no longer exists")
     p = task.params
     lxc = lxc_for(task.host)
-    dump_dir = Path(p.get("dump_dir") or task.host.dump_dir)
+    try:  # a storage or the host's dump directory, from rows: root's alone, or no archive goes there
+        dump_dir = root_only_dir(p.get("dump_dir") or task.host.dump_dir, "dump directory")
+    except SafeFsError as exc:
+        raise TaskFailed(str(exc)) from None
     excludes = (STD_EXCLUDES if p.get("stdexcludes") else []) + list(p.get("exclude_paths") or [])
     opts = ArchiveOptions(compress=p.get("compress", "zst"), level=p.get("level"), threads=p.get("threads"),
                           excludes=excludes, bwlimit_kbps=p.get("bwlimit_kbps"), gid=panel_gid())
@@ -273,6 +277,15 @@ def import_archive(task, log):
     match = ARCHIVE_RE.match(source.name)
     if not match:
         raise TaskFailed(f"{source} is not a vzdump archive on host {task.host.name}")
+    # Only what was uploaded, or placed in the dump directory by an administrator: the row does not
+    # get to name any other file of the host.
+    try:
+        source = entry_of(settings.UPLOAD_DIR, source)
+    except ArchiveError:
+        try:
+            source = entry_of(task.host.dump_dir, source)
+        except ArchiveError:
+            raise TaskFailed(f"{source} is neither an upload nor in the dump directory of {task.host.name}") from None
     kind, ctid = match.group(1), int(match.group(2))
     try:
         fd = open_archive(source)
@@ -285,23 +298,26 @@ def import_archive(task, log):
                 raise ArchiveError("the archive has no ./etc/vzdump/pct.conf or vps.conf: not a vzdump archive")
         except ArchiveError as exc:
             if _is_staged(source):
-                _unlink_if_same(source, fd)
+                unlink_if_same(source, fd)
             raise TaskFailed(f"{exc}; the archive was not imported") from None
         config = _restored_config(report.config)
         log(f"{report.checked} members; configuration from ./{report.config[0]}: "
             + ", ".join(f"{k}={v}" for k, v in config.items()))
-        dump_dir = Path(task.host.dump_dir)
+        try:
+            dump_dir = root_only_dir(task.host.dump_dir, "dump directory")
+        except SafeFsError as exc:
+            raise TaskFailed(str(exc)) from None
         prepare_dump_dir(dump_dir, panel_gid())
         target = dump_dir / source.name
-        if not _is_file_of(target, fd):
+        if not is_file_of(target, fd):
             if target.exists() or target.is_symlink():
                 raise TaskFailed(f"{target} exists already")
             # The file is the uploader's (the web user's) until now: root's from here, 0640 to the panel.
             gid = panel_gid()
             os.fchown(fd, 0, gid if gid is not None else 0)
             os.fchmod(fd, ARCHIVE_MODE)
-            _place(fd, target)
-            _unlink_if_same(source, fd)
+            place_open_file(fd, target)
+            unlink_if_same(source, fd)
         size, sha256 = os.fstat(fd).st_size, sha256_fd(fd)
     finally:
         os.close(fd)
@@ -313,49 +329,9 @@ def import_archive(task, log):
     return {"backup": row.pk, "filename": row.filename, "config": config}
 
 
-def _is_file_of(path: Path, fd: int) -> bool:
-    """Does `path` itself (not a link there) name the open file `fd`?"""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
-
-
-def _unlink_if_same(path: Path, fd: int) -> None:
-    if _is_file_of(path, fd):
-        path.unlink(missing_ok=True)
-
-
-def _place(fd: int, target: Path) -> None:
-    """Give the open file the name `target`: a hard link on the same filesystem, else a copy made
-    under a temporary name and renamed when complete."""
-    try:
-        os.link(f"/proc/self/fd/{fd}", target)  # follows the fd's magic link to the file itself
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
-    try:
-        with open(partial, "xb") as out:
-            offset = 0
-            while block := os.pread(fd, 1 << 20, offset):
-                out.write(block)
-                offset += len(block)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
 def panel_gid() -> int | None:
     """The web user's group: it serves downloads, so archives are readable by it (and root) only."""
     import grp
-
-    from django.conf import settings
     try:
         return grp.getgrnam(settings.WEB_USER).gr_gid if settings.WEB_USER else None
     except KeyError:
@@ -364,5 +340,4 @@ def panel_gid() -> int | None:
 
 def _is_staged(path: Path) -> bool:
     """An upload waiting to be imported (ours to delete), not a file an admin placed."""
-    from django.conf import settings
     return os.path.realpath(path.parent) == os.path.realpath(settings.UPLOAD_DIR)

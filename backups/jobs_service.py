@@ -22,6 +22,7 @@ from accounts import audit
 from accounts.permissions import (administered_tenant_ids, manageable_containers, manages_all_containers,
                                   visible_backup_jobs)
 from containers.models import Container
+from containers.validators import is_ascii_number
 from containers.services import InvalidRequest, NotAllowed
 from tasks.choices import ACTIVE_STATES, TaskStatus, TaskType
 from tasks.models import Task
@@ -127,6 +128,17 @@ def job_storages() -> QuerySet[BackupStorage]:
     return BackupStorage.objects.filter(enabled=True).select_related("host")
 
 
+class StorageChoice:
+    """How a storage is named in a form: with host and path for who sees hosts, by name for tenants."""
+
+    def __init__(self, user):
+        from accounts.permissions import sees_infrastructure
+        self.full = sees_infrastructure(user)
+
+    def __call__(self, storage: BackupStorage) -> str:
+        return str(storage) if self.full else storage.name
+
+
 def get_job_for_user(user, pk, manage: bool = False) -> BackupJob:
     """The job `pk` if `user` may see it: 404 otherwise; 403 if `manage` and they may only look."""
     from django.core.exceptions import PermissionDenied
@@ -167,16 +179,18 @@ def parse_mailto(text: str) -> list[str]:
     return seen
 
 
-def _as_containers(values, field: str) -> list[Container]:
-    """Containers from model instances, primary keys or CTIDs (ints or strings)."""
+def _as_containers(values, field: str, user=None) -> list[Container]:
+    """Containers from model instances or CTIDs (ints or strings), looked up among those `user` may put
+    in a job: a CTID that does not exist and one that is not theirs answer alike."""
+    usable = Container.objects.all() if user is None else job_containers(user)
     out = []
     for value in values or ():
         if isinstance(value, Container):
             out.append(value)
             continue
-        ct = Container.objects.filter(ctid=int(value)).first() if str(value).isdigit() else None
+        ct = usable.filter(ctid=int(value)).first() if is_ascii_number(str(value)) else None
         if ct is None:
-            raise JobInvalid(f"There is no container {value}.", field)
+            raise JobInvalid(f"There is no container {value} you may back up.", field)
         out.append(ct)
     return out
 
@@ -221,10 +235,13 @@ def _validate(user, data: dict, job: BackupJob | None = None) -> dict:
     # The tenant, and the containers, within what the user may manage.
     tenant = clean["tenant"] if "tenant" in clean else (job.tenant if job else None)
     if tenant is not None and not isinstance(tenant, Tenant):
-        found = Tenant.objects.filter(Q(slug=str(tenant)) | Q(pk=int(tenant) if str(tenant).isdigit() else None))
+        # Among the tenants the user may use: one answer whether a tenant does not exist or is not theirs.
+        usable = Tenant.objects.all() if user is None or manages_all_containers(user) \
+            else Tenant.objects.filter(pk__in=administered_tenant_ids(user))
+        found = usable.filter(Q(slug=str(tenant)) | Q(pk=int(tenant) if is_ascii_number(str(tenant)) else None))
         tenant = found.first()
         if tenant is None:
-            raise JobInvalid(f"There is no tenant {clean['tenant']}.", "tenant")
+            raise JobInvalid(f"There is no tenant {clean['tenant']} you may make backup jobs for.", "tenant")
     if user is not None and not manages_all_containers(user):
         allowed = administered_tenant_ids(user)
         if tenant is None:
@@ -244,7 +261,7 @@ def _validate(user, data: dict, job: BackupJob | None = None) -> dict:
     for field in ("containers", "excluded"):
         if field not in clean:
             continue
-        cts = _as_containers(clean[field], field)
+        cts = _as_containers(clean[field], field, user)
         if user is not None:
             mine = set(job_containers(user).filter(pk__in=[c.pk for c in cts]).values_list("pk", flat=True))
             for ct in cts:

@@ -15,7 +15,7 @@ from .engine.cgroups import CgroupError, Limits
 from .engine.commands import CommandError
 from .engine.diskimage import DiskImageError
 from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError
-from .engine.safefs import SafeFsError, Tree, readonly_view
+from .engine.safefs import SafeFsError, Tree, readonly_view, root_only_dir
 from .engine.vzdump import ArchiveError
 from .engine.templates import find_template
 from .models import Container
@@ -24,7 +24,8 @@ MAX_EXEC_OUTPUT = 1 << 20  # keep at most 1 MiB of a command's output in the tas
 
 
 def lxc_for(host) -> Lxc:
-    return Lxc(host.lxcpath)
+    """The host's containers: in an lxcpath root alone can change (the row's path is not trusted blindly)."""
+    return Lxc(root_only_dir(host.lxcpath, "lxcpath"))
 
 
 def views_dir() -> Path:

@@ -37,7 +37,7 @@ from .engine import transfer
 from .engine.commands import run
 from .engine.diskimage import MIB
 from .engine.lxc import ABSENT, Lxc
-from .jobs import _container, live_view, network_down, network_up, record_state, refresh_state, spec_for
+from .jobs import _container, live_view, lxc_for, network_down, network_up, record_state, refresh_state, spec_for
 from .models import Container
 
 # How long each destination step may take once its agent has it (mkfs of a big disk is the slowest).
@@ -109,7 +109,7 @@ class Migration:
         self.dest = Host.objects.filter(pk=task.params.get("dest_host_id")).first()
         if self.dest is None:
             raise TaskFailed("the destination host no longer exists")
-        self.lxc = Lxc(self.source.lxcpath)
+        self.lxc = lxc_for(self.source)
         self.online = bool(task.params.get("online"))
         self.remove_source = bool(task.params.get("remove_source", True))
         self.keep_dst = bool(task.params.get("keep_dst"))
@@ -376,7 +376,7 @@ def evacuate(task, log):
 def receive(task, log):
     import os
     params = task.params
-    lxc = Lxc(task.host.lxcpath)
+    lxc = lxc_for(task.host)
     tag = int(params["migration"])
     ct = _container(task)
     step = params.get("step")

@@ -2,6 +2,7 @@
 copy and delete. Every result lands in the cache only when complete and checked."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,12 +12,13 @@ from tasks.registry import handler
 from tasks.runner import TaskFailed
 
 from .engine import osbuild
+from .engine.safefs import root_only_dir
 from .engine.templates import remove_template, sha256_of, write_meta
 from .jobs import live_view, lxc_for
 
 
 def _cache(task) -> Path:
-    cache = Path(task.host.template_dir)
+    cache = root_only_dir(task.host.template_dir, "template directory")
     cache.mkdir(parents=True, exist_ok=True)
     return cache
 
@@ -89,17 +91,37 @@ def download(task, log):
 
 @handler(TaskType.TPL_IMPORT)
 def import_upload(task, log):
+    """Check an uploaded tarball and put it in the cache. Only a file directly in the uploads
+    directory is taken, opened once without following a link; every check, the deletion of a
+    refused one and the move into the cache go through that open file."""
+    from django.conf import settings
+
+    from .engine.fetch import FetchError, check_rootfs_tarball
+    from .engine.vzdump import ArchiveError, entry_of, open_archive, place_open_file, unlink_if_same
     p = task.params
-    source = Path(p["path"])
-    if not source.is_file() or source.is_symlink():
-        raise TaskFailed(f"the upload {source} is gone")
-    _checked(source, log)
-    suffix = next(s for s in (".tar.gz", ".tar.xz", ".tar.zst", ".tgz", ".tar") if source.name.endswith(s))
-    target = _cache(task) / f"{p['name']}{suffix}"
-    if target.exists():
-        source.unlink(missing_ok=True)
-        raise TaskFailed(f"{target} exists already")
-    shutil.move(str(source), str(target))
+    try:
+        source = entry_of(settings.UPLOAD_DIR, p["path"])
+        fd = open_archive(source)
+    except ArchiveError:
+        raise TaskFailed(f"the upload {p['path']} is gone or not an upload") from None
+    try:
+        try:
+            check = check_rootfs_tarball(fd)
+        except (FetchError, ArchiveError) as exc:
+            unlink_if_same(source, fd)
+            raise TaskFailed(f"{exc}; the file was deleted") from None
+        log(f"Checked: {check.members} members, init {check.init}")
+        suffix = next(s for s in (".tar.gz", ".tar.xz", ".tar.zst", ".tgz", ".tar") if source.name.endswith(s))
+        target = _cache(task) / f"{p['name']}{suffix}"
+        if os.path.lexists(target):
+            unlink_if_same(source, fd)
+            raise TaskFailed(f"{target} exists already")
+        os.fchown(fd, 0, 0)  # the web user's file until now: root's from here
+        os.fchmod(fd, 0o644)
+        place_open_file(fd, target)
+        unlink_if_same(source, fd)
+    finally:
+        os.close(fd)
     write_meta(target.parent, target.name, source="upload")
     _sync(task)
     return {"template": p["name"], "sha256": sha256_of(target)}

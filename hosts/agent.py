@@ -20,13 +20,12 @@ from redis.exceptions import AuthenticationError, ConnectionError as RedisConnec
 
 from containers.choices import ContainerStatus
 from containers.engine import sysinfo
-from containers.engine.lxc import Lxc
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
 import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
-from containers.jobs import record_state  # also registers the container task handlers
+from containers.jobs import lxc_for, record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from tasks.choices import TaskStatus, TaskType
 from tasks.models import Task
@@ -51,7 +50,7 @@ class Agent:
     def __init__(self, host: Host, token: str = ""):
         self.host = host
         self.token = token
-        self.lxc = Lxc(host.lxcpath)
+        self.lxc = lxc_for(host)  # refuses an lxcpath that anyone but root could change
         self._stop = threading.Event()
         self.revoked = False
 

@@ -10,10 +10,12 @@ from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import render
 
-from accounts.permissions import visible_containers, visible_hosts
+from accounts.decorators import page_for
+from accounts.permissions import sees_infrastructure, visible_containers, visible_hosts
 
 
 @login_required
+@page_for(sees_infrastructure, "Hosts")
 def host_list(request):
     hosts = visible_hosts(request.user).annotate(container_count=Count("containers"))
     return render(request, "hosts/list.html", {"hosts": hosts})

@@ -10,7 +10,12 @@ from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolVi
 from tasks.api.views import TaskViewSet
 from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, UserViewSet
 
-router = DefaultRouter()
+class Router(DefaultRouter):
+    # No ".json" suffix routes: the API answers JSON anyway, and not every view takes a `format` argument.
+    include_format_suffixes = False
+
+
+router = Router()
 router.register("containers", ContainerViewSet, basename="api-container")
 router.register("tasks", TaskViewSet, basename="api-task")
 router.register("templates", TemplateAdminViewSet, basename="api-template")

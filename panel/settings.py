@@ -264,6 +264,8 @@ REST_FRAMEWORK = {
         "accounts.api_auth.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: the browsable API's forms list every choice of a field (all tenants, all hosts).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "panel.pagination.CheckedLimitOffsetPagination",
     "PAGE_SIZE": 100,

@@ -265,7 +265,7 @@ def test_destination_disk_full_mid_copy(agent, second_host, admin_user, host, te
     h2, h2_agent = second_host
     # The destination's lxcpath is a small filesystem of its own, which fills up during the copy.
     lxcpath = Path(h2.lxcpath)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "vzpt-h2-tmpfs", str(lxcpath)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m,mode=0755", "vzpt-h2-tmpfs", str(lxcpath)], check=True)
     try:
         h2_agent.start()
         ct = counting_container(admin_user, host, template_name, 9805, filler_mb=24)

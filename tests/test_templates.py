@@ -5,6 +5,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from containers import ostemplates, services
 from containers.models import Container, OSTemplate
@@ -97,7 +98,7 @@ def _tarball(path: Path, entries):
                  ("./etc/evil", tarfile.REGTYPE, b"x", "")], "symlink"),
 ])
 def test_hostile_or_wrong_uploads_are_refused_and_deleted(agent, admin_user, host, tmp_path, case, entries, message):
-    staged = Path(agent.env()["PANEL_VAR_DIR"]) / "uploads"
+    staged = Path(settings.UPLOAD_DIR)  # where the web server streams uploads; the agent takes only those
     staged.mkdir(parents=True, exist_ok=True)
     upload = staged / f"{case}.tar.gz"
     _tarball(upload, entries)

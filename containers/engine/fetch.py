@@ -456,7 +456,7 @@ class TemplateCheck:
     init: str         # the init found, as a path in the container ("/sbin/init")
 
 
-def check_rootfs_tarball(path: Path, max_bytes: int | None = None) -> TemplateCheck:
+def check_rootfs_tarball(path: Path | int, max_bytes: int | None = None) -> TemplateCheck:
     """Read the whole template (plain tar, gzip, zstd or xz) through the restore's member
     checks (vzdump.scan_archive), without extracting anything, and make sure it holds an init.
 
@@ -466,12 +466,13 @@ def check_rootfs_tarball(path: Path, max_bytes: int | None = None) -> TemplateCh
     it, or that unpacks to more than `max_bytes`); FetchError when it is not a root filesystem
     (none of /sbin/init, /usr/sbin/init, /lib/systemd/systemd, /usr/lib/systemd/systemd, /bin/busybox).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FetchError(f"{path} does not exist")
+    if not isinstance(path, int):  # an open fd (an upload) or a path (a file of the agent's own)
+        path = Path(path)
+        if not path.is_file():
+            raise FetchError(f"{path} does not exist")
     report = scan_archive(path, max_bytes, watch=INIT_CANDIDATES)
     found = [name for name in INIT_CANDIDATES if name in report.watched]
     if not found:
-        raise FetchError(f"{path.name} is not a root filesystem: no /sbin/init, /usr/sbin/init, "
+        raise FetchError(f"{'the tarball' if isinstance(path, int) else path.name} is not a root filesystem: no /sbin/init, /usr/sbin/init, "
                          "/lib/systemd/systemd, /usr/lib/systemd/systemd or /bin/busybox in it")
     return TemplateCheck(members=report.members, bytes=report.bytes, init="/" + found[0])

@@ -465,3 +465,30 @@ def resolved_name(root: str | os.PathLike, path: str) -> str | None:
     except SafeFsError:
         return None
     return None if found is None else found.rsplit("/", 1)[-1]
+
+
+def root_only_dir(path: str | os.PathLike, what: str = "directory") -> Path:
+    """`path` (absolute) if root alone can change it and every directory above it: owned by root and
+    not writable by group or others (a world-writable directory with the sticky bit, like /tmp, is
+    fine above it: nobody else can rename or replace root's entries there). The part of it that does
+    not exist yet is checked at its nearest existing parent. Where the agent keeps containers,
+    templates and archives comes from database rows, which the web user can write: this keeps such a
+    row from pointing root at a directory that user prepared (with an LXC hook in a config, say)."""
+    path = Path(path)
+    if not path.is_absolute() or ".." in path.parts:
+        raise SafeFsError(f"the {what} {path} is not an absolute path without '..'")
+    current = Path("/")
+    for part in ("/", *path.parts[1:]):
+        current = current / part if part != "/" else current
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            break  # the agent makes the rest itself, as root
+        if stat.S_ISLNK(st.st_mode):
+            raise SafeFsError(f"the {what} {path} goes through the symbolic link {current}")
+        sticky = st.st_mode & stat.S_ISVTX and current != path
+        if st.st_uid != 0 or (st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky):
+            raise SafeFsError(f"the {what} {path} is not root's alone ({current} is owned by uid {st.st_uid}, "
+                              f"mode {stat.S_IMODE(st.st_mode):o}): the agent works only in directories "
+                              "that no other user can change")
+    return path

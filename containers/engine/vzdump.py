@@ -21,6 +21,7 @@ an archive declares, and every process started is reaped on every path.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -68,7 +69,13 @@ DUMP_DIR_MODE = 0o750
 
 
 def _private_opener(path, flags):
-    return os.open(path, flags, ARCHIVE_MODE)
+    """A new file, never one reached through a link planted at its name (a storage directory may be
+    writable by others): whatever is there is removed, and the file is made O_EXCL|O_NOFOLLOW."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags | os.O_EXCL | os.O_NOFOLLOW, ARCHIVE_MODE)
 
 
 def keep_private(path: Path, gid: int | None) -> None:
@@ -86,9 +93,12 @@ def write_private(path: Path, text: str, gid: int | None = None) -> None:
 
 
 def prepare_dump_dir(dump_dir: Path, gid: int | None) -> None:
-    """The dump directory: made if missing, 0750 and the panel's group, so other local users
-    cannot list or read tenants' backups."""
-    dump_dir.mkdir(parents=True, exist_ok=True)
+    """The dump directory, made if missing: 0750 and the panel's group, so other local users cannot
+    list tenants' backups. An existing directory is left as its administrator made it (a storage
+    may be any directory: the agent never changes the mode or group of one it did not make)."""
+    if dump_dir.is_dir():
+        return
+    dump_dir.mkdir(parents=True, exist_ok=True, mode=DUMP_DIR_MODE)
     os.chmod(dump_dir, DUMP_DIR_MODE)
     if gid is not None:
         os.chown(dump_dir, -1, gid)
@@ -287,6 +297,54 @@ def open_archive(path: Path) -> int:
         raise ArchiveError(f"{path} is not a regular file")
     os.set_blocking(fd, True)  # O_NONBLOCK only kept the open from hanging on a FIFO
     return fd
+
+
+def is_file_of(path: Path, fd: int) -> bool:
+    """Does `path` itself (not a link there) name the open file `fd`?"""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def unlink_if_same(path: Path, fd: int) -> None:
+    if is_file_of(path, fd):
+        path.unlink(missing_ok=True)
+
+
+def place_open_file(fd: int, target: Path) -> None:
+    """Give the open file the name `target`: a hard link on the same filesystem, else a copy made
+    under a temporary name and renamed when complete."""
+    try:
+        os.link(f"/proc/self/fd/{fd}", target)  # follows the fd's magic link to the file itself
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        with open(partial, "xb") as out:
+            offset = 0
+            while block := os.pread(fd, 1 << 20, offset):
+                out.write(block)
+                offset += len(block)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def entry_of(directory: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """`path` if it names an entry directly inside `directory` (the directory by its real path;
+    the entry itself is opened later without following a link). Refuses anything else, so a task
+    row cannot point the agent at another file of the host."""
+    path = Path(path)
+    if path.name in ("", ".", "..") or os.path.realpath(path.parent) != os.path.realpath(directory):
+        raise ArchiveError(f"{path} is not in {directory}")
+    return Path(os.path.realpath(directory)) / path.name
 
 
 def sha256_fd(fd: int) -> str:

@@ -1,11 +1,12 @@
 """Hosts over the API: everyone signed in sees them; administrators and operators drain and
 evacuate; administrators add, remove and handle tokens (403 for the rest)."""
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import PermissionDenied
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.permissions import visible_hosts
+from accounts.permissions import sees_infrastructure, visible_hosts
 from containers.api.views import accepted, refused
 from hosts import services
 from tasks.api.serializers import TaskSerializer
@@ -21,6 +22,11 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return visible_hosts(self.request.user)
+
+    def list(self, request, *args, **kwargs):
+        if not sees_infrastructure(request.user):  # a page that is not part of the role (a host: 404)
+            raise PermissionDenied("Hosts are not part of your role.")
+        return super().list(request, *args, **kwargs)
 
     def _call(self, request, serializer_class, func):
         data = {}

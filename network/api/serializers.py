@@ -92,6 +92,13 @@ class PoolSerializer(serializers.ModelSerializer):
         # here so the service's message is the one callers get.
         extra_kwargs = {"name": {"validators": []}}
 
+    def to_representation(self, pool):
+        data = super().to_representation(pool)
+        visible = self.context.get("visible_tenant_slugs")
+        if visible is not None:  # a tenant admin learns of their own tenants only
+            data["tenants"] = [slug for slug in data["tenants"] if slug in visible]
+        return data
+
     def get_used(self, pool) -> int:
         used = getattr(pool, "used", None)
         return used if used is not None else pool.addresses.count()

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from accounts.decorators import api_page_for
 from accounts.permissions import (get_container_for_user, get_tenant_for_user, is_admin, manages_hosts, oversees_people,
-                                  visible_hosts, visible_pools)
+                                  sees_everything, visible_hosts, visible_pools, visible_tenants)
 from containers.api.views import accepted, refused
 from network import services
 from network.models import IPPool
@@ -108,6 +108,12 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self):
         return (visible_pools(self.request.user).annotate(used=Count("addresses", distinct=True))
                 .prefetch_related("hosts", "tenants"))
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not sees_everything(self.request.user):
+            context["visible_tenant_slugs"] = set(visible_tenants(self.request.user).values_list("slug", flat=True))
+        return context
 
     @extend_schema(request=PoolSerializer, responses={201: PoolSerializer})
     def create(self, request):

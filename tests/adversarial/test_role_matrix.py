@@ -68,7 +68,9 @@ RULES = {
     "task-list": always(200), "task-detail": obj(SEES_CT), "task-cancel": POST_ONLY,
     # backups
     "backup-list": always(200), "backup-upload": POST_ONLY, "backup-log": obj(SEES_CT),
-    "backup-download": obj(SEES_CT), "backup-restore": lambda who: {"auditor": 403}.get(who, obj(SEES_CT)(who)),
+    # An auditor reads about backups, not the tenants' data in them, and restores nothing.
+    "backup-download": lambda who: {"auditor": 403}.get(who, obj(SEES_CT)(who)),
+    "backup-restore": lambda who: {"auditor": 403}.get(who, obj(SEES_CT)(who)),
     **{name: POST_ONLY for name in ("backup-verify", "backup-protect", "backup-notes", "backup-delete",
                                     "backup-job-run")},
     "backup-job-list": always(200), "backup-job-create": page(CREATORS), "backup-job-detail": always(404),
@@ -92,7 +94,8 @@ RULES = {
     "tenant-quotas": lambda who: 200 if who == "admin" else 404 if who in ("outsider", "loner") else 403,
     "tenant-member-add": POST_ONLY, "tenant-member-create": POST_ONLY, "tenant-member-remove": POST_ONLY,
     "class-create": lambda who: 200 if who in ("admin", "tadmin") else 404 if who in ("outsider", "loner") else 403,
-    "class-detail": obj(GLOBAL | {"tadmin"}), "class-import": POST_ONLY, "class-bulk": POST_ONLY,
+    "class-detail": obj(IN_ACME),  # members see the class with their own containers only
+    "class-import": POST_ONLY, "class-bulk": POST_ONLY,
     # the API
     "api-root": always(200), "api-schema": always(200),
     "api-container-list": always(200), "api-container-detail": obj(SEES_CT),
@@ -104,12 +107,13 @@ RULES = {
     "api-plan-list": page(PEOPLE), "api-plan-detail": page(PEOPLE), "api-pool-list": page(PEOPLE),
     "api-pool-detail": page(PEOPLE),
     "api-audit-list": page(PEOPLE),
-    "api-audit-detail": lambda who: 200 if who in ("admin", "auditor", "tadmin") else 404 if who == "operator"
-    else 403,  # the student's own login event: an operator sees only their own
+    "api-audit-detail": lambda who: 200 if who in ("admin", "auditor") else 404 if who in ("operator", "tadmin")
+    else 403,  # the student's login (no tenant): operators and tenant admins see their own and their tenants' only
     "api-user-list": page(PEOPLE),
     "api-user-detail": lambda who: 200 if who in ("admin", "auditor", "tadmin") else 404 if who == "operator"
     else 403,
-    "api-backup-list": always(200), "api-backup-detail": obj(SEES_CT), "api-backup-download": obj(SEES_CT),
+    "api-backup-list": always(200), "api-backup-detail": obj(SEES_CT),
+    "api-backup-download": lambda who: {"auditor": 403}.get(who, obj(SEES_CT)(who)),
     "api-backup-job-list": always(200), "api-backup-job-detail": always(404), "api-backup-job-runs": always(404),
     **{name: POST_ONLY for name in (
         "api-container-backup", "api-container-exec-command", "api-container-migrate", "api-container-reset",

@@ -46,10 +46,13 @@ class Command(BaseCommand):
         p.add_argument("--no-wait", action="store_true")
 
     def handle(self, *args, **opts):
+        from accounts.permissions import sees_infrastructure, visible_hosts
         user = acting_user(opts["user"])
         verb = opts["verb"]
+        if not sees_infrastructure(user):  # as on the web: hosts are not part of a tenant's role
+            raise CommandError(f"{user.username} may not administer hosts: hosts are not part of their role")
         if verb == "list":
-            for h in Host.objects.all():
+            for h in visible_hosts(user):
                 state = "drained" if h.is_drained else "active"
                 self.stdout.write(f"{h.name:20} {state:8} {h.containers.count():4} CTs  {h.agent_status_text}"
                                   f"{'  token revoked' if not h.token_hash else ''}  {h.ssh_address or 'local'}")
