@@ -63,10 +63,12 @@ def connect(username: str | None, password: str | None) -> Redis:
 
 
 def redis_connection() -> Redis:
-    """This process's client (one per process and identity; redis-py pools the connections)."""
-    key = (os.getpid(), _identity)
+    """This process's client (one per process and credentials; redis-py pools the connections).
+    The credentials are looked up at each call, so a password file that appears or changes after a
+    first call (redis-server started later, a new password) is used, not a stale client."""
+    username, password = _identity or _web_credentials(parse_url(settings.REDIS_URL))
+    key = (os.getpid(), username, password)
     if key not in _clients:
-        username, password = _identity or _web_credentials(parse_url(settings.REDIS_URL))
         _clients[key] = connect(username, password)
     return _clients[key]
 
