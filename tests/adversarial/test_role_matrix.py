@@ -18,7 +18,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from backups.models import Backup
-from containers.models import Container
+from containers.models import Container, OSTemplate
 from tasks.models import Task
 from tenancy.models import StudentClass
 
@@ -165,7 +165,7 @@ def world(people, acme, student_ct, admin_user, host, plan, tmp_path):
     event = AuditEvent.objects.create(user=people["student"], username="student", action="login", result="ok")
     kwargs = {"ident": "501", "ctid": "501", "name": host.name, "slug": "acme", "user_id": people["student"].pk,
               "action": "start", "uidb64": "MQ", "token": "set-password"}
-    pks = {"task": task.pk, "backup": backup.pk, "template": 1, "plan": plan.pk, "pool": pool.pk,
+    pks = {"task": task.pk, "backup": backup.pk, "template": OSTemplate.objects.filter(host=host).first().pk, "plan": plan.pk, "pool": pool.pk,
            "audit": event.pk, "user": people["student"].pk, "token": 999999, "job": 999999}
     return people, kwargs, pks
 
