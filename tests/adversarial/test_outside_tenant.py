@@ -34,9 +34,9 @@ def _backup(host, ct, tenant, owner, ctid=501, filename=None):
 
 # 1. Upload into a tenant: still a 500, and the file stays next to the database ---------------
 def test_tenant_upload_is_refused_cleanly_and_leaves_no_file(transactional_db, host, acme, people, client):
-    """issue 13 #6 is not fixed: import_archive calls check_quota outside any transaction, so every
-    upload a tenant admin makes answers 500 and leaves the (up to 64 GiB) file in VAR_DIR/uploads;
-    the quota is never reached, so a tenant admin can fill the panel's disk, one name at a time."""
+    """Issue 13 #6 as the outside tester found it: import_archive checked the quota outside any
+    transaction, so every tenant upload answered 500 and left the file next to the database. Now the
+    upload streams onto the backup storage and is queued; one past the quota is refused and removed."""
     client.raise_request_exception = False
     client.force_login(people["tadmin"])
     name = "vzdump-lxc-77010-2024_01_01-00_00_00.tar"
