@@ -70,6 +70,7 @@ def test_web_user_cannot_point_the_agent_at_an_lxcpath_of_its_own(agent, host, a
         type(host).objects.filter(pk=host.pk).update(lxcpath=original)
         marker.unlink(missing_ok=True)
         subprocess.run(["rm", "-rf", str(lxcpath)])
+        os.chown(lxcpath.parent, 0, 0)  # the uploads directory, handed to the stand-in web user above
 
 
 @integration
