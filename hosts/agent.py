@@ -207,6 +207,14 @@ class Agent:
             Host.objects.filter(pk=self.host.pk).update(unmanaged=unmanaged)
             self.host.unmanaged = unmanaged
 
+    def warn_privileged(self) -> None:
+        """Containers started before containers got their own user namespace run with the host's
+        root until they restart (their next start writes the new config): say which."""
+        for ct in Container.objects.filter(host=self.host, status=ContainerStatus.RUNNING):
+            if self.lxc.runs_privileged(ct.ctid):
+                logger.warning("CT %s runs as the host's root (started by an older vzpanel): restart it to "
+                               "give it its own user namespace", ct.ctid)
+
     def sync_templates(self) -> None:
         found = list_templates(self.host.template_dir)
         with transaction.atomic():
@@ -289,6 +297,7 @@ class Agent:
         self.recover()
         self.sync_templates()
         self.reconcile()
+        self.warn_privileged()
         self.start_onboot()
         thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
         thread.start()

@@ -5,6 +5,7 @@ Containers stay ordinary LXC containers, so `lxc-ls`, `lxc-info -n CTID` and
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -47,6 +48,15 @@ BASE_CONFIG = "\n".join([
     *(f"{key}.devices.deny = a" if dev is None else f"{key}.devices.allow = {dev}"
       for key in ("lxc.cgroup", "lxc.cgroup2") for dev in (None, *ALLOWED_DEVICES)),
 ]) + "\n"
+
+# Every container runs in its own user namespace: its root is an unprivileged user of the host,
+# so root inside (a tenant) holds no capability over the host's kernel (core_pattern, sysrq,
+# cgroup release agents, mounts, devices). The root filesystem keeps the ids a container sees
+# (0..65535) on disk and is shown to it through an idmapped mount, so archives, templates,
+# migrations and the agent's own file writes need no id shifting.
+ID_RANGE = 65536          # ids a container can use, as many as a 16-bit system has
+DEFAULT_ID_START = 100000  # where root's subordinate range goes when the host has none yet
+SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 
 # LXC states as lxc-info prints them; ABSENT is ours for "no such container".
 ABSENT = "ABSENT"
@@ -172,6 +182,18 @@ class Lxc:
         except ValueError:
             return None
 
+    def runs_privileged(self, ctid: int) -> bool:
+        """True when the running container's root is the host's root: it was started by a panel
+        from before containers had their own user namespace, and keeps that until it restarts."""
+        pid = self.init_pid(ctid)
+        if pid is None:
+            return False
+        try:
+            first = Path(f"/proc/{pid}/uid_map").read_text().split()[:2]
+        except OSError:
+            return False
+        return first == ["0", "0"]
+
     # -- configuration ---------------------------------------------------
     def render_config(self, spec: ContainerSpec, rootfs: Path | None = None) -> str:
         rootfs = rootfs or self.rootfs(spec.ctid)
@@ -179,6 +201,7 @@ class Lxc:
             "# Written by vzpanel's host agent from the panel's database; edits here are overwritten.",
             f"lxc.uts.name = {spec.hostname}",
             f"lxc.rootfs.path = dir:{self.rootfs(spec.ctid)}",
+            *id_map_lines(),
             *(spec.net_lines or ["lxc.net.0.type = empty"]),
             f"lxc.start.auto = {1 if spec.onboot else 0}",
         ]
@@ -504,6 +527,48 @@ class Lxc:
                     _discard(entry)
                     removed.append(entry)
         return removed
+
+
+@functools.cache
+def container_id_starts() -> tuple[int, int]:
+    """(uid, gid) on the host that a container's root maps to: the start of root's subordinate
+    uid and gid ranges in /etc/subuid and /etc/subgid. LXC gives the maps to newuidmap, which
+    accepts only ranges listed there; when root has none, one is added (as Proxmox's installer
+    does), past every range other users hold, so no one's rootless containers share its ids."""
+    return tuple(_subordinate_start(Path(name)) for name in SUBID_FILES)
+
+
+def id_map_lines() -> list[str]:
+    uid_start, gid_start = container_id_starts()
+    return [f"lxc.idmap = u 0 {uid_start} {ID_RANGE}", f"lxc.idmap = g 0 {gid_start} {ID_RANGE}",
+            "lxc.rootfs.options = idmap=container"]
+
+
+def _subid_ranges(path: Path) -> list[tuple[str, int, int]]:
+    """(owner, start, count) of each line of /etc/subuid or /etc/subgid."""
+    ranges = []
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ranges
+    for line in text.splitlines():
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[1].isascii() and fields[1].isdigit() and fields[2].isascii() \
+                and fields[2].isdigit():
+            ranges.append((fields[0], int(fields[1]), int(fields[2])))
+    return ranges
+
+
+def _subordinate_start(path: Path) -> int:
+    ranges = _subid_ranges(path)
+    for owner, start, count in ranges:
+        if owner in ("root", "0") and count >= ID_RANGE and start > 0:
+            return start
+    start = max([DEFAULT_ID_START, *(s + c for _owner, s, c in ranges)])
+    start = -(-start // ID_RANGE) * ID_RANGE if start > DEFAULT_ID_START else start  # a round number past the rest
+    option = "--add-subuids" if path.name == "subuid" else "--add-subgids"
+    run(["usermod", option, f"{start}-{start + ID_RANGE - 1}", "root"], timeout=60)
+    return start
 
 
 def _discard(directory: Path) -> None:
