@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from containers.choices import ContainerStatus
+from containers.engine.faults import fault_point
 from containers.engine.ctconf import parse_pct_conf, parse_vps_conf, render_pct_conf
 from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions, ArchiveReport, create_archive,
                                       log_path_for, open_archive, remove_archive, rsync_copy, safe_extract,
@@ -95,8 +96,11 @@ def backup(task, log):
 def _stop_backup(ct, lxc, dump_dir, config, opts, running, task, log):
     if running:
         log(f"Mode stop: stopping container {ct.ctid} for a consistent copy")
+        # Said before the stop, so that an agent that dies before the start below still knows.
+        task.note_recovery(restart_container=True)
         lxc.stop(ct.ctid)
     try:
+        fault_point("backup.stopped")
         task.set_progress(10)
         with live_view(lxc, ct.ctid) as view:  # stopped, but its files are still the tenant's
             return create_archive(view, render_pct_conf(config), dump_dir, ct.ctid, opts, log)
@@ -118,13 +122,12 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
             seconds = rsync_copy(view, copy, excludes, log, live=True)
             log(f"First copy while running: {seconds:.2f} s")
             task.set_progress(40)
-            lxc.freeze(ct.ctid)
+            log("Freezing the container to copy what changed")
             frozen_at = time.monotonic()
-            try:
+            with lxc.frozen(ct.ctid, settings.FREEZE_DEADLINE):
+                fault_point("backup.frozen")
                 second = rsync_copy(view, copy, excludes)
-            finally:
-                lxc.unfreeze(ct.ctid)
-                frozen = time.monotonic() - frozen_at
+            frozen = time.monotonic() - frozen_at
         log(f"Frozen for {frozen * 1000:.0f} ms (second copy of what changed: {second:.3f} s)")
         task.set_progress(60)
         archive = create_archive(copy, render_pct_conf(config), dump_dir, ct.ctid, opts, log)
@@ -159,6 +162,7 @@ def restore(task, log):
     lxc = lxc_for(task.host)
     try:
         report, not_restored = _restore_rootfs(task, ct, lxc, overwrite, log)
+        fault_point("restore.built")
     except BaseException as exc:
         if overwrite:
             log(f"Container {ct.ctid} keeps its old root filesystem")

@@ -14,6 +14,7 @@ from .choices import LXC_STATE_MAP, ContainerStatus
 from .engine.cgroups import CgroupError, Limits
 from .engine.commands import CommandError
 from .engine.diskimage import DiskImageError
+from .engine.faults import fault_point
 from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError
 from .engine.safefs import SafeFsError, Tree, readonly_view, root_only_dir
 from .engine.vzdump import ArchiveError
@@ -118,6 +119,7 @@ def create(task, log):
         if template is None:
             raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
         lxc.create(spec_for(ct), template, log)
+        fault_point("create.built")
     except BaseException as exc:
         # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
         Container.objects.filter(pk=ct.pk, status=ContainerStatus.CREATING).delete()
@@ -192,6 +194,7 @@ def destroy(task, log):
         raise TaskFailed(f"container {ct.ctid} is {state.lower()} in LXC; stop it first")
     log(f"Destroying container {ct.ctid} and its root filesystem")
     lxc.destroy(ct.ctid)
+    fault_point("destroy.removed")
     Container.objects.filter(pk=ct.pk).delete()
     log(f"Container {ct.ctid} destroyed")
     return {"destroyed": ct.ctid}

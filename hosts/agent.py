@@ -35,6 +35,7 @@ from tasks.runner import serve_host
 from tasks.services import enqueue, finish_task
 from tasks.worker import make_worker
 
+from . import recovery
 from .models import Host
 
 logger = logging.getLogger("vzpanel.agent")
@@ -139,18 +140,18 @@ class Agent:
         for path in release_views(views_dir()):
             logger.warning("unmounted the view %s left by an interrupted backup, migration or template", path)
         for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING).select_related("container"):
+            hints = task.recovery_hints()  # the task's result until it ends: read before it does
             finish_task(task, TaskStatus.FAILED,
                         error="interrupted: the host agent stopped while this task was running")
             logger.warning("task %s marked interrupted", task.pk)
-            ct = task.container
             if task.type in (TaskType.CT_MIGRATE, TaskType.CT_MIGRATE_IN):
                 from containers.migration import recover_interrupted
                 recover_interrupted(task, self.lxc, task.append_log)
-            if task.type == TaskType.CT_CREATE and ct is not None and ct.status == ContainerStatus.CREATING:
-                # A create cut off after the rename: remove it, as a failed create would have.
-                self.lxc.destroy(ct.ctid)
-                ct.delete()
-                task.append_log(f"Removed the half-created container {ct.ctid}")
+            else:
+                try:
+                    recovery.recover_interrupted(task, self.lxc, hints)
+                except Exception:  # one container's trouble must not keep the agent from serving
+                    logger.exception("recovering after task %s failed", task.pk)
         for path in self.lxc.remove_partials():
             logger.warning("removed the partial container %s left by an interrupted create", path)
         self.remove_partial_archives()
@@ -161,7 +162,7 @@ class Agent:
         # Read raw: anything may be on the queue, the worker refuses what is not the panel's.
         queue = host_queue(self.host)
         queued_ids = {job_id.decode(errors="replace") for job_id in queue.connection.lrange(queue.key, 0, -1)}
-        for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED):
+        for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED).order_by("pk"):  # in queue order
             job_id = job_id_for(self.host.pk, task.pk)
             if task.rq_job_id != job_id or job_id not in queued_ids:
                 logger.warning("re-queueing task %s whose job was lost", task.pk)
@@ -201,6 +202,8 @@ class Agent:
             if ct.lock_task_id or ct.status == ContainerStatus.CREATING:
                 continue
             state = seen.get(str(ct.ctid), "ABSENT")
+            if state == "FROZEN" and recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
+                continue
             record_state(ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None)
         unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]
         if unmanaged != self.host.unmanaged:
@@ -230,8 +233,11 @@ class Agent:
             OSTemplate.objects.filter(host=self.host).exclude(name__in=[i.name for i in found]).delete()
 
     def start_onboot(self) -> None:
-        """Start stopped containers marked onboot, as the vz service does when it starts."""
+        """Start stopped containers marked onboot once per boot of the host, as the vz service did
+        at boot. A restart of the agent or the panel leaves every container as its user left it."""
         from containers.services import start_container
+        if not recovery.first_start_since_boot(Path(settings.AGENT_DATA_DIR)):
+            return
         for ct in Container.objects.filter(host=self.host, onboot=True, status=ContainerStatus.STOPPED):
             try:
                 task = start_container(ct, None)

@@ -241,6 +241,10 @@ AGENT_HEARTBEAT_SECONDS = envint("PANEL_AGENT_HEARTBEAT_SECONDS", 5)
 AGENT_OFFLINE_AFTER_SECONDS = envint("PANEL_AGENT_OFFLINE_AFTER_SECONDS", 20)
 AGENT_RECONCILE_SECONDS = envint("PANEL_AGENT_RECONCILE_SECONDS", 15)
 CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
+# The longest a suspend backup may keep a container frozen (its second, incremental copy): past
+# it a watchdog outside the agent thaws the container and the backup fails. An agent that dies
+# while a container is frozen has it thawed at once.
+FREEZE_DEADLINE = envint("PANEL_FREEZE_DEADLINE", 60)
 # The agent proves which host it serves with this token (issued on the host page or by
 # `manage.py host_token NAME`); PANEL_HOST_TOKEN_FILE names a file holding it instead.
 HOST_TOKEN = env("PANEL_HOST_TOKEN", "") or ""

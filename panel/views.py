@@ -1,11 +1,16 @@
 """The dashboard: hosts with their metrics, capacity and agent status, containers by state, recent tasks,
 quota usage per tenant, the containers expiring soon and the latest resource events."""
+import json
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.shortcuts import render
 from django.utils import timezone
 
-from accounts.permissions import sees_everything, visible_containers, visible_hosts, visible_tasks, visible_tenants
+from accounts.permissions import sees_everything, sees_infrastructure, visible_containers, visible_hosts, visible_tasks, visible_tenants
 from containers.choices import ContainerStatus
 from hosts.capacity import capacity_rows
 from metrics.models import ContainerEvent
@@ -15,6 +20,23 @@ from tenancy.quotas import quota_rows
 
 DASHBOARD_TENANTS = 10  # quota cards shown; the rest are on the tenants page
 DASHBOARD_EVENTS = 10  # latest resource events shown
+
+
+def process_troubles() -> list[dict]:
+    """The panel's own processes that died since `make run` started them (runpanel's status file):
+    each was started again, or is waiting for its back-off."""
+    try:
+        data = json.loads((Path(settings.VAR_DIR) / "runpanel-status.json").read_text())
+    except (OSError, ValueError):
+        return []
+    troubles = []
+    for name, info in sorted(data.items()) if isinstance(data, dict) else []:
+        if isinstance(info, dict) and info.get("restarts"):
+            at = info.get("last_exit_at")
+            troubles.append({"name": name, "restarts": info["restarts"], "last_exit": info.get("last_exit"),
+                             "running": bool(info.get("pid")),
+                             "at": datetime.fromtimestamp(at, dt_timezone.utc) if isinstance(at, (int, float)) else None})
+    return troubles
 
 
 @login_required
@@ -45,4 +67,5 @@ def dashboard(request):
         "more_tenants": max(0, tenants.count() - len(quota_tenants)),
         "expiring": expiring_soon(visible_containers(request.user))[:10],
         "now": timezone.now(),
+        "process_troubles": process_troubles() if sees_infrastructure(request.user) else [],
     })

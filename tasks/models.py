@@ -69,6 +69,15 @@ class Task(models.Model):
             Task.objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(text)))
             self.log += text
 
+    def note_recovery(self, **hints) -> None:
+        """Tell the next agent what to undo if this one dies before the task ends (the task's
+        result until it ends; hosts/recovery.py reads it), e.g. restart_container=True."""
+        self.result = {**(self.result or {}), "recovery": {**(self.result or {}).get("recovery", {}), **hints}}
+        Task.objects.filter(pk=self.pk).update(result=self.result)
+
+    def recovery_hints(self) -> dict:
+        return (self.result or {}).get("recovery", {}) if isinstance(self.result, dict) else {}
+
     def set_progress(self, percent: int) -> None:
         percent = max(0, min(100, int(percent)))
         Task.objects.filter(pk=self.pk).update(progress=percent)

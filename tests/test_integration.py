@@ -148,14 +148,30 @@ def test_agent_reconciles_state_and_lists_unmanaged_containers(agent, host, admi
     assert (LXCPATH / "handmade" / "config").exists()
 
 
-def test_onboot_containers_start_with_the_agent_and_partials_are_removed(agent, host, admin_user, template_name):
+def test_onboot_containers_start_when_the_host_boots_and_partials_are_removed(agent, host, admin_user,
+                                                                               template_name):
+    from django.conf import settings
     create(host, admin_user, template_name, 9107, onboot=True)
     agent.stop()
     (LXCPATH / f"{PARTIAL_PREFIX}9999-x").mkdir()  # what a crash mid-create would leave
+    # The agent starts for the first time since the host booted (it knows by the kernel's boot id).
+    (Path(settings.AGENT_DATA_DIR) / "boot-id").write_text("an earlier boot\n")
     agent.start()
     wait_until(lambda: Container.objects.get(ctid=9107).status == "running", 20, message="onboot start")
     assert lxc_info_state(9107) == "RUNNING"
     assert not (LXCPATH / f"{PARTIAL_PREFIX}9999-x").exists()
+
+
+def test_restarting_the_agent_leaves_an_onboot_container_its_user_stopped(agent, host, admin_user, template_name):
+    """OpenVZ started onboot containers when the host booted, not when its service restarted."""
+    create(host, admin_user, template_name, 9118, onboot=True)  # made stopped, as its user left it
+    agent.stop()
+    agent.start()  # the same boot of the host
+    from tasks.choices import TaskType
+    from tasks.services import submit_task
+    assert wait_task(submit_task(type=TaskType.NOOP, host=host)).status == "ok"  # serving: onboot is behind it
+    assert not Task.objects.filter(container__ctid=9118, type=TaskType.CT_START).exists()
+    assert lxc_info_state(9118) == "STOPPED"
 
 
 def test_cli_vzctl_and_vzlist(agent, host, admin_user, template_name):
@@ -208,16 +224,3 @@ def test_rolled_back_request_enqueues_nothing(redis_conn, host, admin_user, temp
     assert not Task.objects.exists() and not Container.objects.exists()
 
 
-def test_create_interrupted_after_unpacking_is_removed_at_agent_start(agent_process, host, admin_user,
-                                                                      template_name, busybox_template):
-    from containers.engine.lxc import ContainerSpec, Lxc
-    # The state a crash leaves: the task running, the row 'creating', the container on disk.
-    task = services.create_container(user=admin_user, ctid=9111, ostemplate=template_name,
-                                     hostname="crash.test", host=host)
-    Task.objects.filter(pk=task.pk).update(status="running")
-    Lxc(LXCPATH).create(ContainerSpec(9111, "crash.test"), busybox_template)
-    agent_process.start()
-    task.refresh_from_db()
-    assert task.status == "failed" and "interrupted" in task.error
-    assert lxc_info_state(9111) == "ABSENT" and not (LXCPATH / "9111").exists()
-    assert not Container.objects.filter(ctid=9111).exists()

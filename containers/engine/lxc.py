@@ -5,12 +5,15 @@ Containers stay ordinary LXC containers, so `lxc-ls`, `lxc-info -n CTID` and
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Callable, Sequence
 
 from .commands import CommandError, CommandResult, run
 from .cgroups import Cgroup, Limits
+from .faults import fault_point
 from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
 from .safefs import Tree, resolved_name
 from .vzdump import SYSTEM_DIRS, ArchiveError, safe_extract
@@ -251,6 +255,7 @@ class Lxc:
                 image.create(spec.disk_mb, spec.diskinodes)
                 image.mount()
             spec = populate(rootfs) or spec
+            fault_point("build.populated")
             _make_system_dirs(rootfs)
             write_identity(rootfs, spec)
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
@@ -292,6 +297,42 @@ class Lxc:
         res = run(["lxc-unfreeze", *self._base(ctid)], check=False, timeout=60)
         if res.returncode != 0:
             raise LxcError(_lxc_error_text(res, None))
+
+    @contextlib.contextmanager
+    def frozen(self, ctid: int, deadline: float):
+        """Freeze the container for the block, with a watchdog outside this process that thaws it
+        if this process dies or the block takes longer than `deadline` seconds. A block that
+        outlived its deadline fails: what it copied while frozen is not consistent any more."""
+        watch = subprocess.Popen([sys.executable, str(Path(__file__).with_name("freezewatch.py")),
+                                  str(self.lxcpath), str(int(ctid)), str(deadline)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)  # not killed with this process group
+        try:
+            if watch.stdout.readline() != b"watching\n":
+                raise LxcError(f"the freeze watchdog for {ctid} did not start: "
+                               f"{watch.stderr.read().decode(errors='replace').strip()}")
+            self.freeze(ctid)
+            try:
+                yield
+            finally:
+                try:
+                    watch.stdin.write(b"done\n")
+                    watch.stdin.close()
+                except BrokenPipeError:
+                    pass  # it has thawed already
+                thawed_by_watchdog = watch.wait(timeout=90) == 3
+                if not thawed_by_watchdog:
+                    self.unfreeze(ctid)
+            if thawed_by_watchdog:
+                raise LxcError(f"container {ctid} stayed frozen longer than {deadline:g} s and was thawed "
+                               "by the watchdog; this copy is not consistent and is discarded")
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+            for pipe in (watch.stdin, watch.stdout, watch.stderr):
+                if not pipe.closed:
+                    pipe.close()
 
     def kill(self, ctid: int) -> None:
         run(["lxc-stop", *self._base(ctid), "-k"], check=False, timeout=60)

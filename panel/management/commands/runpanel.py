@@ -1,9 +1,14 @@
 """Start the whole panel under one supervisor: redis-server, the host agent, the scheduler, gunicorn.
 
-Ctrl-C (or SIGTERM) stops them all; if one of them dies, the others are stopped too.
+A process that dies is started again after a back-off (1 s, doubling to a minute; back to 1 s once
+it has run for a minute) while the others keep serving; each death is logged and written to
+var/runpanel-status.json, which the dashboard shows to administrators. Ctrl-C (or SIGTERM) stops
+them all: the web server first, then the agent, which finishes its running task first (up to
+PANEL_STOP_GRACE seconds, then it is killed and the task is failed as interrupted), redis last.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from panel.env import env
+from panel.env import env, envint
 
 
 class Command(BaseCommand):
@@ -37,9 +42,13 @@ class Command(BaseCommand):
             except KeyError:
                 self.stderr.write(f"[runpanel] user {settings.WEB_USER} does not exist: run 'make setup'")
 
+        children: dict[str, Child] = {}
+
         def spawn(name, argv, env=None):
             self.stdout.write(f"[runpanel] starting {name}: {' '.join(argv)}")
-            procs.append((name, subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True, env=env)))
+            children[name] = Child(name, argv, env)
+            children[name].start()
+            procs.append((name, children[name].proc))
 
         if not os.environ.get("REDIS_URL"):
             # As the redis system user, never the web user (who could then read its memory and
@@ -81,25 +90,94 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        status = SupervisorStatus(var / STATUS_FILE)
+        status.write(children.values())
         try:
             while not stopping:
-                for name, proc in procs:
-                    if proc.poll() is not None:
-                        self.stderr.write(f"[runpanel] {name} exited with status {proc.returncode}; stopping the rest")
-                        stopping = True
-                        break
+                for child in children.values():
+                    if child.proc.poll() is not None and child.restart_at is None:
+                        delay = child.died()
+                        self.stderr.write(f"[runpanel] {child.name} exited with status {child.proc.returncode}; "
+                                          f"starting it again in {delay:g} s (restart {child.restarts})")
+                        status.write(children.values())
+                    elif child.restart_at is not None and time.monotonic() >= child.restart_at:
+                        child.start()
+                        self.stdout.write(f"[runpanel] {child.name} started again (pid {child.proc.pid})")
+                        status.write(children.values())
                 time.sleep(0.3)
         finally:
-            self._stop(procs)
+            self._stop([(child.name, child.proc) for child in children.values()])
+            status.remove()
 
     def _stop(self, procs):
         # Web first, then the agent (it finishes its current job), redis last.
         for name, proc in reversed(procs):
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The agent alone gets the signal, not its process group: its running tar or rsync
+                # must not die under it while it finishes the task.
+                if name == "agent":
+                    os.kill(proc.pid, signal.SIGTERM)
+                else:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                grace = envint("PANEL_STOP_GRACE", 300) if name == "agent" else 30
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
+                    self.stderr.write(f"[runpanel] {name} still busy after {grace} s: killing it")
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             self.stdout.write(f"[runpanel] {name} stopped")
+
+
+STATUS_FILE = "runpanel-status.json"
+BACKOFF_MAX = 60.0
+
+
+class Child:
+    """One supervised process and its restarts."""
+
+    def __init__(self, name: str, argv: list[str], env: dict | None):
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.restarts = 0
+        self.backoff = 1.0
+        self.restart_at: float | None = None
+        self.last_exit: int | None = None
+        self.last_exit_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, cwd=settings.BASE_DIR, start_new_session=True, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def died(self) -> float:
+        """Note the death; returns the seconds until the restart."""
+        if time.monotonic() - self.started >= BACKOFF_MAX:
+            self.backoff = 1.0  # it ran for a while: this is a new trouble, not a crash loop
+        delay = self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.restarts += 1
+        self.last_exit, self.last_exit_at = self.proc.returncode, time.time()
+        self.restart_at = time.monotonic() + delay
+        return delay
+
+
+class SupervisorStatus:
+    """var/runpanel-status.json: each process's pid, restarts and last exit, for the dashboard."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, children) -> None:
+        data = {child.name: {"pid": child.proc.pid if child.restart_at is None else None,
+                             "restarts": child.restarts, "last_exit": child.last_exit,
+                             "last_exit_at": child.last_exit_at} for child in children}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.write_text(json.dumps(data))
+        os.chmod(tmp, 0o644)  # the web user reads it
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,167 @@
+"""The agent dies (SIGKILL, for real, at named points: containers/engine/faults.py) in the middle of a
+task; after it comes back, with no manual step, every container is in a state a user can act on:
+running (or cleanly absent), never frozen; its row agrees with LXC; a new action is accepted; no
+files are left behind. A hung agent's freeze is ended by the watchdog."""
+from __future__ import annotations
+
+import pytest
+
+from backups import services as backup_services
+from backups.models import Backup
+from containers import services
+from containers.models import Container
+from metrics.models import ContainerEvent
+from tasks.choices import TaskStatus
+
+from .conftest import DUMP_DIR, LXCPATH, lxc_info_state, wait_task, wait_until
+from .test_integration import create
+
+integration = pytest.mark.integration
+
+
+def die_at(agent_process, point: str, env_name: str = "VZPANEL_DIE_AT"):
+    """Restart the agent so that it dies (or stalls) at `point`."""
+    agent_process.stop()
+    agent_process.extra_env[env_name] = point
+    return agent_process.start()
+
+
+def back_to_normal(agent_process):
+    """The agent died: start it again as an operator (or runpanel, or systemd) would."""
+    wait_until(lambda: agent_process.proc.poll() is not None, 60, message="the agent to die")
+    agent_process.extra_env.pop("VZPANEL_DIE_AT", None)
+    agent_process.extra_env.pop("VZPANEL_STALL_AT", None)
+    return agent_process.start()
+
+
+def interrupted(task):
+    task = wait_task(task, 60)
+    assert task.status == TaskStatus.FAILED and "interrupted" in task.error, (task.status, task.error)
+    return task
+
+
+def running_ct(agent, host, admin_user, template_name, ctid: int) -> Container:
+    assert create(host, admin_user, template_name, ctid, start=True).status == "ok"
+    return Container.objects.get(ctid=ctid)
+
+
+def leftovers() -> list[str]:
+    found = [p.name for p in LXCPATH.iterdir() if p.name.startswith(".vzpanel-")] if LXCPATH.is_dir() else []
+    if DUMP_DIR.is_dir():
+        found += [p.name for p in DUMP_DIR.iterdir() if p.name.startswith(".vzdump-tmp-") or p.name.endswith(".partial")]
+    return found
+
+
+def still_usable(ct: Container, user, expect: str = "RUNNING") -> None:
+    """The row agrees with LXC and the container takes a new action."""
+    ct.refresh_from_db()
+    assert lxc_info_state(ct.ctid) == expect
+    assert ct.status == expect.lower() and ct.lock_task_id is None
+    if expect == "RUNNING":
+        task = wait_task(services.exec_in_container(ct, user, ["true"]), 60)
+        assert task.status == "ok", task.log
+
+
+def backup_cut_at(agent_process, host, admin_user, template_name, ctid: int, mode: str, point: str,
+                  env_name: str = "VZPANEL_DIE_AT"):
+    """A running container whose backup the agent will die (or stall) in at `point`."""
+    agent = agent_process.start()
+    ct = running_ct(agent, host, admin_user, template_name, ctid)
+    die_at(agent, point, env_name)
+    return agent, ct, backup_services.backup_container(ct, admin_user, mode=mode)
+
+
+@integration
+def test_agent_killed_while_a_suspend_backup_has_the_container_frozen(agent_process, host, admin_user,
+                                                                     template_name):
+    agent, ct, task = backup_cut_at(agent_process, host, admin_user, template_name, 9121, "suspend", "backup.frozen")
+    wait_until(lambda: agent.proc.poll() is not None, 60, message="the agent to die while frozen")
+    # The watchdog outside the agent thawed it at once, before any agent came back.
+    wait_until(lambda: lxc_info_state(9121) == "RUNNING", 15, message="the watchdog to thaw")
+    back_to_normal(agent)
+    interrupted(task)
+    still_usable(ct, admin_user)
+    assert not Backup.objects.filter(container=ct).exists()
+    assert leftovers() == []
+
+
+@integration
+def test_a_hung_agent_does_not_keep_a_container_frozen(agent_process, host, admin_user, template_name):
+    agent_process.extra_env["PANEL_FREEZE_DEADLINE"] = "1"
+    _agent, ct, task = backup_cut_at(agent_process, host, admin_user, template_name, 9122, "suspend",
+                                     "backup.frozen:4", env_name="VZPANEL_STALL_AT")
+    task = wait_task(task, 90)
+    assert task.status == "failed" and "thawed by the watchdog" in task.error, task.error
+    still_usable(ct, admin_user)
+    assert leftovers() == []
+
+
+@integration
+def test_agent_killed_while_a_stop_mode_backup_has_the_container_stopped(agent_process, host, admin_user,
+                                                                        template_name):
+    agent, ct, task = backup_cut_at(agent_process, host, admin_user, template_name, 9123, "stop", "backup.stopped")
+    back_to_normal(agent)
+    interrupted(task)
+    wait_until(lambda: "was running before this task stopped it" in type(task).objects.get(pk=task.pk).log, 30,
+               message="the recovery to say so in the task's log")
+    wait_until(lambda: lxc_info_state(9123) == "RUNNING", 60, message="the container to run again")
+    wait_until(lambda: Container.objects.get(ctid=9123).lock_task_id is None, 30, message="its start to end")
+    still_usable(ct, admin_user)
+    assert ContainerEvent.objects.filter(ctid=9123, kind="recovered").exists()
+    assert leftovers() == []
+
+
+@integration
+@pytest.mark.parametrize("point, kept", [("build.populated", False), ("create.built", True)])
+def test_agent_killed_during_a_create(agent_process, host, admin_user, template_name, point, kept):
+    """Killed before the container was whole: removed, and the CTID is free again; killed after:
+    kept, stopped. Either way the row is never left 'creating'."""
+    agent = die_at(agent_process, point)
+    task = services.create_container(user=admin_user, ctid=9124, ostemplate=template_name, hostname="c.test",
+                                     host=host, start=False)
+    back_to_normal(agent)
+    interrupted(task)
+    assert leftovers() == []
+    if kept:
+        ct = Container.objects.get(ctid=9124)
+        still_usable(ct, admin_user, expect="STOPPED")
+        assert wait_task(services.start_container(ct, admin_user)).status == "ok"
+    else:
+        assert not Container.objects.filter(ctid=9124).exists()
+        assert lxc_info_state(9124) == "ABSENT"
+        assert create(host, admin_user, template_name, 9124).status == "ok"  # the CTID is free again
+    event = ContainerEvent.objects.filter(ctid=9124, kind="recovered").first()
+    assert event and ("kept" if kept else "removed") in event.message
+
+
+@integration
+@pytest.mark.parametrize("point, kept", [("build.populated", False), ("restore.built", True)])
+def test_agent_killed_during_a_restore_to_a_new_ctid(agent_process, host, admin_user, template_name, point, kept):
+    agent = agent_process.start()
+    source = running_ct(agent, host, admin_user, template_name, 9125)
+    backup_task = wait_task(backup_services.backup_container(source, admin_user, mode="suspend"), 120)
+    assert backup_task.status == "ok", backup_task.log
+    backup = Backup.objects.get(container=source)
+    die_at(agent, point)
+    task = backup_services.restore_backup(backup, admin_user, ctid=9126)
+    back_to_normal(agent)
+    interrupted(task)
+    assert leftovers() == []
+    if kept:
+        still_usable(Container.objects.get(ctid=9126), admin_user, expect="STOPPED")
+    else:
+        assert not Container.objects.filter(ctid=9126).exists() and lxc_info_state(9126) == "ABSENT"
+        assert wait_task(backup_services.restore_backup(backup, admin_user, ctid=9126), 120).status == "ok"
+    still_usable(source, admin_user)
+
+
+@integration
+def test_agent_killed_during_a_destroy(agent_process, host, admin_user, template_name):
+    agent = agent_process.start()
+    assert create(host, admin_user, template_name, 9127).status == "ok"
+    die_at(agent, "destroy.removed")
+    task = services.destroy_container(Container.objects.get(ctid=9127), admin_user, "9127")
+    back_to_normal(agent)
+    interrupted(task)
+    assert not Container.objects.filter(ctid=9127).exists() and lxc_info_state(9127) == "ABSENT"
+    assert create(host, admin_user, template_name, 9127).status == "ok"

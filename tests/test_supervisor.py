@@ -1,0 +1,105 @@
+"""`make run`'s supervisor (manage.py runpanel), for real: a process that dies is started again while
+the others keep serving, the dashboard says so, and stopping stops everything."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import BASE_DIR, wait_until
+
+integration = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def panel_env():
+    base = Path(tempfile.mkdtemp(prefix="vzpanel-runpanel-"))
+    base.chmod(0o755)  # redis runs as the redis user and reads its configuration below
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PANEL_", "REDIS_", "VZPANEL_"))}
+    env.update(DJANGO_SETTINGS_MODULE="panel.settings", PANEL_VAR_DIR=str(base / "var"), PANEL_WEB_USER="",
+               PANEL_BIND=f"127.0.0.1:{free_port()}", PANEL_LXCPATH=str(base / "lxc"),
+               PANEL_AGENT_DATA_DIR=str(base / "agent"), PANEL_DUMP_DIR=str(base / "dump"),
+               PANEL_TEMPLATE_DIR=str(base / "templates"), PANEL_WEB_WORKERS="1", PANEL_HOST_NAME="supervised")
+    for step in (["migrate", "--noinput", "-v", "0"], ["setup_panel"]):
+        subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *step], env=env, cwd=BASE_DIR, check=True,
+                       capture_output=True, timeout=300)
+    yield env, base
+    if os.environ.get("VZPANEL_KEEP"):
+        print(base)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def status(base: Path) -> dict:
+    try:
+        return json.loads((base / "var" / "runpanel-status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def web_answers(env) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{env['PANEL_BIND']}/accounts/login/", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@integration
+def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
+    env, base = panel_env
+    log = open(base / "runpanel.log", "w")
+    panel = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "runpanel"], env=env, cwd=BASE_DIR,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: web_answers(env) and status(base).get("agent", {}).get("pid"), 90, interval=0.3,
+                   message="the panel to serve")
+        for name in ("scheduler", "agent"):
+            before = status(base)[name]["pid"]
+            os.kill(before, signal.SIGKILL)
+            wait_until(lambda: status(base)[name]["restarts"] == 1 and status(base)[name]["pid"] not in (None, before),
+                       30, interval=0.2, message=f"{name} to be started again")
+            assert status(base)[name]["last_exit"] == -signal.SIGKILL
+            assert web_answers(env), "the web server went down with the " + name
+        assert status(base)["web"]["restarts"] == 0 and status(base)["redis"]["restarts"] == 0
+        pids = [info["pid"] for info in status(base).values()]
+    finally:
+        panel.send_signal(signal.SIGTERM)
+        try:
+            panel.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(panel.pid, signal.SIGKILL)
+            panel.wait()
+        log.close()
+    assert panel.returncode == 0, (base / "runpanel.log").read_text()[-3000:]
+    assert not (base / "var" / "runpanel-status.json").exists()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_the_dashboard_names_a_process_that_died(client, admin_user, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "runpanel-status.json").write_text(json.dumps({
+        "agent": {"pid": 4242, "restarts": 2, "last_exit": -9, "last_exit_at": time.time()},
+        "web": {"pid": 4243, "restarts": 0, "last_exit": None, "last_exit_at": None}}))
+    client.force_login(admin_user)
+    page = client.get("/").content.decode()
+    assert "process-trouble" in page and "<strong>agent</strong> process died 2 times" in page
+    assert "<strong>web</strong>" not in page
