@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 from panel.forms import ActionForm, form_response, wants_fragment
 from panel.redirects import local_path
 from accounts.decorators import page_for
-from accounts.permissions import get_container_for_user, manageable_containers, may_create_containers, visible_containers, visible_tasks
+from accounts.permissions import (get_container_for_user, manageable_containers, manages_hosts, may_create_containers,
+                                  visible_containers, visible_tasks)
 
 from . import services
 from .choices import ContainerStatus
@@ -23,6 +24,7 @@ ACTIONS = {
     "stop": services.stop_container,
     "restart": services.restart_container,
 }
+TABS = ("overview", "resources", "events", "network", "backups")
 
 
 @login_required
@@ -64,12 +66,8 @@ def container_detail(request, ident):
     return container_page(request, ct, tab if tab in TABS else "overview")
 
 
-TABS = ("overview", "resources", "events", "network", "backups")
-
-
 def container_page(request, ct, tab: str = "overview", status: int = 200, **forms) -> HttpResponse:
     """The container page on `tab`, with fresh forms except those given (a form in error, bound)."""
-    from accounts.permissions import manages_hosts
     context = {
         "ct": ct,
         "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),

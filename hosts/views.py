@@ -64,7 +64,7 @@ def host_form(request, name, key: str, form, act, may=manages_hosts) -> HttpResp
     `act(host, form)` answers; bad input or a refusal shows the host page again with this form bound."""
     host = _visible_host(request, name)
     if not may(request.user):
-        raise PermissionDenied("Only administrators and operators manage hosts.")
+        raise PermissionDenied(f"Your role may not do this on host {host.name}.")
     return form_response(request, form, lambda form: act(host, form),
                          lambda form, status: host_page(request, host, status, **{key: form}))
 
