@@ -9,11 +9,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from tasks.services import TaskError
+from panel.forms import form_response
 from tenancy import services
 from tenancy.forms import AuditFilterForm, UserCreateForm
 
 from .decorators import page_for
+from .forms import UserActiveForm
 from .models import ApiToken
 from .permissions import manages_users, oversees_people, visible_audit_events, visible_tenants, visible_users
 
@@ -27,12 +28,13 @@ def _user_rows(viewer):
     return [(u, [m for m in u.memberships.all() if m.tenant_id in tenant_ids]) for u in users]
 
 
-def _users_page(request, form=None, status=200):
+def _users_page(request, form=None, status=200, active_form=None):
     can_manage = manages_users(request.user)
     return render(request, "accounts/users.html", {
         "rows": _user_rows(request.user),
         "can_manage": can_manage,
         "form": (form or UserCreateForm()) if can_manage else None,
+        "active_form": active_form,
         "tokens": ApiToken.objects.select_related("user") if can_manage else None,
     }, status=status)
 
@@ -49,21 +51,18 @@ def user_list(request):
 def user_create(request):
     if not manages_users(request.user):
         raise PermissionDenied("Only an administrator can create users here.")
-    form = UserCreateForm(request.POST)
-    if form.is_valid():
+
+    def act(form):
         data = form.cleaned_data
-        try:
-            user = services.create_user(request.user, username=data["username"], email=data["email"],
-                                        first_name=data["first_name"], last_name=data["last_name"],
-                                        role=data["role"], password=data["password"])
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"User {user.username} created"
-                             + ("." if data["password"] else " without a password: they cannot log in until "
-                                                              "one is set."))
-            return redirect("user-list")
-    return _users_page(request, form)
+        user = services.create_user(request.user, username=data["username"], email=data["email"],
+                                    first_name=data["first_name"], last_name=data["last_name"],
+                                    role=data["role"], password=data["password"])
+        messages.success(request, f"User {user.username} created"
+                         + ("." if data["password"] else " without a password: they cannot log in until "
+                                                          "one is set."))
+        return redirect("user-list")
+    return form_response(request, UserCreateForm(request.POST), act,
+                         lambda form, status: _users_page(request, form, status))
 
 
 @login_required
@@ -75,18 +74,18 @@ def user_active(request, pk):
         raise Http404(f"No user {pk}")
     if not manages_users(request.user):
         raise PermissionDenied("Only an administrator can enable or disable users.")
-    active = request.POST.get("active") in ("1", "true", "on", "yes")
-    try:
+
+    def act(form):
+        active = form.cleaned_data["active"]
         cancelled = services.set_user_active(request.user, target, active)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         if active:
             messages.success(request, f"User {target.username} enabled.")
         else:
             messages.success(request, f"User {target.username} disabled and logged out everywhere; "
                                       f"{cancelled} queued task(s) cancelled.")
-    return redirect("user-list")
+        return redirect("user-list")
+    return form_response(request, UserActiveForm(request.POST), act,
+                         lambda form, status: _users_page(request, status=status, active_form=form))
 
 
 @login_required

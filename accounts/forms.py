@@ -149,3 +149,12 @@ class ApiTokenForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         bootstrap(self)
+
+
+class UserActiveForm(forms.Form):
+    """Enable or disable a user (the users page's button)."""
+
+    active = forms.CharField(required=False, max_length=8)
+
+    def clean_active(self) -> bool:
+        return self.cleaned_data["active"].strip().lower() in ("1", "true", "on", "yes")

@@ -5,7 +5,7 @@ from . import views
 
 urlpatterns = [
     path("", views.account, name="account"),
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("verify/", views.otp_verify, name="otp-verify"),
     path("tokens/", views.token_create, name="token-create"),

@@ -19,13 +19,14 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from panel.forms import ActionForm, FormErrorStatus, form_response
 from panel.redirects import local_path
 
 from .audit import record
 from .forms import (ApiTokenForm, DisableTwoFactorForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm,
                     TokenForm)
 from .models import ApiToken
-from .tokens import TokenRefused, create_token, revoke_token
+from .tokens import create_token, revoke_token
 
 DEVICE_NAME = "default"
 
@@ -48,7 +49,7 @@ def password_setup_link(user) -> str:
 
 # -- my account -----------------------------------------------------------------
 @login_required
-def account(request, token_form=None, new_key=None, status=200):
+def account(request, token_form=None, new_key=None, status=200, revoke_form=None):
     user = request.user
     return render(request, "accounts/account.html", {
         "account": user,
@@ -57,6 +58,7 @@ def account(request, token_form=None, new_key=None, status=200):
         "device": confirmed_device(user),
         "tokens": ApiToken.objects.filter(user=user),
         "token_form": token_form or ApiTokenForm(),
+        "revoke_form": revoke_form,
         "new_key": new_key,
     }, status=status)
 
@@ -66,16 +68,12 @@ def account(request, token_form=None, new_key=None, status=200):
 @login_required
 @require_http_methods(["POST"])
 def token_create(request):
-    form = ApiTokenForm(request.POST)
-    if form.is_valid():
-        try:
-            row, key = create_token(request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"])
-        except TokenRefused as exc:
-            form.add_error(None, str(exc))
-        else:
-            # Shown on this answer only: never stored, never shown again.
-            return account(request, new_key={"name": row.name, "key": key})
-    return account(request, token_form=form, status=400)
+    def act(form):
+        row, key = create_token(request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"])
+        # Shown on this answer only: never stored, never shown again.
+        return account(request, new_key={"name": row.name, "key": key})
+    return form_response(request, ApiTokenForm(request.POST), act,
+                         lambda form, status: account(request, token_form=form, status=status))
 
 
 @login_required
@@ -86,9 +84,13 @@ def token_revoke(request, pk):
     token = tokens.select_related("user").filter(pk=pk).first()
     if token is None:
         raise Http404("No such token")
-    revoke_token(request.user, token)
-    messages.success(request, f"Token {token.name} ({token.prefix}…) of {token.user.username} revoked.")
-    return redirect(safe_next(request, request.POST.get("next"), default="account"))
+
+    def act(form):
+        revoke_token(request.user, token)
+        messages.success(request, f"Token {token.name} ({token.prefix}…) of {token.user.username} revoked.")
+        return redirect(safe_next(request, request.POST.get("next"), default="account"))
+    return form_response(request, ActionForm(request.POST), act,
+                         lambda form, status: account(request, revoke_form=form, status=status))
 
 
 # -- two-factor -----------------------------------------------------------------
@@ -120,7 +122,7 @@ def twofactor_setup(request):
         "secret": b32encode(device.bin_key).decode(),
         "secret_grouped": " ".join(b32encode(device.bin_key).decode()[i:i + 4] for i in range(0, 32, 4)),
         "otpauth_uri": uri,
-    })
+    }, status=400 if form.errors else 200)
 
 
 @login_required
@@ -139,7 +141,7 @@ def twofactor_disable(request):
             messages.success(request, "Two-factor authentication is off.")
             return redirect("account")
         record(user, "2fa.disable", result="failed", detail="; ".join(form.non_field_errors()) or "invalid input")
-    return render(request, "accounts/2fa_disable.html", {"form": form})
+    return render(request, "accounts/2fa_disable.html", {"form": form}, status=400 if form.errors else 200)
 
 
 @login_required
@@ -160,11 +162,16 @@ def otp_verify(request):
             record(user, "2fa.verify")
             return redirect(next_url)
         record(user, "2fa.verify", result="failed", detail="; ".join(form.errors.get("token", [])))
-    return render(request, "accounts/verify.html", {"form": form, "next": next_url})
+    return render(request, "accounts/verify.html", {"form": form, "next": next_url},
+                  status=400 if form.errors else 200)
 
 
 # -- passwords ------------------------------------------------------------------
-class PasswordChangeView(auth_views.PasswordChangeView):
+class LoginView(FormErrorStatus, auth_views.LoginView):
+    template_name = "accounts/login.html"
+
+
+class PasswordChangeView(FormErrorStatus, auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
     form_class = PasswordChangeForm
     success_url = reverse_lazy("account")
@@ -176,7 +183,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return response
 
 
-class PasswordResetView(auth_views.PasswordResetView):
+class PasswordResetView(FormErrorStatus, auth_views.PasswordResetView):
     template_name = "accounts/password_reset.html"
     form_class = PasswordResetForm
     email_template_name = "accounts/email/password_reset.txt"
@@ -201,7 +208,7 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
     template_name = "accounts/password_reset_done.html"
 
 
-class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+class PasswordResetConfirmView(FormErrorStatus, auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
     form_class = SetPasswordForm
     success_url = reverse_lazy("password_reset_complete")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from panel.forms import TypeNameToConfirmForm
+
 from .jobs_service import (JobInvalid, StorageChoice, job_containers, job_storages, job_tenants, parse_mailto,
                           validate_schedule)
 from .models import BackupJob, BackupMode, Compression
@@ -93,20 +95,10 @@ class BackupJobForm(forms.Form):
     def retention_fields(self):
         return [self[k] for k in RULES]
 
-    def apply_error(self, exc: Exception) -> None:
-        """Put a refusal of the service on its field, or on the form."""
-        field = getattr(exc, "field", None)
-        self.add_error(field if field in self.fields else None, str(exc))
 
-
-class DeleteJobForm(forms.Form):
-    confirm = forms.CharField(max_length=100, label="Type the job's name to confirm")
+class DeleteJobForm(TypeNameToConfirmForm):
+    what = "the job's name"
 
     def __init__(self, job: BackupJob, data=None):
-        super().__init__(data)
+        super().__init__(job.name, data)
         self.job = job
-
-    def clean_confirm(self):
-        if self.cleaned_data["confirm"].strip() != self.job.name:
-            raise forms.ValidationError(f"Type the job's name, {self.job.name}, to delete it.")
-        return self.cleaned_data["confirm"]

@@ -124,7 +124,25 @@ class UploadForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False, empty_label="no tenant",
                                     to_field_name="slug")
 
-    def __init__(self, *args, user=None, **kwargs):
+    def __init__(self, *args, user=None, refused: str | None = None, **kwargs):
+        """`refused`: why the upload was not read (too big, no space left), if it was not."""
         super().__init__(*args, **kwargs)
+        self.user, self.refused = user, refused
         self.fields["host"].queryset = placeable_hosts(user)
         self.fields["tenant"].queryset = creatable_tenants(user)
+
+    def clean(self):
+        import os
+        from accounts.permissions import manages_hosts
+        from .services import ARCHIVE_RE
+        data = super().clean()
+        if self.refused:
+            raise forms.ValidationError(self.refused)
+        upload = data.get("archive")
+        name = os.path.basename(upload.name or "") if upload is not None else None
+        if name is not None and not ARCHIVE_RE.match(name):
+            self.add_error("archive", f"{name!r} is not a vzdump archive name "
+                                      "(vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
+        if not self.has_error("tenant") and data.get("tenant") is None and not manages_hosts(self.user):
+            self.add_error("tenant", "Choose the tenant the archive belongs to.")
+        return data

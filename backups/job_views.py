@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import visible_backup_jobs
-from tasks.services import TaskError
+from panel.forms import ActionForm, form_response
 
 from . import jobs_service as jobs
 from .forms import BackupJobForm, DeleteJobForm
@@ -34,16 +34,17 @@ def job_list(request):
 def job_create(request):
     if not jobs.may_create_jobs(request.user):
         raise PermissionDenied("Only administrators and tenant administrators make backup jobs.")
-    form = BackupJobForm(request.user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = jobs.create_job(request.user, **form.job_fields())
-        except TaskError as exc:
-            form.apply_error(exc)
-        else:
-            messages.success(request, f"Backup job {job.name} created; next run {_when(job)}.")
-            return redirect("backup-job-detail", job.pk)
-    return render(request, "backups/job_form.html", {"form": form, "job": None})
+
+    def act(form):
+        job = jobs.create_job(request.user, **form.job_fields())
+        messages.success(request, f"Backup job {job.name} created; next run {_when(job)}.")
+        return redirect("backup-job-detail", job.pk)
+
+    def page(form, status=200):
+        return render(request, "backups/job_form.html", {"form": form, "job": None}, status=status)
+    if request.method == "POST":
+        return form_response(request, BackupJobForm(request.user, request.POST), act, page)
+    return page(BackupJobForm(request.user))
 
 
 def _when(job) -> str:
@@ -62,55 +63,61 @@ def _run_views(run):
 @login_required
 def job_detail(request, pk):
     job = jobs.get_job_for_user(request.user, pk)
+    if request.method != "POST":
+        return job_page(request, job)
+    if not jobs.manageable_backup_jobs(request.user).filter(pk=job.pk).exists():
+        raise PermissionDenied(f"You may look at backup job {job.name} but not change it.")
+
+    def act(form):
+        saved = jobs.update_job(job, request.user, **form.job_fields())
+        messages.success(request, f"Backup job {saved.name} saved; next run {_when(saved)}.")
+        return redirect("backup-job-detail", saved.pk)
+    return form_response(request, BackupJobForm(request.user, request.POST, job=job), act,
+                         lambda form, status: job_page(request, job, status, form=form))
+
+
+def job_page(request, job, status: int = 200, form=None, run_form=None):
+    """The job's page: its form (for who may change it), its runs; a form in error comes bound."""
+    if status != 200:
+        job.refresh_from_db()  # a refused update may have touched the instance, not the row
     can_manage = jobs.manageable_backup_jobs(request.user).filter(pk=job.pk).exists()
-    form = None
-    if request.method == "POST":
-        if not can_manage:
-            raise PermissionDenied(f"You may look at backup job {job.name} but not change it.")
-        form = BackupJobForm(request.user, request.POST, job=job)
-        if form.is_valid():
-            try:
-                job = jobs.update_job(job, request.user, **form.job_fields())
-            except TaskError as exc:
-                form.apply_error(exc)
-            else:
-                messages.success(request, f"Backup job {job.name} saved; next run {_when(job)}.")
-                return redirect("backup-job-detail", job.pk)
-    elif can_manage:
+    if form is None and can_manage:
         form = BackupJobForm(request.user, job=job)
     runs = [_run_views(run) for run in job.runs.all()[:10]]
     return render(request, "backups/job_detail.html", {
-        "job": job, "form": form, "can_manage": can_manage, "runs": runs,
+        "job": job, "form": form, "can_manage": can_manage, "runs": runs, "run_form": run_form,
         "schedule_text": jobs.describe_schedule(job.schedule), "selection_text": jobs.describe_selection(job),
         "selected": list(jobs.selected_containers(job)),
-    }, status=400 if form is not None and form.errors else 200)
+    }, status=status)
 
 
 @login_required
 @require_POST
 def job_run(request, pk):
     job = jobs.get_job_for_user(request.user, pk, manage=True)
-    try:
+
+    def act(form):
         run = jobs.run_now(job, request.user)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"Run #{run.pk} of {job.name} started: {run.tasks.count()} containers.")
-    return redirect("backup-job-detail", job.pk)
+        return redirect("backup-job-detail", job.pk)
+    return form_response(request, ActionForm(request.POST), act,
+                         lambda form, status: job_page(request, job, status, run_form=form))
 
 
 @login_required
 def job_delete(request, pk):
     job = jobs.get_job_for_user(request.user, pk, manage=True)
-    form = DeleteJobForm(job, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+
+    def act(form):
         name = job.name
-        try:
-            jobs.delete_job(job, request.user)
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Backup job {name} deleted.")
-            return redirect("backup-job-list")
-    return render(request, "backups/job_delete.html", {"job": job, "form": form,
-                                                        "selection_text": jobs.describe_selection(job)})
+        jobs.delete_job(job, request.user)
+        messages.success(request, f"Backup job {name} deleted.")
+        return redirect("backup-job-list")
+
+    def page(form, status=200):
+        return render(request, "backups/job_delete.html", {"job": job, "form": form,
+                                                            "selection_text": jobs.describe_selection(job)},
+                      status=status)
+    if request.method == "POST":
+        return form_response(request, DeleteJobForm(job, request.POST), act, page)
+    return page(DeleteJobForm(job))

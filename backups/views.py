@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -24,8 +24,10 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, get_co
                                   manageable_backups, manageable_containers, manages_hosts, visible_backups, visible_hosts,
                                   visible_tenants)
 from containers.services import next_free_ctid
+from containers.services import InvalidState
+from panel.forms import ActionForm, form_response
 from panel.redirects import local_path
-from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, save_upload, stream_uploads_to_disk, upload_dir
+from panel.uploads import MAX_UPLOAD_BYTES, save_upload, stream_uploads_to_disk, upload_dir
 from tasks.services import TaskError
 
 from . import services
@@ -37,13 +39,23 @@ PAGE_SIZE = 100
 
 
 # -- helpers --------------------------------------------------------------------------
-def _errors(form) -> str:
-    return " ".join(f"{'' if f == '__all__' else form[f].label}: {' '.join(e)}".lstrip(": ")
-                    for f, e in form.errors.items())
-
-
 def _back(request, default: str | None = None):
     return redirect(local_path(request.POST.get("next")) or default or reverse("backup-list"))
+
+
+def _row_form(request, backup, form, act) -> HttpResponse:
+    """A backup row's form (verify, protect, notes, delete) posted: `act(form)` answers; bad input or
+    a refusal shows the page the row was on again (the container's Backups tab or /backups/, as
+    `next` says), with this row's form bound."""
+    def page(form, status):
+        bound = {"row_form": form, "row_pk": backup.pk}
+        ct = backup.container
+        if ct is not None and (local_path(request.POST.get("next")) or "").startswith(
+                reverse("container-detail", args=[ct.ctid])):
+            from containers.views import container_page
+            return container_page(request, ct, "backups", status, **bound)
+        return backup_list_page(request, status, **bound)
+    return form_response(request, form, act, page)
 
 
 def tab_url(ct) -> str:
@@ -106,21 +118,18 @@ def container_backups(ct, user, can_manage: bool) -> dict:
 @login_required
 @require_POST
 def container_backup_create(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = BackupCreateForm(request.POST, host=ct.host)
-    try:
-        if not form.is_valid():
-            raise TaskError(_errors(form))
+    from containers.views import container_form
+
+    def act(ct, form):
         d = form.cleaned_data
         task = services.backup_container(
             ct, request.user, mode=d["mode"], compress=d["compress"], storage=d["storage"], notes=d["notes"],
             stdexcludes=d["stdexcludes"], exclude_paths=d["exclude_paths"], bwlimit_kbps=d["bwlimit_kbps"],
             protected=d["protected"])
-    except TaskError as exc:
-        messages.error(request, f"Could not make a backup: {exc}")
-        return redirect(tab_url(ct))
-    messages.success(request, f"Task #{task.pk} queued: back up container {ct.ctid}.")
-    return redirect("task-detail", task.pk)
+        messages.success(request, f"Task #{task.pk} queued: back up container {ct.ctid}.")
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "backup_create_form",
+                          lambda ct: BackupCreateForm(request.POST, host=ct.host), act, tab="backups")
 
 
 def _prune_groups(backups, retention: dict) -> list[dict]:
@@ -142,48 +151,52 @@ def _expect(plan) -> str:
 
 @login_required
 def container_backup_prune(request, ident):
-    """GET: the dry run (what would go, what stays). POST: prune now, if the plan is still the one shown."""
+    """GET: the dry run (what would go, what stays). POST: prune now, if the plan is still the one shown
+    (else the new plan, 409). Bad keep-* values show the page again with them, 400."""
     post = request.method == "POST"
     ct = get_container_for_user(request.user, ident, manage=post)
-    can_manage = manageable_containers(request.user).filter(pk=ct.pk).exists()
     data = request.POST if post else (request.GET if any(k in request.GET for k in KEEP_FIELDS) else None)
-    form = PruneForm(data)
     backups = list(visible_backups(request.user).filter(container=ct).order_by("-created_at"))
-    plan = _prune_groups(backups, form.retention()) if data is not None and form.is_valid() else None
-    if post:
-        if plan is None:
-            messages.error(request, f"Nothing pruned: {_errors(form)}")
-            return redirect(tab_url(ct))
+
+    def page(form, status=200):
+        # A refusal (the plan changed) shows the plan as it is now; wrong keep-* values show none.
+        shown = form.is_bound and not form.errors.keys() - {NON_FIELD_ERRORS} and form.retention()
+        plan = _prune_groups(backups, form.retention()) if shown else None
+        return render(request, "backups/prune.html", {
+            "ct": ct, "form": form, "plan": plan, "expect": _expect(plan) if plan else "",
+            "removing": sum(len(g["remove"]) for g in plan) if plan else 0,
+            "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),
+            "retention": form.retention() if plan is not None else {}}, status=status)
+
+    def act(form):
+        plan = _prune_groups(backups, form.retention())
         if request.POST.get("expect", "") != _expect(plan):
-            messages.error(request, "Nothing pruned: the backups changed since the dry run; review the plan again.")
-            return redirect(reverse("container-backup-prune", args=[ct.ctid]) + "?" + urlencode(form.retention()))
-        try:
-            with transaction.atomic():
-                tasks = []
-                for group in plan:
-                    _, _, queued = services.prune_backups(request.user, group["backups"], form.retention(),
-                                                          dry_run=False)
-                    tasks += queued
-        except TaskError as exc:
-            messages.error(request, f"Nothing pruned: {exc}")
-            return redirect(tab_url(ct))
+            raise InvalidState("Nothing pruned: the backups changed since the dry run; review the plan again.")
+        with transaction.atomic():
+            tasks = []
+            for group in plan:
+                _, _, queued = services.prune_backups(request.user, group["backups"], form.retention(),
+                                                      dry_run=False)
+                tasks += queued
         kept = sum(len(g["keep"]) for g in plan)
         messages.success(request, f"Pruned: {len(tasks)} delete task{'s' if len(tasks) != 1 else ''} queued"
                                   f"{' (#' + ', #'.join(str(t.pk) for t in tasks) + ')' if tasks else ''}; "
                                   f"{kept} kept.")
         return redirect(tab_url(ct))
-    if data is not None and not form.is_valid():
-        messages.error(request, _errors(form))
-    return render(request, "backups/prune.html", {
-        "ct": ct, "form": form, "plan": plan, "expect": _expect(plan) if plan else "",
-        "removing": sum(len(g["remove"]) for g in plan) if plan else 0,
-        "can_manage": can_manage,
-        "retention": form.retention() if plan is not None else {}})
+    form = PruneForm(data)
+    if post:
+        return form_response(request, form, act, page)
+    return page(form, 400 if data is not None and not form.is_valid() else 200)
 
 
 # -- /backups/ ---------------------------------------------------------------------------
 @login_required
 def backup_list(request):
+    return backup_list_page(request)
+
+
+def backup_list_page(request, status: int = 200, **forms) -> HttpResponse:
+    """/backups/ with fresh forms, except those given (a form in error, bound)."""
     user = request.user
     qs = visible_backups(user).select_related("host", "storage", "tenant", "container", "owner")
     filters = {k: request.GET.get(k, "").strip() for k in ("ctid", "host", "storage", "tenant")}
@@ -210,8 +223,9 @@ def backup_list(request):
         "hosts": visible_hosts(user), "tenants": visible_tenants(user),
         "storages": BackupStorage.objects.filter(host__in=visible_hosts(user)).select_related("host"),
         "can_import": can_import, "upload_form": UploadForm(user=user) if can_import else None,
-        "backups_next": request.get_full_path(),
-    })
+        "backups_next": reverse("backup-list") if request.method == "POST" else request.get_full_path(),
+        **forms,
+    }, status=status)
 
 
 def upload_allowance(user) -> int:
@@ -238,44 +252,29 @@ def backup_upload(request):
     if not (manages_hosts(user) or creatable_tenants(user).exists()):
         raise PermissionDenied("You may not import archives.")
     allowance = upload_allowance(user)
-    if allowance <= 0:
-        messages.error(request, "Not uploaded: your tenants have no backup space left.")
-        return redirect("backup-list")
-    stream_uploads_to_disk(request, allowance, "The archive")
-    return _backup_upload(request)
+    stream_uploads_to_disk(request, max(allowance, 0), "The archive")  # nothing is kept without space
+    return _backup_upload(request, "Your tenants have no backup space left." if allowance <= 0 else None)
 
 
 @csrf_protect
-def _backup_upload(request):
+def _backup_upload(request, no_space: str | None):
     user = request.user
-    form = UploadForm(request.POST, request.FILES, user=user)
-    refused = getattr(request, "upload_refused", None)
-    if refused or not form.is_valid():
-        messages.error(request, f"Not uploaded: {refused or _errors(form)}")
-        return redirect("backup-list")
-    upload, host, tenant = form.cleaned_data["archive"], form.cleaned_data["host"], form.cleaned_data["tenant"]
-    name = os.path.basename(upload.name or "")
-    if not services.ARCHIVE_RE.match(name):
-        messages.error(request, f"Not uploaded: {name!r} is not a vzdump archive name "
-                                "(vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
-        return redirect("backup-list")
-    if tenant is None and not manages_hosts(user):
-        messages.error(request, "Not uploaded: choose the tenant the archive belongs to.")
-        return redirect("backup-list")
-    try:
+
+    def act(form):
+        upload, host, tenant = form.cleaned_data["archive"], form.cleaned_data["host"], form.cleaned_data["tenant"]
+        name = os.path.basename(upload.name or "")
         dest = save_upload(upload, upload_dir() / name, f"an archive named {name}", MAX_UPLOAD_BYTES)
-    except UploadRefused as exc:
-        messages.error(request, f"Not uploaded: {exc}")
-        return redirect("backup-list")
-    written = dest.stat().st_size
-    try:
-        task = services.import_archive(user, host, str(dest), tenant=tenant, size=written)
-    except TaskError as exc:
-        dest.unlink(missing_ok=True)
-        messages.error(request, f"Not imported: {exc}")
-        return redirect("backup-list")
-    messages.success(request, f"Task #{task.pk} queued: import {name} ({written} bytes) on {host.name}.")
-    return redirect("task-detail", task.pk)
+        written = dest.stat().st_size
+        try:
+            task = services.import_archive(user, host, str(dest), tenant=tenant, size=written)
+        except TaskError:
+            dest.unlink(missing_ok=True)
+            raise
+        messages.success(request, f"Task #{task.pk} queued: import {name} ({written} bytes) on {host.name}.")
+        return redirect("task-detail", task.pk)
+    form = UploadForm(request.POST, request.FILES, user=user,
+                      refused=no_space or getattr(request, "upload_refused", None))
+    return form_response(request, form, act, lambda form, status: backup_list_page(request, status, upload_form=form))
 
 
 # -- one backup ---------------------------------------------------------------------------
@@ -293,61 +292,49 @@ def backup_log(request, pk):
 @require_POST
 def backup_verify(request, pk):
     backup = _backup_for(request, pk, manage=True)
-    try:
+
+    def act(form):
         task = services.verify_backup(backup, request.user)
-    except TaskError as exc:
-        messages.error(request, f"Could not verify {backup.filename}: {exc}")
-    else:
         messages.success(request, f"Task #{task.pk} queued: verify {backup.filename}.")
-    return _back(request)
+        return _back(request)
+    return _row_form(request, backup, ActionForm(request.POST), act)
 
 
 @login_required
 @require_POST
 def backup_protect(request, pk):
     backup = _backup_for(request, pk, manage=True)
-    form = ProtectForm(request.POST)
-    form.is_valid()
-    protected = form.cleaned_data.get("protected", False)
-    try:
+
+    def act(form):
+        protected = form.cleaned_data["protected"]
         services.update_backup(backup, request.user, protected=protected)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"{backup.filename} is {'protected' if protected else 'no longer protected'}.")
-    return _back(request)
+        return _back(request)
+    return _row_form(request, backup, ProtectForm(request.POST), act)
 
 
 @login_required
 @require_POST
 def backup_notes(request, pk):
     backup = _backup_for(request, pk, manage=True)
-    form = NotesForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_errors(form))
+
+    def act(form):
         services.update_backup(backup, request.user, notes=form.cleaned_data["notes"])
-    except TaskError as exc:
-        messages.error(request, f"Notes not saved: {exc}")
-    else:
         messages.success(request, f"Notes of {backup.filename} saved.")
-    return _back(request)
+        return _back(request)
+    return _row_form(request, backup, NotesForm(request.POST), act)
 
 
 @login_required
 @require_POST
 def backup_delete(request, pk):
     backup = _backup_for(request, pk, manage=True)
-    form = DeleteForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError("Confirm by typing the archive's file name.")
+
+    def act(form):
         task = services.delete_backup(backup, request.user, confirm=form.cleaned_data["confirm"])
-    except TaskError as exc:
-        messages.error(request, f"Not deleted: {exc}")
-    else:
         messages.success(request, f"Task #{task.pk} queued: delete {backup.filename}.")
-    return _back(request)
+        return _back(request)
+    return _row_form(request, backup, DeleteForm(request.POST), act)
 
 
 @login_required
@@ -355,25 +342,24 @@ def backup_restore(request, pk):
     """vzrestore: the form (GET) and the restore (POST)."""
     backup = _backup_for(request, pk, manage=True)
     user = request.user
+
+    def act(form):
+        d = form.cleaned_data
+        overwrite = d["target"] == "overwrite"
+        task = services.restore_backup(
+            backup, user, ctid=d["ctid"], host=d["host"], force=overwrite,
+            confirm=d["confirm"] if overwrite else None, tenant=d["tenant"], plan=d["plan"],
+            hostname=d["hostname"] or None, start=d["start"])
+        what = f"restore {backup.filename} over container {d['ctid']}" if overwrite else \
+            f"restore {backup.filename} as container {d['ctid']}"
+        messages.success(request, f"Task #{task.pk} queued: {what}.")
+        return redirect("task-detail", task.pk)
+
+    def page(form, status=200):
+        return render(request, "backups/restore.html", {"backup": backup, "form": form,
+                                                        "next": local_path(request.GET.get("next")) or ""},
+                      status=status)
     if request.method == "POST":
-        form = RestoreForm(request.POST, user=user, backup=backup)
-        if form.is_valid():
-            d = form.cleaned_data
-            overwrite = d["target"] == "overwrite"
-            try:
-                task = services.restore_backup(
-                    backup, user, ctid=d["ctid"], host=d["host"], force=overwrite,
-                    confirm=d["confirm"] if overwrite else None, tenant=d["tenant"], plan=d["plan"],
-                    hostname=d["hostname"] or None, start=d["start"])
-            except TaskError as exc:
-                form.add_error(None, str(exc))
-            else:
-                what = f"restore {backup.filename} over container {d['ctid']}" if overwrite else \
-                    f"restore {backup.filename} as container {d['ctid']}"
-                messages.success(request, f"Task #{task.pk} queued: {what}.")
-                return redirect("task-detail", task.pk)
-    else:
-        form = RestoreForm(initial={"target": "new", "ctid": next_free_ctid(), "host": backup.host.name},
-                           user=user, backup=backup)
-    return render(request, "backups/restore.html", {"backup": backup, "form": form,
-                                                    "next": local_path(request.GET.get("next")) or ""})
+        return form_response(request, RestoreForm(request.POST, user=user, backup=backup), act, page)
+    return page(RestoreForm(initial={"target": "new", "ctid": next_free_ctid(), "host": backup.host.name},
+                            user=user, backup=backup))

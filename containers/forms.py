@@ -6,6 +6,7 @@ import shlex
 from django import forms
 
 from hosts.models import Host
+from panel.forms import TypeNameToConfirmForm
 from tenancy.models import Plan, Tenant
 
 from .models import Container, OSTemplate
@@ -183,3 +184,90 @@ class MigrateForm(forms.Form):
         super().__init__(*args, **kwargs)
         if container is not None:
             self.fields["destination"].queryset = self.fields["destination"].queryset.exclude(pk=container.host_id)
+
+
+class TemplateNameForm(forms.Form):
+    """Make a template from a stopped container: its name (ostemplates checks it)."""
+
+    name = forms.CharField(max_length=100, label="Template name")
+
+
+# -- the OS template catalogue's forms (ostemplates checks every value again) -------------------
+class TemplateHostForm(forms.Form):
+    """A catalogue form that names a host: one of `hosts` (those the user may place on), by name."""
+
+    host = forms.ModelChoiceField(queryset=Host.objects.none(), to_field_name="name", label="Host",
+                                  error_messages={"invalid_choice": "No host %(value)r; choose one of the list.",
+                                                  "required": "Choose a host."})
+
+    def __init__(self, data=None, files=None, *, hosts, **kwargs):
+        super().__init__(data, files, **kwargs)
+        self.fields["host"].queryset = hosts
+
+
+class TemplateBuildForm(TemplateHostForm):
+    """debootstrap; a field left empty takes its initial value."""
+
+    distribution = forms.CharField(max_length=32, required=False, initial="debian")
+    release = forms.CharField(max_length=64, required=False, initial="bookworm")
+    architecture = forms.CharField(max_length=32, required=False, initial="amd64")
+    mirror = forms.CharField(max_length=2000, required=False, label="Mirror")
+    name = forms.CharField(max_length=100, required=False)
+
+
+class TemplateDownloadForm(TemplateHostForm):
+    url = forms.CharField(max_length=2000, label="URL")
+    sha256 = forms.CharField(max_length=64, required=False, label="SHA-256")
+    name = forms.CharField(max_length=100, required=False)
+
+
+class TemplateIndexForm(TemplateHostForm):
+    index_url = forms.CharField(max_length=2000, label="Server URL", initial="https://images.linuxcontainers.org/")
+    distribution = forms.CharField(max_length=32, initial="debian")
+    release = forms.CharField(max_length=64, initial="bookworm")
+    architecture = forms.CharField(max_length=32, required=False, initial="amd64")
+    variant = forms.CharField(max_length=32, required=False, initial="default")
+    name = forms.CharField(max_length=100, required=False)
+
+
+class TemplateUploadForm(TemplateHostForm):
+    """An uploaded root filesystem: a tarball by its suffix, a valid name no template on the host has.
+    `refused` is why panel.uploads stopped reading the file (too big), if it did."""
+
+    name = forms.CharField(max_length=100, required=False)
+    file = forms.FileField(label="Root filesystem tarball", error_messages={"required": "Choose a tarball to upload."})
+
+    def __init__(self, data=None, files=None, *, hosts, refused: str | None = None, **kwargs):
+        super().__init__(data, files, hosts=hosts, **kwargs)
+        self.refused = refused
+
+    def clean(self):
+        from .engine.templates import NAME_RE, SUFFIXES
+        data = super().clean()
+        if self.refused:
+            raise forms.ValidationError(self.refused)
+        upload, host = data.get("file"), data.get("host")
+        if upload is None:
+            return data
+        filename = upload.name or ""
+        suffix = next((s for s in SUFFIXES if filename.endswith(s)), None)
+        if suffix is None:
+            self.add_error("file", f"{filename!r} is not a tarball ({', '.join(SUFFIXES)}).")
+            return data
+        name = data.get("name") or filename[: -len(suffix)]
+        if not NAME_RE.match(name):
+            self.add_error("name", f"{name!r} is not a template name: letters, digits, '.', '_', '+' and '-', "
+                                   "starting with a letter or digit.")
+        elif host is not None and OSTemplate.objects.filter(host=host, name=name).exists():
+            self.add_error("name", f"Host {host.name} already has a template {name}; delete it first or pick "
+                                   "another name.")
+        data["name"], data["suffix"] = name, suffix
+        return data
+
+
+class TemplateDeleteForm(TypeNameToConfirmForm):
+    what = "the template's name"
+
+    def __init__(self, template: OSTemplate, data=None):
+        super().__init__(template.name, data)
+        self.template = template

@@ -5,46 +5,31 @@ Thin views over containers.ostemplates, which checks names and rights again and 
 not change the catalogue gets 403 on every POST; a refused request changes nothing and says why."""
 from __future__ import annotations
 
-import os
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import page_for
 from accounts.permissions import get_container_for_user, manages_hosts, placeable_hosts, sees_templates, visible_hosts
-from panel.uploads import UploadRefused, save_upload, stream_uploads_to_disk, upload_dir
+from panel.forms import form_response
+from panel.uploads import MAX_UPLOAD_BYTES, save_upload, stream_uploads_to_disk, upload_dir
 from tasks.services import TaskError
 
 from . import ostemplates
-from .engine.templates import NAME_RE, SUFFIXES
+from .engine.templates import SUFFIXES
+from .forms import (TemplateBuildForm, TemplateDeleteForm, TemplateDownloadForm, TemplateHostForm, TemplateIndexForm,
+                    TemplateNameForm, TemplateUploadForm)
 from .models import OSTemplate
-
-from panel.uploads import MAX_UPLOAD_BYTES  # noqa: E402  (one limit for every upload)
-DEFAULT_INDEX_URL = "https://images.linuxcontainers.org/"
 
 
 # -- helpers ----------------------------------------------------------------------------
 def _require_manager(request) -> None:
     if not manages_hosts(request.user):
         raise PermissionDenied("Only administrators and operators change the OS template catalogue.")
-
-
-def _field(request, key: str) -> str:
-    return (request.POST.get(key) or "").strip()
-
-
-def _host(request, key: str = "host"):
-    """The visible host named in the form, or None (with a message saying so)."""
-    name = _field(request, key)
-    host = visible_hosts(request.user).filter(name=name).first() if name else None
-    if host is None:
-        messages.error(request, f"No host {name!r}; choose one of the list." if name else "Choose a host.")
-    return host
 
 
 def _template_for(request, pk) -> OSTemplate:
@@ -60,64 +45,78 @@ def _queued(request, task, what: str):
     return redirect("task-detail", task.pk)
 
 
+def _hosts(request):
+    return visible_hosts(request.user)
+
+
 # -- the catalogue ----------------------------------------------------------------------
 @login_required
 @page_for(sees_templates, "OS templates")
 def template_list(request):
+    return template_page(request)
+
+
+def template_page(request, status: int = 200, **forms) -> HttpResponse:
+    """The catalogue with fresh forms, except those given (a form in error, bound; a row's form
+    comes with `row_pk`, the template it was for)."""
     hosts = list(placeable_hosts(request.user).order_by("name"))
     templates = OSTemplate.objects.filter(host__in=hosts).select_related("host")
+    fresh = {"hosts": _hosts(request)}
     return render(request, "hosts/templates.html", {
         "templates": templates,
         "hosts": hosts,
         "can_manage_templates": manages_hosts(request.user),
         "distributions": ostemplates.DISTRIBUTIONS,
-        "default_index_url": DEFAULT_INDEX_URL,
         "suffixes": ", ".join(SUFFIXES),
-    })
+        "build_form": TemplateBuildForm(**fresh),
+        "download_form": TemplateDownloadForm(**fresh),
+        "index_form": TemplateIndexForm(**fresh),
+        "upload_form": TemplateUploadForm(**fresh),
+        **forms,
+    }, status=status)
 
 
-def _host_operation(request, operation, failed: str, done: str):
-    """A catalogue change on the host the form names: call `operation(host)`, report, redirect."""
+def _catalogue_form(request, key: str, form, act, **extra) -> HttpResponse:
+    """A catalogue form posted: `act(form)` answers; bad input or a refusal shows the catalogue again."""
+    return form_response(request, form, act,
+                         lambda form, status: template_page(request, status, **{key: form}, **extra))
+
+
+def _host_operation(request, key: str, form_class, operation, done: str):
+    """A catalogue change on the host the form names: `operation(host, cleaned data)` queues it."""
     _require_manager(request)
-    host = _host(request)
-    if host is None:
-        return redirect("template-list")
-    try:
-        task = operation(host)
-    except TaskError as exc:
-        messages.error(request, f"{failed}: {exc}")
-        return redirect("template-list")
-    return _queued(request, task, done.format(name=task.params["name"], host=host.name))
+
+    def act(form):
+        host = form.cleaned_data["host"]
+        data = {k: (v.strip() or form.fields[k].initial) if isinstance(v, str) else v
+                for k, v in form.cleaned_data.items()}  # empty: the field's default
+        task = operation(host, data)
+        return _queued(request, task, done.format(name=task.params["name"], host=host.name))
+    return _catalogue_form(request, key, form_class(request.POST, hosts=_hosts(request)), act)
 
 
 @login_required
 @require_POST
 def template_build(request):
-    return _host_operation(request, lambda host: ostemplates.build_template(
-        request.user, host, distribution=_field(request, "distribution") or "debian",
-        release=_field(request, "release") or "bookworm", architecture=_field(request, "architecture") or "amd64",
-        mirror=_field(request, "mirror") or None, name=_field(request, "name") or None),
-        "Not built", "build {name} on {host}")
+    return _host_operation(request, "build_form", TemplateBuildForm, lambda host, d: ostemplates.build_template(
+        request.user, host, distribution=d["distribution"], release=d["release"], architecture=d["architecture"],
+        mirror=d["mirror"] or None, name=d["name"] or None), "build {name} on {host}")
 
 
 @login_required
 @require_POST
 def template_download(request):
-    return _host_operation(request, lambda host: ostemplates.download_template(
-        request.user, host, url=_field(request, "url"), sha256=_field(request, "sha256") or None,
-        name=_field(request, "name") or None),
-        "Not downloaded", "download {name} to {host}")
+    return _host_operation(request, "download_form", TemplateDownloadForm, lambda host, d: (
+        ostemplates.download_template(request.user, host, url=d["url"], sha256=d["sha256"] or None,
+                                      name=d["name"] or None)), "download {name} to {host}")
 
 
 @login_required
 @require_POST
 def template_download_index(request):
-    return _host_operation(request, lambda host: ostemplates.download_from_index(
-        request.user, host, index_url=_field(request, "index_url"),
-        distribution=_field(request, "distribution"), release=_field(request, "release"),
-        architecture=_field(request, "architecture") or "amd64", variant=_field(request, "variant") or "default",
-        name=_field(request, "name") or None),
-        "Not downloaded", "download {name} to {host}")
+    return _host_operation(request, "index_form", TemplateIndexForm, lambda host, d: ostemplates.download_from_index(
+        request.user, host, index_url=d["index_url"], distribution=d["distribution"], release=d["release"],
+        architecture=d["architecture"], variant=d["variant"], name=d["name"] or None), "download {name} to {host}")
 
 
 @csrf_exempt  # the upload handler must be set before CSRF reads the body: checked just below
@@ -133,43 +132,21 @@ def template_upload(request):
 
 @csrf_protect
 def _template_upload(request):
-    host = _host(request)
-    if host is None:
-        return redirect("template-list")
-    upload = request.FILES.get("file")
-    if upload is None or getattr(request, "upload_refused", None):
-        messages.error(request, f"Not uploaded: {getattr(request, 'upload_refused', None) or 'choose a tarball to upload.'}")
-        return redirect("template-list")
-    name = _field(request, "name")
-    filename = os.path.basename(upload.name or "")
-    suffix = next((s for s in SUFFIXES if filename.endswith(s)), None)
-    if suffix is None:
-        messages.error(request, f"Not uploaded: {filename!r} is not a tarball ({', '.join(SUFFIXES)}).")
-        return redirect("template-list")
-    if not name:
-        name = filename[: -len(suffix)]
-    if not NAME_RE.match(name):
-        messages.error(request, f"Not uploaded: {name!r} is not a template name: letters, digits, '.', '_', '+' "
-                                "and '-', starting with a letter or digit.")
-        return redirect("template-list")
-    if OSTemplate.objects.filter(host=host, name=name).exists():
-        messages.error(request, f"Not uploaded: host {host.name} already has a template {name}; "
-                                "delete it first or pick another name.")
-        return redirect("template-list")
-    try:
-        dest = save_upload(upload, upload_dir() / f"template-{name}{suffix}", f"a template named {name}",
+    def act(form):
+        d = form.cleaned_data
+        host, name = d["host"], d["name"]
+        dest = save_upload(d["file"], upload_dir() / f"template-{name}{d['suffix']}", f"a template named {name}",
                            MAX_UPLOAD_BYTES)
-    except UploadRefused as exc:
-        messages.error(request, f"Not uploaded: {exc}")
-        return redirect("template-list")
-    written = dest.stat().st_size
-    try:
-        task = ostemplates.import_uploaded_template(request.user, host, str(dest), name)
-    except TaskError as exc:
-        dest.unlink(missing_ok=True)
-        messages.error(request, f"Not imported: {exc}")
-        return redirect("template-list")
-    return _queued(request, task, f"import {name} ({written} bytes) on {host.name}")
+        written = dest.stat().st_size
+        try:
+            task = ostemplates.import_uploaded_template(request.user, host, str(dest), name)
+        except TaskError:
+            dest.unlink(missing_ok=True)
+            raise
+        return _queued(request, task, f"import {name} ({written} bytes) on {host.name}")
+    form = TemplateUploadForm(request.POST, request.FILES, hosts=_hosts(request),
+                              refused=getattr(request, "upload_refused", None))
+    return _catalogue_form(request, "upload_form", form, act)
 
 
 @login_required
@@ -177,15 +154,13 @@ def _template_upload(request):
 def template_copy(request, pk):
     _require_manager(request)  # before the lookup: one answer for every template
     template = _template_for(request, pk)
-    target = _host(request)
-    if target is None:
-        return redirect("template-list")
-    try:
+
+    def act(form):
+        target = form.cleaned_data["host"]
         task = ostemplates.copy_template(request.user, template, target)
-    except TaskError as exc:
-        messages.error(request, f"Not copied: {exc}")
-        return redirect("template-list")
-    return _queued(request, task, f"copy {template.name} from {template.host.name} to {target.name}")
+        return _queued(request, task, f"copy {template.name} from {template.host.name} to {target.name}")
+    return _catalogue_form(request, "row_form", TemplateHostForm(request.POST, hosts=_hosts(request)), act,
+                           row_pk=template.pk, row_action="copy")
 
 
 @login_required
@@ -193,28 +168,25 @@ def template_copy(request, pk):
 def template_delete(request, pk):
     _require_manager(request)  # before the lookup: one answer for every template
     template = _template_for(request, pk)
-    if _field(request, "confirm") != template.name:
-        messages.error(request, f"Not deleted: type the template's name, {template.name}, to confirm.")
-        return redirect("template-list")
-    try:
+
+    def act(form):
         task = ostemplates.delete_template(request.user, template)
-    except TaskError as exc:
-        messages.error(request, f"Not deleted: {exc}")
+        messages.success(request, f"Task #{task.pk} queued: delete {template.name} on {template.host.name}.")
         return redirect("template-list")
-    messages.success(request, f"Task #{task.pk} queued: delete {template.name} on {template.host.name}.")
-    return redirect("template-list")
+    return _catalogue_form(request, "row_form", TemplateDeleteForm(template, request.POST), act,
+                           row_pk=template.pk, row_action="delete")
 
 
 # -- from a container -------------------------------------------------------------------
 @login_required
 @require_POST
 def template_from_container(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
+    from .views import container_form
+    get_container_for_user(request.user, ident, manage=True)  # 404 before 403, as every container page
     _require_manager(request)
-    name = _field(request, "name")
-    try:
+
+    def act(ct, form):
+        name = form.cleaned_data["name"].strip()
         task = ostemplates.template_from_container(ct, request.user, name)
-    except TaskError as exc:
-        messages.error(request, f"No template made: {exc}")
-        return redirect("container-detail", ct.ctid)
-    return _queued(request, task, f"make template {name} from container {ct.ctid}")
+        return _queued(request, task, f"make template {name} from container {ct.ctid}")
+    return container_form(request, ident, "template_form", lambda ct: TemplateNameForm(request.POST), act)

@@ -3,24 +3,28 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from panel.forms import ActionForm, form_response, wants_fragment
 from panel.redirects import local_path
 from accounts.decorators import page_for
-from accounts.permissions import get_container_for_user, manageable_containers, may_create_containers, visible_containers, visible_tasks
-from tasks.services import TaskError
+from accounts.permissions import (get_container_for_user, manageable_containers, manages_hosts, may_create_containers,
+                                  visible_containers, visible_tasks)
 
 from . import services
 from .choices import ContainerStatus
-from .forms import (ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, PasswordForm,
-                    SSHKeyForm)
+from .forms import (ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, MigrateForm, PasswordForm,
+                    SSHKeyForm, TemplateNameForm)
 
 ACTIONS = {
     "start": services.start_container,
     "stop": services.stop_container,
     "restart": services.restart_container,
 }
+TABS = ("overview", "resources", "events", "network", "backups")
 
 
 @login_required
@@ -29,7 +33,7 @@ def container_list(request):
     status = request.GET.get("status")
     if status in ContainerStatus.values:
         containers = containers.filter(status=status)
-    template = "containers/_table.html" if request.headers.get("HX-Request") else "containers/list.html"
+    template = "containers/_table.html" if wants_fragment(request) else "containers/list.html"
     return render(request, template, {"containers": containers, "status": status,
                                       "statuses": ContainerStatus.choices})
 
@@ -37,30 +41,33 @@ def container_list(request):
 @login_required
 @page_for(may_create_containers, "Creating containers")
 def container_create(request):
-    if request.method == "POST":
-        form = ContainerCreateForm(request.POST, user=request.user)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                task = services.create_container(
-                    user=request.user, ctid=data["ctid"], ostemplate=data["ostemplate"],
-                    hostname=data["hostname"], host=data["host"], name=data["name"],
-                    onboot=data["onboot"], description=data["description"], start=data["start"],
-                    tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
-                    override_capacity=data.get("override_capacity", False))
-            except TaskError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
-                return redirect("task-detail", task.pk)
-    else:
-        form = ContainerCreateForm(initial={"ctid": services.next_free_ctid()}, user=request.user)
-    return render(request, "containers/create.html", {"form": form})
+    def act(form):
+        data = form.cleaned_data
+        task = services.create_container(
+            user=request.user, ctid=data["ctid"], ostemplate=data["ostemplate"],
+            hostname=data["hostname"], host=data["host"], name=data["name"],
+            onboot=data["onboot"], description=data["description"], start=data["start"],
+            tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
+            override_capacity=data.get("override_capacity", False))
+        messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
+        return redirect("task-detail", task.pk)
+
+    def page(form, status=200):
+        return render(request, "containers/create.html", {"form": form}, status=status)
+    if request.method != "POST":
+        return page(ContainerCreateForm(initial={"ctid": services.next_free_ctid()}, user=request.user))
+    return form_response(request, ContainerCreateForm(request.POST, user=request.user), act, page)
 
 
 @login_required
 def container_detail(request, ident):
     ct = get_container_for_user(request.user, ident)
+    tab = request.GET.get("tab")
+    return container_page(request, ct, tab if tab in TABS else "overview")
+
+
+def container_page(request, ct, tab: str = "overview", status: int = 200, **forms) -> HttpResponse:
+    """The container page on `tab`, with fresh forms except those given (a form in error, bound)."""
     context = {
         "ct": ct,
         "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),
@@ -70,16 +77,15 @@ def container_detail(request, ident):
         "destroy_form": DestroyForm(),
         "password_form": PasswordForm(),
         "sshkey_form": SSHKeyForm(),
+        "template_form": TemplateNameForm(),
+        "action_form": ActionForm(),
+        "tab": tab,
     }
-    from accounts.permissions import manages_hosts
     if manages_hosts(request.user) and context["can_manage"]:
-        from .forms import MigrateForm
         context["migrate_form"] = MigrateForm(container=ct)
-    if request.headers.get("HX-Request"):
+    if wants_fragment(request):
         return render(request, "containers/_status.html", context)
-    tab = request.GET.get("tab")
-    context["tab"] = tab if tab in ("resources", "events", "network", "backups") else "overview"
-    if context["tab"] == "resources":
+    if tab == "resources":
         # The table only: the charts fetch their samples from series.json.
         from metrics.consolidate import RANGES
         from metrics.models import Beancounters
@@ -93,15 +99,24 @@ def container_detail(request, ident):
             "chart_range": chart_range if chart_range in RANGES else "hour",
         })
         mark_seen(snapshot)
-    elif context["tab"] == "events":
+    elif tab == "events":
         context["events"] = ct.events.all()[:200]
-    elif context["tab"] == "network":
+    elif tab == "network":
         from network.views import container_network
         context.update(container_network(ct, request.user, context["can_manage"]))
-    elif context["tab"] == "backups":
+    elif tab == "backups":
         from backups.views import container_backups
         context.update(container_backups(ct, request.user, context["can_manage"]))
-    return render(request, "containers/detail.html", context)
+    context.update(forms)
+    return render(request, "containers/detail.html", context, status=status)
+
+
+def container_form(request, ident, key: str, make_form, act, tab: str = "overview") -> HttpResponse:
+    """A form of the container page (`key` in its context) posted: `act(ct, form)` answers on
+    success; bad input or a refusal shows the page's `tab` again with this form bound (panel.forms)."""
+    ct = get_container_for_user(request.user, ident, manage=True)
+    return form_response(request, make_form(ct), lambda form: act(ct, form),
+                         lambda form, status: container_page(request, ct, tab, status, **{key: form}))
 
 
 def _queued(request, task, what: str):
@@ -111,70 +126,47 @@ def _queued(request, task, what: str):
 @login_required
 @require_POST
 def container_action(request, ident, action):
-    ct = get_container_for_user(request.user, ident, manage=True)
+    """Start, stop, restart (from this page or a container table). A refusal (locked, wrong state) shows
+    the container's page with it beside the buttons, whichever page the button was on."""
     if action not in ACTIONS:
-        messages.error(request, f"Unknown action {action!r}.")
-        return redirect("container-detail", ct.ctid)
-    try:
+        raise Http404(f"No action {action!r}")
+
+    def act(ct, form):
         task = ACTIONS[action](ct, request.user)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         _queued(request, task, f"{action} container {ct.ctid}")
-    if request.POST.get("next"):
-        return redirect(local_path(request.POST["next"]) or "/")
-    return redirect("container-detail", ct.ctid)
+        return redirect(local_path(request.POST.get("next")) or reverse("container-detail", args=[ct.ctid]))
+    return container_form(request, ident, "action_form", lambda ct: ActionForm(request.POST), act)
 
 
 @login_required
 @require_POST
 def container_settings(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = ContainerSettingsForm(request.POST, container=ct)
-    if form.is_valid():
+    def act(ct, form):
         changes = {k: form.cleaned_data[k] for k in ("hostname", "name", "onboot", "description")}
         changes.update(form.limits())
-        try:
-            task = services.update_container(ct, request.user, **changes)
-        except TaskError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Settings saved; task #{task.pk} applies them on the host."
-                             if task else "Settings saved.")
-    else:
-        messages.error(request, "Settings not saved: " + _form_errors(form))
-    return redirect("container-detail", ct.ctid)
+        task = services.update_container(ct, request.user, **changes)
+        messages.success(request, f"Settings saved; task #{task.pk} applies them on the host."
+                         if task else "Settings saved.")
+        return redirect("container-detail", ct.ctid)
+    return container_form(request, ident, "settings_form",
+                          lambda ct: ContainerSettingsForm(request.POST, container=ct), act)
 
 
 @login_required
 @require_POST
 def container_exec(request, ident):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = ExecForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Command not run: " + _form_errors(form))
-        return redirect("container-detail", ct.ctid)
-    try:
-        task = services.exec_in_container(ct, request.user, form.cleaned_data["command"],
-                                          form.cleaned_data["timeout"])
-    except TaskError as exc:
-        messages.error(request, str(exc))
-        return redirect("container-detail", ct.ctid)
-    return redirect("task-detail", task.pk)
+    def act(ct, form):
+        task = services.exec_in_container(ct, request.user, form.cleaned_data["command"], form.cleaned_data["timeout"])
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "exec_form", lambda ct: ExecForm(request.POST), act)
 
 
 def _confirmed_operation(request, ident, operation, what):
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = DestroyForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
+    def act(ct, form):
         task = operation(ct, request.user, form.cleaned_data["confirm"])
-    except TaskError as exc:
-        messages.error(request, str(exc))
-        return redirect("container-detail", ct.ctid)
-    _queued(request, task, f"{what} container {ct.ctid}")
-    return redirect("task-detail", task.pk)
+        _queued(request, task, f"{what} container {ct.ctid}")
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "destroy_form", lambda ct: DestroyForm(request.POST), act)
 
 
 @login_required
@@ -186,10 +178,14 @@ def container_destroy(request, ident):
 @login_required
 @require_POST
 def container_migrate(request, ident):
-    from .forms import MigrateForm
-    return _form_operation(request, ident, MigrateForm, lambda ct, data: services.migrate_container(
-        ct, request.user, data["destination"], online=data["online"], remove_source=data["remove_source"],
-        keep_dst=data["keep_dst"], bwlimit_kib=data["bwlimit_kib"] or 0), "migrate", show_task=True)
+    def act(ct, form):
+        data = form.cleaned_data
+        task = services.migrate_container(
+            ct, request.user, data["destination"], online=data["online"], remove_source=data["remove_source"],
+            keep_dst=data["keep_dst"], bwlimit_kib=data["bwlimit_kib"] or 0)
+        _queued(request, task, f"migrate of container {ct.ctid}")
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "migrate_form", lambda ct: MigrateForm(request.POST, container=ct), act)
 
 
 @login_required
@@ -198,35 +194,23 @@ def container_reset(request, ident):
     return _confirmed_operation(request, ident, services.reset_container, "reset to its template")
 
 
-def _form_operation(request, ident, form_class, operation, what: str, show_task: bool = False):
-    """POST a form, run `operation(ct, form data)`, report; refusals change nothing."""
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = form_class(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
-        task = operation(ct, form.cleaned_data)
-    except TaskError as exc:
-        messages.error(request, f"Could not {what}: {exc}")
-        return redirect("container-detail", ct.ctid)
+def _queued_here(request, ct, task, what: str):
     _queued(request, task, f"{what} of container {ct.ctid}")
-    return redirect("task-detail", task.pk) if show_task else redirect("container-detail", ct.ctid)
+    return redirect("container-detail", ct.ctid)
 
 
 @login_required
 @require_POST
 def container_password(request, ident):
-    return _form_operation(request, ident, PasswordForm, lambda ct, d: services.set_user_password(
-        ct, request.user, d["user"], d["password"]), "set the password")
+    return container_form(request, ident, "password_form", lambda ct: PasswordForm(request.POST), lambda ct, f: (
+        _queued_here(request, ct, services.set_user_password(ct, request.user, f.cleaned_data["user"],
+                                                             f.cleaned_data["password"]),
+                     "set the password")))
 
 
 @login_required
 @require_POST
 def container_sshkey(request, ident):
-    return _form_operation(request, ident, SSHKeyForm, lambda ct, d: services.set_ssh_key(
-        ct, request.user, d["key"], d["user"]), "add the SSH key")
-
-
-def _form_errors(form) -> str:
-    return " ".join(f"{'' if f == '__all__' else form.fields[f].label or f}: {' '.join(e)}".lstrip(": ")
-                    for f, e in form.errors.items())
+    return container_form(request, ident, "sshkey_form", lambda ct: SSHKeyForm(request.POST), lambda ct, f: (
+        _queued_here(request, ct, services.set_ssh_key(ct, request.user, f.cleaned_data["key"], f.cleaned_data["user"]),
+                     "add the SSH key")))

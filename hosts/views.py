@@ -1,17 +1,17 @@
 """Host pages and the OS template catalogue."""
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from tasks.services import TaskError
-from django.db.models import Count
-from django.http import Http404
-from django.shortcuts import render
-
 from accounts.decorators import page_for
-from accounts.permissions import sees_infrastructure, visible_containers, visible_hosts
+from accounts.permissions import is_admin, manages_hosts, sees_infrastructure, visible_containers, visible_hosts
+from panel.forms import ActionForm, form_response
+
+from .forms import DrainForm, EvacuateForm, HostAddForm, RemoveHostForm, SSHForm, StorageForm
 
 
 @login_required
@@ -23,12 +23,22 @@ def host_list(request):
 
 @login_required
 def host_detail(request, name):
+    return host_page(request, _visible_host(request, name))
+
+
+def _visible_host(request, name):
     host = visible_hosts(request.user).filter(name=name).first()
     if host is None:
         raise Http404(f"No host {name}")
-    from accounts.permissions import is_admin, manages_hosts
+    return host
+
+
+def host_page(request, host, status: int = 200, **forms) -> HttpResponse:
+    """The host page with fresh forms, except those given (a form in error, bound)."""
     from network.views import host_network
     from .capacity import capacity_rows
+    if status != 200:
+        host.refresh_from_db()  # a refused change may have touched the instance, not the row
     return render(request, "hosts/detail.html", {
         "host": host,
         "containers": visible_containers(request.user).filter(host=host),
@@ -38,24 +48,38 @@ def host_detail(request, name):
         "is_admin": is_admin(request.user),
         "capacity": capacity_rows(host) if manages_hosts(request.user) else None,
         **host_network(host, request.user),
-    })
+        "drain_form": DrainForm(),
+        "ssh_form": SSHForm(initial={"ssh_address": host.ssh_address}),
+        "remove_form": RemoveHostForm(),
+        "storage_form": StorageForm(),
+        **forms,
+        # The buttons' forms in error, shown at the top of their card.
+        "maintenance_forms": [forms.get(f"{a}_form") for a in ("drain", "undrain", "evacuate") if forms.get(f"{a}_form")],
+        "access_forms": [forms.get(f"{a}_form") for a in ("token", "revoke", "ssh", "remove") if forms.get(f"{a}_form")],
+    }, status=status)
+
+
+def host_form(request, name, key: str, form, act, may=manages_hosts) -> HttpResponse:
+    """A form of the host page (`key` in its context) posted by someone `may` allow (else 403):
+    `act(host, form)` answers; bad input or a refusal shows the host page again with this form bound."""
+    host = _visible_host(request, name)
+    if not may(request.user):
+        raise PermissionDenied(f"Your role may not do this on host {host.name}.")
+    return form_response(request, form, lambda form: act(host, form),
+                         lambda form, status: host_page(request, host, status, **{key: form}))
 
 
 @login_required
 @require_POST
 def storage_create(request, name):
-    host = visible_hosts(request.user).filter(name=name).first()
-    if host is None:
-        raise Http404(f"No host {name}")
     from backups.services import save_storage
-    try:
-        storage = save_storage(request.user, host=host, name=request.POST.get("name", "").strip(),
-                               path=request.POST.get("path", "").strip())
-    except TaskError as exc:
-        messages.error(request, f"Storage not added: {exc}")
-    else:
+
+    def act(host, form):
+        d = form.cleaned_data
+        storage = save_storage(request.user, host=host, name=d["name"].strip(), path=d["path"].strip())
         messages.success(request, f"Storage {storage.name} ({storage.path}) added to {host.name}.")
-    return redirect("host-detail", host.name)
+        return redirect("host-detail", host.name)
+    return host_form(request, name, "storage_form", StorageForm(request.POST), act)
 
 
 @login_required
@@ -66,23 +90,15 @@ def storage_delete(request, name, pk):
     if storage is None:
         raise Http404("No such storage")
     from backups.services import delete_storage
-    try:
+
+    def act(host, form):
         delete_storage(request.user, storage)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"Storage {storage.name} removed.")
-    return redirect("host-detail", host.name)
+        return redirect("host-detail", host.name)
+    return host_form(request, name, "storage_delete_form", ActionForm(request.POST), act)
 
 
 # -- administration: add, token, SSH, drain, evacuate, remove ---------------------------------------
-def _managed_host(request, name):
-    host = visible_hosts(request.user).filter(name=name).first()
-    if host is None:
-        raise Http404(f"No host {name}")
-    return host
-
-
 def install_command(host, token: str) -> str:
     """The one command docs/operations.md documents, filled in for this host."""
     from django.conf import settings
@@ -99,62 +115,72 @@ def install_command(host, token: str) -> str:
 @login_required
 def host_add(request):
     from . import services
-    from accounts.permissions import is_admin
     if not is_admin(request.user):
         raise PermissionDenied("Only an administrator adds hosts.")
-    error = None
-    if request.method == "POST":
-        try:
-            host, token = services.add_host(
-                request.user, name=request.POST.get("name", "").strip(),
-                lxcpath=request.POST.get("lxcpath", "").strip() or "/var/lib/lxc",
-                template_dir=request.POST.get("template_dir", "").strip() or "/var/lib/vz/template/cache",
-                dump_dir=request.POST.get("dump_dir", "").strip() or "/var/lib/vz/dump",
-                ssh_address=request.POST.get("ssh_address", "").strip())
-        except TaskError as exc:
-            error = str(exc)
-        else:
-            return render(request, "hosts/token.html", {"host": host, "token": token,
-                                                        "command": install_command(host, token), "new": True})
-    return render(request, "hosts/add.html", {"error": error, "data": request.POST})
+
+    def act(form):
+        host, token = services.add_host(request.user, **form.host_fields())
+        return render(request, "hosts/token.html", {"host": host, "token": token,
+                                                    "command": install_command(host, token), "new": True})
+
+    def page(form, status=200):
+        return render(request, "hosts/add.html", {"form": form}, status=status)
+    return form_response(request, HostAddForm(request.POST), act, page) if request.method == "POST" \
+        else page(HostAddForm())
+
+
+def _host_actions(request, host_name: str) -> dict:
+    """action -> (form class, who may, what it does: act(host, form) -> response)."""
+    from . import services
+    user = request.user
+
+    def done(text):
+        messages.success(request, text)
+        return redirect("host-detail", host_name)
+
+    def drain(host, form):
+        services.drain_host(user, host, form.cleaned_data["reason"])
+        return done(f"{host.name} is drained: no new containers are placed there.")
+
+    def undrain(host, form):
+        services.undrain_host(user, host)
+        return done(f"{host.name} takes new containers again.")
+
+    def evacuate(host, form):
+        task = services.evacuate_host(user, host, online=form.cleaned_data["online"])
+        messages.success(request, f"Task #{task.pk} queued: evacuate {host.name}.")
+        return redirect("task-detail", task.pk)
+
+    def token(host, form):
+        token = services.issue_token(user, host)
+        return render(request, "hosts/token.html", {"host": host, "token": token,
+                                                    "command": install_command(host, token)})
+
+    def revoke(host, form):
+        services.revoke_token(user, host)
+        return done(f"The token of {host.name} is revoked; its agent stops at its next heartbeat.")
+
+    def ssh(host, form):
+        services.set_ssh(user, host, form.cleaned_data["ssh_address"], repin=form.cleaned_data["repin"])
+        return done(f"SSH settings of {host.name} saved.")
+
+    def remove(host, form):
+        services.remove_host(user, host, confirm=form.cleaned_data["confirm"].strip())
+        messages.success(request, f"Host {host_name} removed; its task history is kept.")
+        return redirect("host-list")
+    return {"drain": (DrainForm, manages_hosts, drain), "undrain": (ActionForm, manages_hosts, undrain),
+            "evacuate": (EvacuateForm, manages_hosts, evacuate), "token": (ActionForm, is_admin, token),
+            "revoke": (ActionForm, is_admin, revoke), "ssh": (SSHForm, is_admin, ssh),
+            "remove": (RemoveHostForm, is_admin, remove)}
 
 
 @login_required
 @require_POST
 def host_action(request, name, action):
     """drain, undrain, evacuate, token, revoke, ssh, remove: each a service call; refusals change nothing."""
-    from . import services
-    host = _managed_host(request, name)
-    post = request.POST
-    try:
-        if action == "drain":
-            services.drain_host(request.user, host, post.get("reason", ""))
-            messages.success(request, f"{host.name} is drained: no new containers are placed there.")
-        elif action == "undrain":
-            services.undrain_host(request.user, host)
-            messages.success(request, f"{host.name} takes new containers again.")
-        elif action == "evacuate":
-            task = services.evacuate_host(request.user, host, online=post.get("online") == "on")
-            messages.success(request, f"Task #{task.pk} queued: evacuate {host.name}.")
-            return redirect("task-detail", task.pk)
-        elif action == "token":
-            token = services.issue_token(request.user, host)
-            return render(request, "hosts/token.html", {"host": host, "token": token,
-                                                        "command": install_command(host, token)})
-        elif action == "revoke":
-            services.revoke_token(request.user, host)
-            messages.success(request, f"The token of {host.name} is revoked; its agent stops at its next heartbeat.")
-        elif action == "ssh":
-            services.set_ssh(request.user, host, post.get("ssh_address", ""), repin=post.get("repin") == "on")
-            messages.success(request, f"SSH settings of {host.name} saved.")
-        elif action == "remove":
-            services.remove_host(request.user, host, confirm=post.get("confirm", "").strip())
-            messages.success(request, f"Host {name} removed; its task history is kept.")
-            return redirect("host-list")
-        else:
-            raise Http404("No such action")
-    except TaskError as exc:
-        messages.error(request, f"Could not {action} {host.name}: {exc}")
-        if getattr(exc, "http_status", 409) == 403:
-            raise PermissionDenied(str(exc)) from None
-    return redirect("host-detail", host.name)
+    actions = _host_actions(request, name)
+    if action not in actions:
+        _visible_host(request, name)
+        raise Http404("No such action")
+    form_class, may, act = actions[action]
+    return host_form(request, name, f"{action}_form", form_class(request.POST), act, may=may)

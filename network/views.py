@@ -18,9 +18,9 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import page_for
-from accounts.permissions import (get_container_for_user, is_admin, manages_hosts, oversees_people, sees_everything,
-                                  visible_containers, visible_hosts, visible_pools)
-from tasks.services import TaskError
+from accounts.permissions import (is_admin, manages_hosts, oversees_people, sees_everything, visible_containers,
+                                  visible_pools)
+from panel.forms import form_response
 
 from . import services
 from .forms import BridgeForm, DNSForm, IPAddForm, IPDelForm, NetifAddForm, NetifDelForm, PoolForm
@@ -183,28 +183,16 @@ def host_network(host, user) -> dict:
 
 
 # -- the container's Network tab ----------------------------------------------------
-def _form_errors(form) -> str:
-    return " ".join(f"{'' if f == '__all__' else form.fields[f].label or f}: {' '.join(e)}".lstrip(": ")
-                    for f, e in form.errors.items())
+def _ct_operation(request, ident, key: str, make_form, operation):
+    """A Network tab form (`key` in the page's context) posted: `operation(ct, form) -> (task, done)`;
+    bad input or a refusal shows the tab again with this form bound."""
+    from containers.views import container_form
 
-
-def _network_tab(ct):
-    return redirect(reverse("container-detail", args=[ct.ctid]) + "?tab=network")
-
-
-def _ct_operation(request, ident, make_form, operation, what: str):
-    """Validate the form, run `operation(ct, form) -> (task, done)`; refusals change nothing."""
-    ct = get_container_for_user(request.user, ident, manage=True)
-    form = make_form(ct)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
+    def act(ct, form):
         task, done = operation(ct, form)
-    except TaskError as exc:
-        messages.error(request, f"Could not {what}: {exc}")
-    else:
         messages.success(request, f"Task #{task.pk} queued: {done}.")
-    return _network_tab(ct)
+        return redirect(reverse("container-detail", args=[ct.ctid]) + "?tab=network")
+    return container_form(request, ident, key, make_form, act, tab="network")
 
 
 @login_required
@@ -214,9 +202,8 @@ def ct_ipadd(request, ident):
         pool = form.cleaned_data.get("pool") or None
         task = services.add_addresses(ct, request.user, form.cleaned_data["addresses"], pool=pool)
         return task, f"add {', '.join(task.params.get('venet_add', []))} to container {ct.ctid}"
-    return _ct_operation(request, ident,
-                         lambda ct: IPAddForm(request.POST, pools=services.pools_for(ct.host, ct, request.user)),
-                         run, "add the addresses")
+    return _ct_operation(request, ident, "ipadd_form",
+                         lambda ct: IPAddForm(request.POST, pools=services.pools_for(ct.host, ct, request.user)), run)
 
 
 @login_required
@@ -226,7 +213,7 @@ def ct_ipdel(request, ident):
         address = form.cleaned_data["address"].strip()
         task = services.remove_addresses(ct, request.user, "all" if address == "all" else [address])
         return task, f"remove {', '.join(task.params.get('venet_del', []))} from container {ct.ctid}"
-    return _ct_operation(request, ident, lambda ct: IPDelForm(request.POST), run, "remove the address")
+    return _ct_operation(request, ident, "ipdel_form", lambda ct: IPDelForm(request.POST), run)
 
 
 @login_required
@@ -237,8 +224,7 @@ def ct_netif_add(request, ident):
         task = services.add_netif(ct, request.user, form.spec(), address=d.get("address").strip() or None,
                                   gateway=d.get("gateway").strip() or None)
         return task, f"add interface {d['ifname']} to container {ct.ctid}"
-    return _ct_operation(request, ident, lambda ct: netif_form(ct, request.user, request.POST), run,
-                         "add the interface")
+    return _ct_operation(request, ident, "netif_form", lambda ct: netif_form(ct, request.user, request.POST), run)
 
 
 @login_required
@@ -249,7 +235,7 @@ def ct_netif_del(request, ident):
         task = services.remove_netif(ct, request.user, ifname)
         return task, (f"remove all interfaces of container {ct.ctid}" if ifname == "all"
                       else f"remove interface {ifname} from container {ct.ctid}")
-    return _ct_operation(request, ident, lambda ct: NetifDelForm(request.POST), run, "remove the interface")
+    return _ct_operation(request, ident, "netif_del_form", lambda ct: NetifDelForm(request.POST), run)
 
 
 @login_required
@@ -259,29 +245,21 @@ def ct_dns(request, ident):
         d = form.cleaned_data
         task = services.set_dns(ct, request.user, nameservers=d["nameservers"], searchdomain=d["searchdomain"])
         return task, f"set the DNS of container {ct.ctid}"
-    return _ct_operation(request, ident, lambda ct: DNSForm(request.POST), run, "set the DNS")
+    return _ct_operation(request, ident, "dns_form", lambda ct: DNSForm(request.POST), run)
 
 
 # -- hosts --------------------------------------------------------------------------
 @login_required
 @require_POST
 def host_bridge_create(request, name):
-    host = visible_hosts(request.user).filter(name=name).first()
-    if host is None:
-        raise Http404(f"No host {name}")
-    if not manages_hosts(request.user):
-        raise PermissionDenied("Only administrators and operators manage bridges.")
-    form = BridgeForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise TaskError(_form_errors(form))
+    from hosts.views import host_form
+
+    def act(host, form):
         d = form.cleaned_data
         task = services.create_bridge(host, request.user, d["name"].strip(), d["address"].strip() or None)
-    except TaskError as exc:
-        messages.error(request, f"Could not create the bridge: {exc}")
-    else:
         messages.success(request, f"Task #{task.pk} queued: create bridge {d['name'].strip()} on {host.name}.")
-    return redirect(reverse("host-detail", args=[host.name]) + "#network")
+        return redirect(reverse("host-detail", args=[host.name]) + "#network")
+    return host_form(request, name, "bridge_form", BridgeForm(request.POST), act)
 
 
 # -- pools --------------------------------------------------------------------------
@@ -296,18 +274,18 @@ def _pool_form(request, pool=None):
     if not is_admin(request.user):
         raise PermissionDenied("Only an administrator can define IP pools.")
     title = f"Pool {pool.name}" if pool else "New pool"  # before the form changes the instance
+
+    def act(form):
+        with transaction.atomic():
+            saved = services.save_pool(request.user, form.save(commit=False), hosts=form.cleaned_data["hosts"],
+                                       tenants=form.cleaned_data["tenants"])
+        messages.success(request, f"Pool {saved.name} saved.")
+        return redirect("pool-list")
+
+    def page(form, status=200):
+        return render(request, "network/pool_form.html", {"form": form, "pool": pool, "title": title}, status=status)
     form = PoolForm(request.POST or None, instance=pool)
-    if request.method == "POST" and form.is_valid():
-        try:
-            with transaction.atomic():
-                saved = services.save_pool(request.user, form.save(commit=False), hosts=form.cleaned_data["hosts"],
-                                           tenants=form.cleaned_data["tenants"])
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Pool {saved.name} saved.")
-            return redirect("pool-list")
-    return render(request, "network/pool_form.html", {"form": form, "pool": pool, "title": title})
+    return form_response(request, form, act, page) if request.method == "POST" else page(form)
 
 
 @login_required

@@ -7,9 +7,10 @@ from django.views.decorators.http import require_POST
 from django.core.exceptions import PermissionDenied
 
 from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
+from panel.forms import ActionForm, form_response, wants_fragment
 
 from .choices import TaskStatus
-from .services import TaskError, cancel_task
+from .services import cancel_task
 
 
 @login_required
@@ -18,15 +19,18 @@ def task_list(request):
     status = request.GET.get("status")
     if status in TaskStatus.values:
         tasks = tasks.filter(status=status)
-    template = "tasks/_table.html" if request.headers.get("HX-Request") else "tasks/list.html"
+    template = "tasks/_table.html" if wants_fragment(request) else "tasks/list.html"
     return render(request, template, {"tasks": tasks[:200], "status": status, "statuses": TaskStatus.choices})
 
 
 @login_required
 def task_detail(request, pk):
-    task = get_task_for_user(request.user, pk)
-    template = "tasks/_live.html" if request.headers.get("HX-Request") else "tasks/detail.html"
-    return render(request, template, {"task": task})
+    return task_page(request, get_task_for_user(request.user, pk))
+
+
+def task_page(request, task, status: int = 200, cancel_form=None):
+    template = "tasks/_live.html" if wants_fragment(request) else "tasks/detail.html"
+    return render(request, template, {"task": task, "cancel_form": cancel_form or ActionForm()}, status=status)
 
 
 @login_required
@@ -35,10 +39,10 @@ def task_cancel(request, pk):
     task = get_task_for_user(request.user, pk)
     if not can_cancel_task(request.user, task):
         raise PermissionDenied(f"You may not cancel task #{task.pk}.")
-    try:
+
+    def act(form):
         cancel_task(task, request.user)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"Task #{task.pk} cancelled.")
-    return redirect("task-detail", task.pk)
+        return redirect("task-detail", task.pk)
+    return form_response(request, ActionForm(request.POST), act,
+                         lambda form, status: task_page(request, task, status, cancel_form=form))

@@ -14,18 +14,13 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import page_for
 from accounts.permissions import (oversees_people, placeable_hosts, visible_plans, get_tenant_for_user, is_admin, is_tenant_admin, visible_containers,
                                   visible_tenants, visible_users)
-from tasks.services import TaskError
+from panel.forms import ActionForm, form_response
 
 from . import services
 from .forms import (AddMemberForm, BulkActionForm, CreateMemberForm, ImportForm, PlanForm, QuotaForm,
                     StudentClassForm, TenantForm)
 from .models import StudentClass
 from .quotas import quota_rows
-
-
-def _form_errors(form) -> str:
-    return " ".join(f"{'' if f == '__all__' else form.fields[f].label or f}: {' '.join(e)}".lstrip(": ")
-                    for f, e in form.errors.items())
 
 
 # -- tenants ----------------------------------------------------------------------
@@ -41,18 +36,20 @@ def tenant_list(request):
 def tenant_create(request):
     if not is_admin(request.user):
         raise PermissionDenied("Only an administrator can create tenants.")
-    form = TenantForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+
+    def act(form):
         data = form.cleaned_data
-        try:
-            tenant = services.create_tenant(request.user, slug=data["slug"], name=data["name"],
-                                            description=data["description"], **form.quotas())
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Tenant {tenant.slug} created.")
-            return redirect("tenant-detail", tenant.slug)
-    return render(request, "tenancy/tenant_form.html", {"form": form})
+        tenant = services.create_tenant(request.user, slug=data["slug"], name=data["name"],
+                                        description=data["description"], **form.quotas())
+        messages.success(request, f"Tenant {tenant.slug} created.")
+        return redirect("tenant-detail", tenant.slug)
+    return _form_page(request, TenantForm(request.POST or None), act,
+                      lambda form, status=200: render(request, "tenancy/tenant_form.html", {"form": form}, status=status))
+
+
+def _form_page(request, form, act, page):
+    """A page that is its form: GET shows it, POST submits it (panel.forms.form_response)."""
+    return form_response(request, form, act, page) if request.method == "POST" else page(form)
 
 
 def _tenant_context(request, tenant, **forms):
@@ -69,13 +66,25 @@ def _tenant_context(request, tenant, **forms):
         "can_edit_quotas": is_admin(user),
         "add_form": forms.get("add_form") or AddMemberForm(),
         "create_form": forms.get("create_form") or CreateMemberForm(),
+        "remove_form": forms.get("remove_form"),
     }
 
 
 @login_required
 def tenant_detail(request, slug):
-    tenant = get_tenant_for_user(request.user, slug)
-    return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant))
+    return tenant_page(request, get_tenant_for_user(request.user, slug))
+
+
+def tenant_page(request, tenant, status: int = 200, **forms):
+    return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant, **forms), status=status)
+
+
+def _tenant_form(request, slug, key: str, make_form, act):
+    """A form of a tenant's page, for who manages the tenant: `act(tenant, form)` answers; bad input or a
+    refusal shows the page again with this form bound."""
+    tenant = get_tenant_for_user(request.user, slug, manage=True)
+    return form_response(request, make_form(), lambda form: act(tenant, form),
+                         lambda form, status: tenant_page(request, tenant, status, **{key: form}))
 
 
 @login_required
@@ -83,58 +92,46 @@ def tenant_quotas(request, slug):
     tenant = get_tenant_for_user(request.user, slug)
     if not is_admin(request.user):
         raise PermissionDenied("Only an administrator can change quotas.")
-    form = QuotaForm.for_tenant(tenant, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+
+    def act(form):
         from network.services import set_bridge_grants
-        try:
-            with transaction.atomic():
-                services.set_quotas(request.user, tenant, **form.quotas())
-                set_bridge_grants(request.user, tenant, form.cleaned_data["bridges"].split())
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Quotas of {tenant.slug} saved.")
-            return redirect("tenant-detail", tenant.slug)
-    return render(request, "tenancy/tenant_quotas.html", {"tenant": tenant, "form": form,
-                                                          "quotas": quota_rows(tenant)})
+        with transaction.atomic():
+            services.set_quotas(request.user, tenant, **form.quotas())
+            set_bridge_grants(request.user, tenant, form.cleaned_data["bridges"].split())
+        messages.success(request, f"Quotas of {tenant.slug} saved.")
+        return redirect("tenant-detail", tenant.slug)
+
+    def page(form, status=200):
+        tenant.refresh_from_db()  # a refused change may have touched the instance, not the row
+        return render(request, "tenancy/tenant_quotas.html", {"tenant": tenant, "form": form,
+                                                              "quotas": quota_rows(tenant)}, status=status)
+    return _form_page(request, QuotaForm.for_tenant(tenant, request.POST or None), act, page)
 
 
 @login_required
 @require_POST
 def member_add(request, slug):
-    tenant = get_tenant_for_user(request.user, slug, manage=True)
-    form = AddMemberForm(request.POST)
-    if form.is_valid():
-        try:
-            membership = services.add_member_by_name(request.user, tenant, form.cleaned_data["username"],
-                                                     form.cleaned_data["role"])
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']} of {tenant.slug}.")
-            return redirect("tenant-detail", tenant.slug)
-    return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant, add_form=form))
+    def act(tenant, form):
+        membership = services.add_member_by_name(request.user, tenant, form.cleaned_data["username"],
+                                                 form.cleaned_data["role"])
+        messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']} of {tenant.slug}.")
+        return redirect("tenant-detail", tenant.slug)
+    return _tenant_form(request, slug, "add_form", lambda: AddMemberForm(request.POST), act)
 
 
 @login_required
 @require_POST
 def member_create(request, slug):
-    tenant = get_tenant_for_user(request.user, slug, manage=True)
-    form = CreateMemberForm(request.POST)
-    if form.is_valid():
+    def act(tenant, form):
         data = form.cleaned_data
-        try:
-            user, sent = services.create_member(request.user, tenant, username=data["username"], email=data["email"],
-                                                first_name=data["first_name"], last_name=data["last_name"],
-                                                role=data["role"])
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"User {user.username} created and added to {tenant.slug} as {data['role']}; "
-                             + (f"an email with a link to choose a password went to {user.email}." if sent else
-                                "the email with their password link could not be sent (see the audit log)."))
-            return redirect("tenant-detail", tenant.slug)
-    return render(request, "tenancy/tenant_detail.html", _tenant_context(request, tenant, create_form=form))
+        user, sent = services.create_member(request.user, tenant, username=data["username"], email=data["email"],
+                                            first_name=data["first_name"], last_name=data["last_name"],
+                                            role=data["role"])
+        messages.success(request, f"User {user.username} created and added to {tenant.slug} as {data['role']}; "
+                         + (f"an email with a link to choose a password went to {user.email}." if sent else
+                            "the email with their password link could not be sent (see the audit log)."))
+        return redirect("tenant-detail", tenant.slug)
+    return _tenant_form(request, slug, "create_form", lambda: CreateMemberForm(request.POST), act)
 
 
 @login_required
@@ -144,34 +141,30 @@ def member_remove(request, slug, user_id):
     member = tenant.members.filter(pk=user_id).first()
     if member is None:
         raise Http404(f"No member {user_id} in {tenant.slug}")
-    try:
+
+    def act(tenant, form):
         services.remove_member(request.user, tenant, member)
-    except TaskError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"{member.username} removed from {tenant.slug}.")
-    return redirect("tenant-detail", tenant.slug)
+        return redirect("tenant-detail", tenant.slug)
+    return _tenant_form(request, slug, "remove_form", lambda: ActionForm(request.POST), act)
 
 
 # -- classes ----------------------------------------------------------------------
 @login_required
 def class_create(request, slug):
     tenant = get_tenant_for_user(request.user, slug, manage=True)
-    form = StudentClassForm(request.POST or None, hosts=placeable_hosts(request.user),
-                            plans=services.plans_for(tenant))
-    if request.method == "POST" and form.is_valid():
+
+    def act(form):
         data = form.cleaned_data
-        try:
-            cls = services.create_class(
-                request.user, tenant=tenant, slug=data["slug"], name=data["name"], host=data["host"],
-                ostemplate=data["ostemplate"], plan=data["plan"], expires_at=data["expires_at"],
-                grace_days=data["grace_days"], backup_before_destroy=data["backup_before_destroy"])
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Class {cls.slug} created. Import the students next.")
-            return redirect("class-detail", cls.slug)
-    return render(request, "tenancy/class_form.html", {"tenant": tenant, "form": form})
+        cls = services.create_class(
+            request.user, tenant=tenant, slug=data["slug"], name=data["name"], host=data["host"],
+            ostemplate=data["ostemplate"], plan=data["plan"], expires_at=data["expires_at"],
+            grace_days=data["grace_days"], backup_before_destroy=data["backup_before_destroy"])
+        messages.success(request, f"Class {cls.slug} created. Import the students next.")
+        return redirect("class-detail", cls.slug)
+    form = StudentClassForm(request.POST or None, hosts=placeable_hosts(request.user), plans=services.plans_for(tenant))
+    return _form_page(request, form, act, lambda form, status=200: render(
+        request, "tenancy/class_form.html", {"tenant": tenant, "form": form}, status=status))
 
 
 def _get_class(user, slug, manage: bool = False) -> StudentClass:
@@ -208,44 +201,39 @@ def class_detail(request, slug):
 @require_POST
 def class_import(request, slug):
     cls = _get_class(request.user, slug, manage=True)
-    form = ImportForm(request.POST, request.FILES)
-    if not form.is_valid():
-        return _class_page(request, cls, import_form=form)
-    try:
-        created = services.import_students(request.user, cls, form.cleaned_data["csv"],
-                                           start=form.cleaned_data["start"])
-    except services.ImportRefused as exc:
-        form.add_error(None, str(exc))
-        return _class_page(request, cls, import_form=form, import_rows=exc.rows)
-    except TaskError as exc:
-        form.add_error(None, str(exc))
-        return _class_page(request, cls, import_form=form)
-    messages.success(request, f"{len(created)} student(s) imported into {cls.slug}: their containers are queued "
-                              "and welcome emails go out now.")
-    return redirect("class-detail", cls.slug)
+    rows = []
+
+    def act(form):
+        try:
+            created = services.import_students(request.user, cls, form.cleaned_data["csv"],
+                                               start=form.cleaned_data["start"])
+        except services.ImportRefused as exc:
+            rows.extend(exc.rows)  # each row's errors, shown under the form
+            raise
+        messages.success(request, f"{len(created)} student(s) imported into {cls.slug}: their containers are "
+                                  "queued and welcome emails go out now.")
+        return redirect("class-detail", cls.slug)
+    return form_response(request, ImportForm(request.POST, request.FILES), act, lambda form, status: _class_page(
+        request, cls, status, import_form=form, **({"import_rows": rows} if rows else {})))
 
 
 @login_required
 @require_POST
 def class_bulk(request, slug):
     cls = _get_class(request.user, slug, manage=True)
-    form = BulkActionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Nothing done: " + _form_errors(form))
-        return redirect("class-detail", cls.slug)
-    data = form.cleaned_data
-    try:
+
+    def act(form):
+        data = form.cleaned_data
         outcomes = services.class_bulk_action(request.user, cls, data["action"], confirm=data["confirm"],
                                               expires_at=data["expires_at"])
-    except TaskError as exc:
-        messages.error(request, str(exc))
+        if not outcomes:
+            messages.info(request, f"Class {cls.slug} has no containers: nothing to {data['action']}.")
+        for ct, outcome in outcomes:
+            level = messages.SUCCESS if outcome.startswith(("task #", "extended")) else messages.ERROR
+            messages.add_message(request, level, f"{ct}: {outcome}")
         return redirect("class-detail", cls.slug)
-    if not outcomes:
-        messages.info(request, f"Class {cls.slug} has no containers: nothing to {data['action']}.")
-    for ct, outcome in outcomes:
-        level = messages.SUCCESS if outcome.startswith(("task #", "extended")) else messages.ERROR
-        messages.add_message(request, level, f"{ct}: {outcome}")
-    return redirect("class-detail", cls.slug)
+    return form_response(request, BulkActionForm(request.POST), act,
+                         lambda form, status: _class_page(request, cls, status, bulk_form=form))
 
 
 # -- plans ------------------------------------------------------------------------
@@ -262,18 +250,15 @@ def plan_list(request):
 def _plan_form(request, plan=None):
     if not is_admin(request.user):
         raise PermissionDenied("Only an administrator can define plans.")
-    form = PlanForm(request.POST or None, instance=plan)
-    if request.method == "POST" and form.is_valid():
-        try:
-            with transaction.atomic():
-                saved = services.save_plan(request.user, form.save(commit=False))
-                form.save_m2m()
-        except TaskError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Plan {saved.name} saved.")
-            return redirect("plan-list")
-    return render(request, "tenancy/plan_form.html", {"form": form, "plan": plan})
+
+    def act(form):
+        with transaction.atomic():
+            saved = services.save_plan(request.user, form.save(commit=False))
+            form.save_m2m()
+        messages.success(request, f"Plan {saved.name} saved.")
+        return redirect("plan-list")
+    return _form_page(request, PlanForm(request.POST or None, instance=plan), act, lambda form, status=200: render(
+        request, "tenancy/plan_form.html", {"form": form, "plan": plan}, status=status))
 
 
 @login_required

@@ -305,3 +305,17 @@ def smtp_server(request, settings):
     settings.PANEL_URL = "http://testserver"
     settings.DEFAULT_FROM_EMAIL = "vzpanel@example.test"
     return handler
+
+
+def form_errors(response) -> list[str]:
+    """The errors of the bound forms a page shows (a form in error: panel.forms), "Label: error" for a
+    field's, the message alone for a refusal."""
+    from django import forms
+    errors, seen = [], set()
+    for value in [v for context in response.context or [] for v in context.flatten().values()]:
+        if isinstance(value, forms.BaseForm) and value.is_bound and id(value) not in seen:
+            seen.add(id(value))
+            for name, messages in value.errors.items():
+                label = "" if name == "__all__" else f"{value[name].label}: "
+                errors += [label + m for m in messages]
+    return errors

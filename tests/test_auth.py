@@ -66,9 +66,9 @@ def test_successful_login_and_logout_are_audited(client, owner):
 
 def test_failed_login_is_audited_also_for_unknown_users(client, owner):
     resp = login(client, "owner", "wrong")
-    assert resp.status_code == 200 and "Wrong username or password" in resp.content.decode()
+    assert resp.status_code == 400 and "Wrong username or password" in resp.content.decode()
     resp = login(client, "nobody-here", "whatever")
-    assert resp.status_code == 200
+    assert resp.status_code == 400
     known, unknown = events(action="login")
     assert (known.user, known.username, known.result, known.address) == (owner, "owner", "failed", "127.0.0.1")
     assert (unknown.user, unknown.username, unknown.result) == (None, "nobody-here", "failed")
@@ -76,7 +76,7 @@ def test_failed_login_is_audited_also_for_unknown_users(client, owner):
 
 def test_lockout_after_five_failures_per_username_and_address(client, owner, outsider):
     for i in range(4):
-        assert login(client, "owner", f"wrong-{i}").status_code == 200
+        assert login(client, "owner", f"wrong-{i}").status_code == 400
     resp = login(client, "owner", "wrong-4")  # the fifth failure locks the pair out
     assert resp.status_code == 429
     assert results("owner") == ["failed"] * 5 + ["locked"]
@@ -143,7 +143,7 @@ def test_password_reset_by_email(client, owner, smtp_server):
     assert [e.result for e in events(action="password.reset.done", user=owner)] == ["ok"]
 
     # The old password is gone, the new one works, the link does not work twice.
-    assert login(client, "owner", "owner-pass-123").status_code == 200
+    assert login(client, "owner", "owner-pass-123").status_code == 400
     assert login(client, "owner", "Fresh-Start-4711").status_code == 302
     client.post("/accounts/logout/")
     resp = client.get(path)
@@ -184,7 +184,7 @@ def test_password_change(client, owner):
     login(client, "owner", "owner-pass-123")
     resp = client.post("/accounts/password/", {"old_password": "wrong", "new_password1": "Brand-New-9981",
                                                 "new_password2": "Brand-New-9981"})
-    assert resp.status_code == 200 and not events(action="password.change")
+    assert resp.status_code == 400 and not events(action="password.change")
     assert "Brand-New-9981" not in resp.content.decode()
     resp = client.post("/accounts/password/", {"old_password": "owner-pass-123", "new_password1": "Brand-New-9981",
                                                 "new_password2": "Brand-New-9981"})
@@ -193,7 +193,7 @@ def test_password_change(client, owner):
     (event,) = events(action="password.change")
     assert (event.user, event.result, event.address) == (owner, "ok", "127.0.0.1")
     client.post("/accounts/logout/")
-    assert login(client, "owner", "owner-pass-123").status_code == 200
+    assert login(client, "owner", "owner-pass-123").status_code == 400
     assert login(client, "owner", "Brand-New-9981").status_code == 302
 
 
@@ -221,7 +221,7 @@ def enable_2fa(client, user) -> TOTPDevice:
     assert TOTPDevice.objects.filter(user=user).count() == 1
 
     resp = client.post("/accounts/2fa/setup/", {"token": wrong_code(device)})
-    assert resp.status_code == 200 and "not valid" in resp.content.decode()
+    assert resp.status_code == 400 and "not valid" in resp.content.decode()
     device.refresh_from_db()
     assert not device.confirmed
     wait_for_throttle(device)
@@ -248,7 +248,7 @@ def test_totp_login(client, owner):
     assert client.get(f"{VERIFY}?next=/tasks/").status_code == 200
 
     resp = client.post(VERIFY, {"token": wrong_code(device), "next": "/tasks/"})
-    assert resp.status_code == 200 and "not valid" in resp.content.decode()
+    assert resp.status_code == 400 and "not valid" in resp.content.decode()
     assert client.get("/").status_code == 302
     (failed,) = events(action="2fa.verify")
     assert (failed.user, failed.result, failed.address) == (owner, "failed", "127.0.0.1")
@@ -269,7 +269,7 @@ def test_totp_code_cannot_be_replayed_and_next_must_be_local(client, owner):
     device.refresh_from_db()
     replay = code_at(device, device.last_t - int((time.time() - device.t0) // device.step))
     resp = client.post(VERIFY, {"token": replay})
-    assert resp.status_code == 200 and client.get("/").status_code == 302
+    assert resp.status_code == 400 and client.get("/").status_code == 302
     wait_for_throttle(device)
     resp = client.post(VERIFY, {"token": next_code(device), "next": "//evil.example/x"})
     assert resp.status_code == 302 and resp["Location"] == "/"
@@ -281,7 +281,7 @@ def test_totp_disable_requires_a_valid_code(client, owner):
     assert client.get("/accounts/2fa/disable/").status_code == 200
 
     resp = client.post("/accounts/2fa/disable/", {"token": wrong_code(device)})
-    assert resp.status_code == 200 and "not valid" in resp.content.decode()
+    assert resp.status_code == 400 and "not valid" in resp.content.decode()
     resp = client.post("/accounts/2fa/disable/", {"token": "", "password": "not-my-password"})
     assert "Wrong password" in resp.content.decode()
     resp = client.post("/accounts/2fa/disable/", {})

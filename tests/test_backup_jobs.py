@@ -125,7 +125,7 @@ def test_a_bad_cron_schedule_is_refused_with_a_reason(people, acme_cts, admin_us
     page = logged_in(people["tadmin"]).post("/backups/jobs/new/", {
         "name": "nightly", "tenant": "acme", "schedule": "61 * * * *", "selection": "list", "containers": ["501"],
         "mode": "suspend", "compress": "zst", "notify": "always", "enabled": "on"})
-    assert page.status_code == 200 and "is not a valid cron schedule" in page.content.decode()
+    assert page.status_code == 400 and "is not a valid cron schedule" in page.content.decode()
     resp = api(admin_user).post("/api/backup-jobs/", {"name": "x", "schedule": "61 * * * *", "selection": "all"},
                                 format="json")
     assert resp.status_code == 400 and "is not a valid cron schedule" in resp.json()["schedule"][0]
@@ -179,7 +179,7 @@ def test_tenant_admin_cannot_pick_another_tenants_containers(people, acme_cts, o
     page = logged_in(tadmin).post("/backups/jobs/new/", {
         "name": "sneaky", "tenant": "acme", "schedule": "0 1 * * *", "selection": "list", "containers": ["601"],
         "mode": "suspend", "compress": "zst", "notify": "always"})
-    assert page.status_code == 200 and "601 is not one of the available choices" in page.content.decode()
+    assert page.status_code == 400 and "601 is not one of the available choices" in page.content.decode()
     resp = api(tadmin).post("/api/backup-jobs/", {"name": "sneaky", "schedule": "0 1 * * *", "containers": [601]},
                             format="json")
     # The same answer as for a CTID that does not exist: nothing about whose it is.
@@ -273,7 +273,7 @@ def test_pages_create_edit_run_now_delete(people, acme_cts):
     page = web.get(f"/backups/jobs/{job.pk}/delete/").content.decode()
     assert "Delete backup job weekly?" in page
     resp = web.post(f"/backups/jobs/{job.pk}/delete/", {"confirm": "wrong"})
-    assert resp.status_code == 200 and BackupJob.objects.filter(pk=job.pk).exists()
+    assert resp.status_code == 400 and BackupJob.objects.filter(pk=job.pk).exists()
     resp = web.post(f"/backups/jobs/{job.pk}/delete/", {"confirm": "weekly"})
     assert resp.status_code == 302 and not BackupJob.objects.filter(pk=job.pk).exists()
     assert 'href="/backups/"' in web.get("/backups/jobs/").content.decode()  # the nav link

@@ -129,3 +129,41 @@ def test_resources_tab_draws_charts_from_samples(page, live_server, agent, host,
     page.click("#range-selector >> text=day")
     page.wait_for_function("() => new URLSearchParams(location.search).get('range') === 'day'")
     page.wait_for_function("() => !document.getElementById('chart-status').textContent.startsWith('Loading')")
+
+
+def test_form_errors_appear_in_place_for_an_htmx_form_and_a_plain_one(page, live_server, transactional_db,
+                                                                      host, admin_user, template_name):
+    """Bad input, in Chromium: the container page's settings form (htmx-boosted) swaps in its page with
+    the error beside the field and the input kept, without leaving the page's address; the tenant form
+    (a plain POST) comes back with 400, the error and the input. Rows only: no container runs."""
+    Container.objects.create(ctid=78210, hostname="form.example", ostemplate=template_name, host=host,
+                             status="stopped")
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Dashboard")
+
+    page.goto(f"{live_server.url}/containers/78210/")
+    page.evaluate("window.stillThisDocument = true")  # gone if the browser loaded a new document
+    page.fill("#settings-form input[name=hostname]", "bad_host!")
+    with page.expect_response(lambda r: r.url.endswith("/containers/78210/settings/")) as answer:
+        page.click("#settings-form button:has-text('Save')")
+    assert answer.value.status == 400 and answer.value.request.headers.get("hx-request") == "true"
+    feedback = page.wait_for_selector("#settings-form input[name=hostname].is-invalid ~ .invalid-feedback")
+    assert "not a valid hostname" in feedback.inner_text() and feedback.is_visible()
+    assert page.input_value("#settings-form input[name=hostname]") == "bad_host!"
+    assert page.evaluate("window.stillThisDocument === true")  # swapped in by htmx, not a navigation
+    assert page.url == f"{live_server.url}/containers/78210/"  # HX-Push-Url: false
+    assert Container.objects.get(ctid=78210).hostname == "form.example"
+
+    page.goto(f"{live_server.url}/tenants/new/")
+    page.fill("#id_slug", "Bad Slug")
+    page.fill("#id_name", "Browser tenant")
+    with page.expect_navigation() as navigation:
+        page.click("main button:has-text('Create')")
+    assert navigation.value.status == 400
+    feedback = page.wait_for_selector("#id_slug.is-invalid ~ .invalid-feedback")
+    assert feedback.is_visible() and "lower-case" in feedback.inner_text().lower()
+    assert page.input_value("#id_slug") == "Bad Slug" and page.input_value("#id_name") == "Browser tenant"
+    assert not page.evaluate("window.stillThisDocument === true")  # a plain form loads a new document

@@ -131,7 +131,7 @@ def test_tenant_admin_sees_and_manages(owner, acme, cls, outsider):
         "label": "containers", "unit": "", "used": 0, "limit": 5, "percent": 0, "level": "success"}
     # Someone outside the tenant admin's tenants cannot be pulled in (tests/adversarial/test_tenant_people.py).
     resp = client.post("/tenants/acme/members/add/", {"username": "outsider", "role": "member"})
-    assert resp.status_code == 200 and "not among the people you can add" in resp.content.decode()
+    assert resp.status_code == 400 and "not among the people you can add" in resp.content.decode()
     assert not Membership.objects.filter(tenant=acme, user=outsider).exists()
     # ...but quotas are for administrators only
     assert client.post("/tenants/acme/quotas/", {"max_containers": "50"}).status_code == 403
@@ -186,7 +186,7 @@ def test_admin_creates_tenant_and_sets_quotas(client, admin_user):
 def test_tenant_form_rejects_bad_input_and_creates_nothing(client, admin_user, data, message):
     client.force_login(admin_user)
     resp = client.post("/tenants/new/", data)
-    assert resp.status_code == 200
+    assert resp.status_code == 400
     assert message in resp.content.decode()
     assert Tenant.objects.count() == 0
 
@@ -201,7 +201,7 @@ def test_tenant_slug_taken(client, admin_user, acme):
 def test_quota_form_rejects_negative(client, admin_user, acme):
     client.force_login(admin_user)
     resp = client.post("/tenants/acme/quotas/", {"max_containers": "-3"})
-    assert resp.status_code == 200 and "cannot be negative" in resp.content.decode()
+    assert resp.status_code == 400 and "cannot be negative" in resp.content.decode()
     acme.refresh_from_db()
     assert acme.max_containers == 5
 
@@ -278,7 +278,7 @@ GOOD_CSV = "username,email,name\nalice,alice@example.test,Alice Smith\nbob,bob@e
 def test_csv_import_with_bad_rows_lists_them_and_creates_nothing(client, owner, cls):
     client.force_login(owner)
     resp = client.post("/classes/cs101/import/", {"csv_text": BAD_CSV})
-    assert resp.status_code == 200
+    assert resp.status_code == 400
     page = resp.content.decode()
     assert "2 of 3 rows are wrong; nothing was imported." in page
     assert 'data-line="3"' in page and "&#x27;not-an-email&#x27; is not a valid email address" in page

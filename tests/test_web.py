@@ -53,7 +53,7 @@ def test_create_form_rejects_bad_input_and_queues_nothing(client, admin_user, ho
     data = {"ctid": "300", "host": host.pk, "ostemplate": template_name, "hostname": "ok.example", "name": ""}
     data[field] = value
     resp = client.post("/containers/new/", data)
-    assert resp.status_code == 200
+    assert resp.status_code == 400
     assert message in resp.content.decode()
     assert Task.objects.count() == 0 and Container.objects.count() == 0
 

@@ -48,3 +48,24 @@ def duration_h(seconds):
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m"
+
+
+@register.filter
+def invalid(field) -> str:
+    """" is-invalid" for a bound field in error: the class Bootstrap marks a hand-drawn input with."""
+    return " is-invalid" if field is not None and getattr(field, "errors", None) else ""
+
+
+@register.filter
+def kept(field) -> str:
+    """A hand-drawn input's value: what the user typed (a bound form), else the form's initial value."""
+    value = field.value() if field is not None and hasattr(field, "value") else None
+    return "" if value is None else value
+
+
+@register.filter
+def feedback(field) -> str:
+    """A hand-drawn input's errors, each as Bootstrap's invalid-feedback beside it."""
+    from django.utils.html import format_html_join
+    errors = getattr(field, "errors", None) or []
+    return format_html_join("", '<div class="invalid-feedback">{}</div>', ((e,) for e in errors))

@@ -49,7 +49,7 @@ def test_tenant_upload_is_refused_cleanly_and_leaves_no_file(transactional_db, h
     name2 = name.replace("77010", "77011")
     resp = client.post("/backups/upload/", {"archive": SimpleUploadedFile(name2, b"x" * 4096),
                                             "host": host.name, "tenant": "acme"})
-    assert resp.status_code == 302 and not (upload_dir() / name2).exists()
+    assert resp.status_code == 409 and not (upload_dir() / name2).exists()
 
 
 # 2. A member removed from the tenant keeps the tenant's archives ----------------------------------

@@ -17,7 +17,7 @@ def loner(db):
 
 def _answer(client, username):
     resp = client.post("/tenants/acme/members/add/", {"username": username, "role": "admin"})
-    assert resp.status_code == 200
+    assert resp.status_code == 400
     page = resp.content.decode()
     return page.split('alert-danger')[1].split("</div>")[0].replace(username, "NAME")
 

@@ -44,8 +44,8 @@ def test_an_upload_past_the_backup_count_is_refused_and_removed_not_a_500(client
     acme.save()
     client.force_login(people["tadmin"])
     response = post(client, b"x" * 1000)
-    assert response.status_code == 200
-    assert "Not imported: Quota exceeded for tenant acme: backups" in response.content.decode()
+    assert response.status_code == 409  # the upload form again, the quota's refusal at its top
+    assert "Quota exceeded for tenant acme: backups" in response.content.decode()
     assert leftovers(uploads) == [] and not Task.objects.exists()
 
 
