@@ -88,6 +88,12 @@ class BackupViewSet(viewsets.GenericViewSet):
                 raise PermissionDenied(f"You may look at backup {backup.filename} but not change it.")
         return backup
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A refusal of an archive download is JSON, and says so (not application/octet-stream).
+        if response.status_code >= 400 and isinstance(getattr(request, "accepted_renderer", None), ArchiveRenderer):
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def _data(self, backup):
         return BackupSerializer(backup, context={"request": self.request}).data
 

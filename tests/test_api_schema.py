@@ -101,3 +101,13 @@ def test_unknown_api_paths_answer_json_404(admin_user, method):
         resp = getattr(api, method)(url)
         assert resp.status_code == 404, (method, url, resp.status_code)
         assert resp.json() == {"detail": "Not found."}
+
+
+def test_a_refused_archive_download_says_it_is_json(admin_user, host):
+    """?format=archive made the 404's JSON body go out as application/octet-stream."""
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    resp = api.get("/api/backups/999999/download/?format=archive")
+    assert resp.status_code == 404
+    assert resp["Content-Type"] == "application/json"
+    assert resp.json() == {"detail": "No backup 999999"}
