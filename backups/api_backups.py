@@ -152,7 +152,7 @@ class BackupViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "application/*"): bytes})  # zstd, gzip or tar, by the archive
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, ArchiveRenderer])
     def download(self, request, pk=None):
         return archive_response(self.get_object())
