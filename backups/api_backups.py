@@ -8,8 +8,11 @@ from rest_framework.response import Response
 
 from accounts.permissions import get_backup_for_user, manageable_backups, visible_backups
 from containers.api.views import accepted, refused
+from containers.validators import CTID_MAX
 from hosts.models import Host
-from tasks.api.serializers import TaskSerializer
+from panel.pagination import checked_query_number, ctid_query_parameter
+from panel.schema import EMPTY_MEANS_ANY
+from tasks.api.serializers import TaskAcceptedSerializer
 from tasks.services import TaskError
 
 from . import services
@@ -20,13 +23,13 @@ from .views import archive_response
 class BackupSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api-backup-detail")
     download_url = serializers.HyperlinkedIdentityField(view_name="api-backup-download")
-    container = serializers.SlugRelatedField(slug_field="ctid", read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    container = serializers.SlugRelatedField(slug_field="ctid", read_only=True, allow_null=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    storage = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    task = serializers.PrimaryKeyRelatedField(read_only=True)
-    job = serializers.PrimaryKeyRelatedField(read_only=True)
+    storage = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    task = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    job = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = Backup
@@ -69,14 +72,12 @@ class BackupViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         qs = visible_backups(self.request.user).select_related("owner", "job", "task")
-        params = self.request.query_params
-        if params.get("ctid"):
-            try:
-                qs = qs.filter(ctid=int(params["ctid"]))
-            except ValueError:
-                qs = qs.none()
-        if params.get("host"):
-            qs = qs.filter(host__name=params["host"])
+        if self.action != "list":
+            return qs
+        if (ctid := checked_query_number(self.request, "ctid", 0, CTID_MAX)) is not None:
+            qs = qs.filter(ctid=ctid)
+        if self.request.query_params.get("host"):
+            qs = qs.filter(host__name=self.request.query_params["host"])
         return qs
 
     def get_object(self):
@@ -87,10 +88,16 @@ class BackupViewSet(viewsets.GenericViewSet):
                 raise PermissionDenied(f"You may look at backup {backup.filename} but not change it.")
         return backup
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A refusal of an archive download is JSON, and says so (not application/octet-stream).
+        if response.status_code >= 400 and isinstance(getattr(request, "accepted_renderer", None), ArchiveRenderer):
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def _data(self, backup):
         return BackupSerializer(backup, context={"request": self.request}).data
 
-    @extend_schema(parameters=[OpenApiParameter("ctid", int), OpenApiParameter("host", str)])
+    @extend_schema(parameters=[ctid_query_parameter(), OpenApiParameter("host", str, extensions=EMPTY_MEANS_ANY)])
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(BackupSerializer(page, many=True, context={"request": request}).data)
@@ -109,7 +116,7 @@ class BackupViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return Response(self._data(backup))
 
-    @extend_schema(request=BackupDeleteSerializer, responses={202: TaskSerializer},
+    @extend_schema(request=BackupDeleteSerializer, responses={202: TaskAcceptedSerializer},
                    parameters=[OpenApiParameter("confirm", str, description="the file name again")])
     def destroy(self, request, pk=None):
         backup = self.get_object()
@@ -121,7 +128,7 @@ class BackupViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=None, responses={202: TaskSerializer})
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def verify(self, request, pk=None):
         backup = self.get_object()
@@ -131,7 +138,7 @@ class BackupViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=RestoreSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=RestoreSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
         backup = self.get_object()
@@ -145,7 +152,7 @@ class BackupViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "application/*"): bytes})  # zstd, gzip or tar, by the archive
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, ArchiveRenderer])
     def download(self, request, pk=None):
         return archive_response(self.get_object())

@@ -1,4 +1,7 @@
 """The REST API under /api/: one router for every app's viewsets."""
+from django.http import JsonResponse
+from django.urls import re_path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import DefaultRouter
 
 from backups.api_backups import BackupViewSet
@@ -31,4 +34,14 @@ router.register("backups", BackupViewSet, basename="api-backup")
 router.register(r"hosts/(?P<name>[^/.]+)/bridges", HostBridgeViewSet, basename="api-host-bridges")
 router.register(r"tenants/(?P<slug>[^/.]+)/bridges", TenantBridgeViewSet, basename="api-tenant-bridges")
 
-urlpatterns = router.urls
+
+
+@csrf_exempt  # it changes nothing; a POST to a wrong path is a 404, not a CSRF 403 page
+def api_not_found(request, *args, **kwargs):
+    """No API route matched (an id with a slash or dot, a misspelt collection): answer in JSON like
+    every other API refusal, not with the web's HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+# Last, and only for paths ending in "/": a path without one still gets Django's redirect to it.
+urlpatterns = router.urls + [re_path(r"^.*/$", api_not_found)]

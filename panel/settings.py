@@ -270,7 +270,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: the browsable API's forms list every choice of a field (all tenants, all hosts).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "panel.schema.PanelAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "panel.pagination.CheckedLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -279,6 +279,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Containers, tasks, OS templates and hosts. Long operations answer 202 with the task's URL.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API also takes form posts, but documents JSON: only JSON can say null, nested lists and objects.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # One name per set of choices, wherever a field uses it (no "Status6a9Enum").
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.choices.TaskStatus",
+        "ContainerStatusEnum": "containers.choices.ContainerStatus",
+        "CompressionEnum": "backups.models.Compression",
+    },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "panel.schema.add_error_components"],
 }
 
 LOGGING = {

@@ -17,7 +17,7 @@ urlpatterns = [
     path("templates/", include("containers.template_urls")),  # template-list and its actions
     path("", include("tenancy.urls")),        # /tenants/, /classes/, /plans/
     path("", include("accounts.admin_urls")),  # /users/, /audit/
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),  # before the API's JSON 404 for the rest
     path("api/", include("panel.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/", admin.site.urls),
 ]

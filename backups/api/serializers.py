@@ -1,4 +1,5 @@
 """Backup jobs over REST: what they are, and what a create/update may send."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backups.jobs_service import describe_schedule, describe_selection
@@ -17,8 +18,8 @@ class BackupRunSerializer(serializers.ModelSerializer):
 
 class BackupJobSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api-backup-job-detail")
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     containers = serializers.SerializerMethodField(help_text="CTIDs listed (selection 'list')")
     excluded = serializers.SerializerMethodField(help_text="CTIDs left out")
     schedule_text = serializers.SerializerMethodField()
@@ -44,6 +45,7 @@ class BackupJobSerializer(serializers.ModelSerializer):
     def get_selection_text(self, job) -> str:
         return describe_selection(job)
 
+    @extend_schema_field(BackupRunSerializer(allow_null=True))
     def get_last_run(self, job) -> dict | None:
         run = job.runs.order_by("-started_at").first()
         return BackupRunSerializer(run).data if run else None

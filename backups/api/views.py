@@ -91,7 +91,7 @@ class BackupJobViewSet(viewsets.GenericViewSet):
         return Response(BackupRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: BackupRunSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # the last 50, not paged
     def runs(self, request, pk=None):
         job = self.get_object()
         return Response(BackupRunSerializer(job.runs.all()[:50], many=True).data)

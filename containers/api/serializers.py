@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from backups.models import Compression
 from containers.models import Container, OSTemplate
 from containers.validators import validate_ctid, validate_hostname, validate_name_alias
 from hosts.models import Host
@@ -21,10 +22,10 @@ def _django(validator):
 class ContainerSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api-container-detail", lookup_field="ctid")
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    locked_by_task = serializers.IntegerField(source="lock_task_id", read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    plan = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    locked_by_task = serializers.IntegerField(source="lock_task_id", read_only=True, allow_null=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    plan = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Container
@@ -119,7 +120,7 @@ class SSHKeySerializer(serializers.Serializer):
 
 
 class BackupRequestSerializer(serializers.Serializer):
-    compress = serializers.ChoiceField(choices=["zst", "gz", "none"], default="zst")
+    compress = serializers.ChoiceField(choices=Compression.choices, default=Compression.ZSTD)
     notes = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import manages_hosts, visible_hosts
 from containers import ostemplates
-from tasks.api.serializers import TaskSerializer
+from tasks.api.serializers import TaskAcceptedSerializer
 from tasks.services import TaskError
 
 from .serializers import TemplateSerializer
@@ -96,14 +96,14 @@ class TemplateAdminViewSet(TemplateViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=TemplateBuildSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=TemplateBuildSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"])
     def build(self, request):
         return self._on_host(request, TemplateBuildSerializer, lambda host, data: ostemplates.build_template(
             request.user, host, distribution=data["distribution"], release=data["release"],
             architecture=data["architecture"], mirror=data.get("mirror") or None, name=data.get("name") or None))
 
-    @extend_schema(request=TemplateDownloadSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=TemplateDownloadSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"])
     def download(self, request):
         def operation(host, data):
@@ -116,7 +116,7 @@ class TemplateAdminViewSet(TemplateViewSet):
                 name=data.get("name") or None)
         return self._on_host(request, TemplateDownloadSerializer, operation)
 
-    @extend_schema(request=TemplateCopySerializer, responses={202: TaskSerializer})
+    @extend_schema(request=TemplateCopySerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def copy(self, request, pk=None):
         template = self.get_object()
@@ -133,7 +133,7 @@ class TemplateAdminViewSet(TemplateViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=None, responses={202: TaskSerializer})
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     def destroy(self, request, pk=None):
         template = self.get_object()
         if (denied := self._forbidden()) is not None:

@@ -8,8 +8,11 @@ from rest_framework.reverse import reverse
 from accounts.decorators import api_page_for
 from accounts.permissions import get_container_for_user, placeable_hosts, sees_templates, visible_containers
 from containers import services
+from containers.choices import ContainerStatus
 from containers.models import OSTemplate
-from tasks.api.serializers import TaskSerializer
+from panel.pagination import checked_query_choice
+from panel.schema import EMPTY_MEANS_ANY
+from tasks.api.serializers import TaskAcceptedSerializer, TaskSerializer
 from tasks.services import TaskError
 
 from backups.services import backup_container
@@ -40,8 +43,8 @@ class ContainerViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         qs = visible_containers(self.request.user)
-        if self.request.query_params.get("status"):
-            qs = qs.filter(status=self.request.query_params["status"])
+        if status_filter := checked_query_choice(self.request, "status", ContainerStatus.values):
+            qs = qs.filter(status=status_filter)
         return qs
 
     def get_object(self):
@@ -49,6 +52,8 @@ class ContainerViewSet(viewsets.GenericViewSet):
         return get_container_for_user(self.request.user, self.kwargs["ctid"],
                                       manage=self.request.method not in ("GET", "HEAD", "OPTIONS"))
 
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=ContainerStatus.values,
+                                               extensions=EMPTY_MEANS_ANY)])
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ContainerSerializer(page, many=True, context={"request": request}).data)
@@ -56,7 +61,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, ctid=None):
         return Response(ContainerSerializer(self.get_object(), context={"request": request}).data)
 
-    @extend_schema(request=ContainerCreateSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=ContainerCreateSerializer, responses={202: TaskAcceptedSerializer})
     def create(self, request):
         ser = ContainerCreateSerializer(data=request.data, user=request.user)
         ser.is_valid(raise_exception=True)
@@ -72,7 +77,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=ContainerUpdateSerializer, responses={200: ContainerSerializer, 202: TaskSerializer})
+    @extend_schema(request=ContainerUpdateSerializer, responses={200: ContainerSerializer, 202: TaskAcceptedSerializer})
     def partial_update(self, request, ctid=None):
         ct = self.get_object()
         ser = ContainerUpdateSerializer(data=request.data, partial=True)
@@ -85,7 +90,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
             return accepted(request, task)
         return Response(ContainerSerializer(ct, context={"request": request}).data)
 
-    @extend_schema(request=DestroySerializer, responses={202: TaskSerializer},
+    @extend_schema(request=DestroySerializer, responses={202: TaskAcceptedSerializer},
                    parameters=[OpenApiParameter("confirm", str, description="the CTID again")])
     def destroy(self, request, ctid=None):
         ct = self.get_object()
@@ -104,22 +109,22 @@ class ContainerViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=None, responses={202: TaskSerializer})
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def start(self, request, ctid=None):
         return self._action(request, services.start_container)
 
-    @extend_schema(request=None, responses={202: TaskSerializer})
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, ctid=None):
         return self._action(request, services.stop_container)
 
-    @extend_schema(request=None, responses={202: TaskSerializer})
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def restart(self, request, ctid=None):
         return self._action(request, services.restart_container)
 
-    @extend_schema(request=ExecSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=ExecSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"], url_path="exec")
     def exec_command(self, request, ctid=None):
         ct = self.get_object()
@@ -143,32 +148,32 @@ class ContainerViewSet(viewsets.GenericViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=PasswordSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=PasswordSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def userpasswd(self, request, ctid=None):
         return self._with(request, PasswordSerializer, lambda ct, d: services.set_user_password(
             ct, request.user, d["user"], d["password"]))
 
-    @extend_schema(request=SSHKeySerializer, responses={202: TaskSerializer})
+    @extend_schema(request=SSHKeySerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def sshkey(self, request, ctid=None):
         return self._with(request, SSHKeySerializer, lambda ct, d: services.set_ssh_key(
             ct, request.user, d["key"], d["user"]))
 
-    @extend_schema(request=DestroySerializer, responses={202: TaskSerializer})
+    @extend_schema(request=DestroySerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def reset(self, request, ctid=None):
         return self._with(request, DestroySerializer, lambda ct, d: services.reset_container(
             ct, request.user, d["confirm"]))
 
-    @extend_schema(request=MigrateSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=MigrateSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def migrate(self, request, ctid=None):
         return self._with(request, MigrateSerializer, lambda ct, d: services.migrate_container(
             ct, request.user, d.get("host"), online=d["online"], remove_source=d["remove_source"],
             keep_dst=d["keep_dst"], bwlimit_kib=d["bwlimit_kib"]))
 
-    @extend_schema(request=BackupRequestSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=BackupRequestSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def backup(self, request, ctid=None):
         return self._with(request, BackupRequestSerializer, lambda ct, d: backup_container(

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from accounts.permissions import sees_infrastructure, visible_hosts
 from containers.api.views import accepted, refused
 from hosts import services
-from tasks.api.serializers import TaskSerializer
+from tasks.api.serializers import TaskAcceptedSerializer
 from tasks.services import TaskError
 
 from .serializers import (DrainSerializer, EvacuateSerializer, HostCreateSerializer, HostSerializer,
@@ -63,7 +63,7 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
         host = self.get_object()
         return self._call(request, None, lambda d: self._host_response(services.undrain_host(request.user, host)))
 
-    @extend_schema(request=EvacuateSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=EvacuateSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def evacuate(self, request, name=None):
         host = self.get_object()

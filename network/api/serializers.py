@@ -1,4 +1,5 @@
 """Network over REST: what a container has, and the requests that change it."""
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from hosts.models import Host
@@ -7,7 +8,7 @@ from tenancy.models import Tenant
 
 
 class AddressSerializer(serializers.ModelSerializer):
-    pool = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    pool = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = IPAddress
@@ -31,6 +32,7 @@ class NetInterfaceSerializer(serializers.ModelSerializer):
         return getattr(netif, "link", None)
 
 
+@extend_schema_serializer(many=False)  # the answer of a "list" route, but one object
 class ContainerNetworkSerializer(serializers.Serializer):
     ctid = serializers.IntegerField()
     addresses = AddressSerializer(many=True, help_text="routed (venet0) addresses")
@@ -112,6 +114,26 @@ class PoolSerializer(serializers.ModelSerializer):
         return pool_capacity(pool)[1]
 
 
+class HostBridgeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    state = serializers.CharField(help_text='"up", "down" or "unknown"')
+    mac = serializers.CharField(allow_blank=True)
+    addresses = serializers.ListField(child=serializers.CharField())
+    ports = serializers.ListField(child=serializers.CharField(), help_text="the ports the caller may see")
+    hidden_ports = serializers.IntegerField(help_text="ports of containers the caller may not see")
+    default = serializers.BooleanField(help_text="the host's default bridge")
+
+
+@extend_schema_serializer(many=False)  # the answer of a "list" route, but one object
+class HostBridgesSerializer(serializers.Serializer):
+    """GET /api/hosts/<name>/bridges/: what the host's agent last reported."""
+
+    host = serializers.CharField()
+    default_bridge = serializers.CharField()
+    updated_at = serializers.CharField(allow_null=True, help_text="when the agent reported (ISO 8601)")
+    bridges = HostBridgeSerializer(many=True)
+
+
 class BridgeSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=15)
     address = serializers.CharField(required=False, allow_blank=True, allow_null=True,
@@ -120,4 +142,11 @@ class BridgeSerializer(serializers.Serializer):
 
 class BridgeGrantSerializer(serializers.Serializer):
     bridges = serializers.ListField(child=serializers.CharField(max_length=15), allow_empty=True,
+                                    help_text="bridge names its members may use besides each host's default bridge")
+
+
+@extend_schema_serializer(many=False)  # the answer of a "list" route, but one object
+class TenantBridgesSerializer(serializers.Serializer):
+    tenant = serializers.CharField(help_text="the tenant's slug")
+    bridges = serializers.ListField(child=serializers.CharField(),
                                     help_text="bridge names its members may use besides each host's default bridge")

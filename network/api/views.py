@@ -18,11 +18,12 @@ from containers.api.views import accepted, refused
 from network import services
 from network.models import IPPool
 from network.views import container_network, host_bridges
-from tasks.api.serializers import TaskSerializer
+from tasks.api.serializers import TaskAcceptedSerializer
 from tasks.services import TaskError
 
 from .serializers import (BridgeGrantSerializer, BridgeSerializer, ContainerNetworkSerializer, DNSSerializer,
-                          IPAddSerializer, IPDelSerializer, NetifAddSerializer, NetifDelSerializer, PoolSerializer)
+                          HostBridgesSerializer, IPAddSerializer, IPDelSerializer, NetifAddSerializer,
+                          NetifDelSerializer, PoolSerializer, TenantBridgesSerializer)
 
 
 def invalid(ser):
@@ -66,32 +67,32 @@ class ContainerNetworkViewSet(viewsets.ViewSet):
             return refused(exc)
         return accepted(request, task)
 
-    @extend_schema(request=IPAddSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=IPAddSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"])
     def ipadd(self, request, ctid=None):
         return self._run(request, ctid, IPAddSerializer, lambda ct, d: services.add_addresses(
             ct, request.user, [a.strip() for a in d["addresses"]], pool=d.get("pool") or None))
 
-    @extend_schema(request=IPDelSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=IPDelSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"])
     def ipdel(self, request, ctid=None):
         return self._run(request, ctid, IPDelSerializer, lambda ct, d: services.remove_addresses(
             ct, request.user, d["addresses"]))
 
-    @extend_schema(request=NetifAddSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=NetifAddSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"], url_path="netif_add")
     def netif_add(self, request, ctid=None):
         return self._run(request, ctid, NetifAddSerializer, lambda ct, d: services.add_netif(
             ct, request.user, d["spec"], address=(d.get("address") or "").strip() or None,
             gateway=(d.get("gateway") or "").strip() or None))
 
-    @extend_schema(request=NetifDelSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=NetifDelSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"], url_path="netif_del")
     def netif_del(self, request, ctid=None):
         return self._run(request, ctid, NetifDelSerializer, lambda ct, d: services.remove_netif(
             ct, request.user, d["ifname"].strip()))
 
-    @extend_schema(request=DNSSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=DNSSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=False, methods=["post"])
     def dns(self, request, ctid=None):
         return self._run(request, ctid, DNSSerializer, lambda ct, d: services.set_dns(
@@ -144,13 +145,14 @@ class HostBridgeViewSet(viewsets.ViewSet):
             raise Http404(f"No host {name}")
         return host
 
+    @extend_schema(responses=HostBridgesSerializer)
     def list(self, request, name=None):
         host = self._host(request, name)
         return Response({"host": host.name, "default_bridge": host.default_bridge,
                          "updated_at": (host.network or {}).get("updated_at"),
                          "bridges": host_bridges(host, request.user)})
 
-    @extend_schema(request=BridgeSerializer, responses={202: TaskSerializer})
+    @extend_schema(request=BridgeSerializer, responses={202: TaskAcceptedSerializer})
     def create(self, request, name=None):
         host = self._host(request, name)
         if not manages_hosts(request.user):
@@ -173,11 +175,12 @@ class TenantBridgeViewSet(viewsets.ViewSet):
 
     serializer_class = BridgeGrantSerializer
 
+    @extend_schema(responses=TenantBridgesSerializer)
     def list(self, request, slug=None):
         tenant = get_tenant_for_user(request.user, slug)
         return Response({"tenant": tenant.slug, "bridges": services.granted_bridges(tenant)})
 
-    @extend_schema(request=BridgeGrantSerializer, responses=BridgeGrantSerializer)
+    @extend_schema(request=BridgeGrantSerializer, responses={200: TenantBridgesSerializer})
     def create(self, request, slug=None):
         tenant = get_tenant_for_user(request.user, slug)
         ser = BridgeGrantSerializer(data=request.data)

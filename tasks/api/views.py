@@ -1,9 +1,13 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
+from containers.validators import CTID_MAX
+from panel.pagination import checked_query_choice, checked_query_number, ctid_query_parameter
+from panel.schema import EMPTY_MEANS_ANY
+from tasks.choices import TaskStatus
 from tasks.services import TaskError, cancel_task
 
 from .serializers import TaskDetailSerializer, TaskSerializer
@@ -14,11 +18,19 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_queryset(self):
         qs = visible_tasks(self.request.user)
-        if self.request.query_params.get("status"):
-            qs = qs.filter(status=self.request.query_params["status"])
-        if self.request.query_params.get("ctid", "").isdigit():
-            qs = qs.filter(ctid=int(self.request.query_params["ctid"]))
+        if self.action != "list":
+            return qs
+        if status_filter := checked_query_choice(self.request, "status", TaskStatus.values):
+            qs = qs.filter(status=status_filter)
+        if (ctid := checked_query_number(self.request, "ctid", 0, CTID_MAX)) is not None:
+            qs = qs.filter(ctid=ctid)
         return qs
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=TaskStatus.values,
+                                               extensions=EMPTY_MEANS_ANY),
+                               ctid_query_parameter()])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     def get_object(self):
         return get_task_for_user(self.request.user, self.kwargs["pk"])

@@ -39,7 +39,7 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent
@@ -51,6 +51,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 class UserSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api-user-detail")
     role = serializers.CharField(source="global_role", read_only=True)
+    email = serializers.CharField(read_only=True, help_text="empty when none was given")
     tenants = serializers.SerializerMethodField(help_text="Memberships in tenants the caller may see.")
 
     class Meta:

@@ -1,4 +1,5 @@
 """Tenants, plans, users and the audit log over REST: read-only, scoped by accounts.permissions."""
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
@@ -7,6 +8,7 @@ from accounts.decorators import api_page_for
 from accounts.permissions import (get_tenant_for_user, oversees_people, visible_audit_events, visible_plans,
                                   visible_tenants, visible_users)
 from tenancy.forms import AuditFilterForm
+from panel.schema import EMPTY_MEANS_ANY
 
 from .serializers import AuditEventSerializer, PlanSerializer, TenantSerializer, UserSerializer
 
@@ -42,12 +44,14 @@ class PlanViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
 
 
 AUDIT_FILTERS = [
-    OpenApiParameter("user", str, description="username contains"),
-    OpenApiParameter("action", str, description="action starts with"),
-    OpenApiParameter("result", str, enum=["ok", "refused", "failed", "locked"]),
-    OpenApiParameter("tenant", str, description="tenant slug"),
-    OpenApiParameter("from", str, description="on or after this date (YYYY-MM-DD)"),
-    OpenApiParameter("to", str, description="on or before this date (YYYY-MM-DD)"),
+    OpenApiParameter("user", str, description="username contains", extensions=EMPTY_MEANS_ANY),
+    OpenApiParameter("action", str, description="action starts with", extensions=EMPTY_MEANS_ANY),
+    OpenApiParameter("result", str, enum=["ok", "refused", "failed", "locked"], extensions=EMPTY_MEANS_ANY),
+    OpenApiParameter("tenant", str, description="tenant slug", extensions=EMPTY_MEANS_ANY),
+    OpenApiParameter("from", OpenApiTypes.DATE, description="on or after this date (YYYY-MM-DD)",
+                     extensions=EMPTY_MEANS_ANY),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="on or before this date (YYYY-MM-DD)",
+                     extensions=EMPTY_MEANS_ANY),
 ]
 
 
