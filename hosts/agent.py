@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
@@ -36,6 +36,8 @@ from tasks.services import enqueue, finish_task
 from tasks.worker import make_worker
 
 from . import recovery
+
+LOST_JOB_SECONDS = 10  # a queued task not on the queue for this long lost its job (see requeue_lost_jobs)
 from .models import Host
 
 logger = logging.getLogger("vzpanel.agent")
@@ -157,12 +159,20 @@ class Agent:
         self.remove_partial_archives()
         from containers.migration import clean_incoming
         clean_incoming(self.lxc, logger.warning)
-        # Queued tasks whose job Redis lost (e.g. Redis restarted without persistence), or that were
-        # queued under another job id (by an older version: the worker would refuse that job).
+        self.requeue_lost_jobs()
+
+    def requeue_lost_jobs(self, older_than: float = 0) -> None:
+        """Queued tasks whose job Redis lost (Redis restarted without saving, or was killed), or that
+        were queued under another job id (by an older version: the worker would refuse that job),
+        are queued again, oldest first. At start every one; while serving, those queued more than
+        `older_than` seconds ago (a task committed a moment ago may not be on the queue yet; one
+        queued twice runs once: run_task claims a task only while it is queued)."""
         # Read raw: anything may be on the queue, the worker refuses what is not the panel's.
         queue = host_queue(self.host)
         queued_ids = {job_id.decode(errors="replace") for job_id in queue.connection.lrange(queue.key, 0, -1)}
-        for task in Task.objects.filter(host=self.host, status=TaskStatus.QUEUED).order_by("pk"):  # in queue order
+        waiting = Task.objects.filter(host=self.host, status=TaskStatus.QUEUED,
+                                      created_at__lte=timezone.now() - timedelta(seconds=older_than))
+        for task in waiting.order_by("pk"):
             job_id = job_id_for(self.host.pk, task.pk)
             if task.rq_job_id != job_id or job_id not in queued_ids:
                 logger.warning("re-queueing task %s whose job was lost", task.pk)
@@ -286,6 +296,7 @@ class Agent:
     def _reconcile_all(self) -> None:
         from network.jobs import refresh_host_network
         self.sync_authorized_keys()
+        self.requeue_lost_jobs(older_than=LOST_JOB_SECONDS)
         self.reconcile()
         self.sync_templates()
         refresh_host_network(self.host)

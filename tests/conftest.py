@@ -82,19 +82,44 @@ def run_dir():
         Path(path).write_text(value)
 
 
+class RedisServer:
+    """redis-server as `make run` starts it (tasks/redis_server.py); a test may kill it for real and
+    start it again (it keeps nothing: what was queued is lost, as after a crash without a save)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.proc: subprocess.Popen | None = None
+        self.sock: Path | None = None
+
+    def start(self) -> Path:
+        from tasks.redis_server import prepare
+        argv, self.sock = prepare(self.run_dir, web_group=None, persist=False)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.sock.exists, 10, message="redis-server socket")
+        return self.sock
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self.sock.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+REDIS = RedisServer(RUN_DIR)
+
+
 @pytest.fixture(scope="session")
 def redis_server(run_dir):
-    """redis-server as `make run` starts it (tasks/redis_server.py): as the redis user, everyone logs
-    in. The tests talk to it as the web side does (vzpanel-web), agents as their hosts' users."""
-    from tasks.redis_server import prepare
-    argv, sock = prepare(run_dir, web_group=None, persist=False)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """As the redis user, everyone logs in. The tests talk to it as the web side does
+    (vzpanel-web), agents as their hosts' users."""
     try:
-        wait_until(sock.exists, 10, message="redis-server socket")
-        yield sock
+        yield REDIS.start()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        REDIS.stop()
 
 
 def redis_admin():

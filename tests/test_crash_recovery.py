@@ -165,3 +165,31 @@ def test_agent_killed_during_a_destroy(agent_process, host, admin_user, template
     interrupted(task)
     assert not Container.objects.filter(ctid=9127).exists() and lxc_info_state(9127) == "ABSENT"
     assert create(host, admin_user, template_name, 9127).status == "ok"
+
+
+@integration
+def test_redis_killed_with_tasks_queued_loses_none(agent_process, host, admin_user, template_name):
+    """Redis dies (SIGKILL, nothing saved) while a long task runs and five wait behind it: after
+    redis and the agent are back, every task ran in the order it was queued, or failed saying why."""
+    from tasks.services import submit_task
+    from .conftest import REDIS
+    agent = agent_process.start()
+    ct = running_ct(agent, host, admin_user, template_name, 9128)
+    long = services.exec_in_container(ct, admin_user, ["sleep", "3"])
+    queued = [submit_task(type="noop", host=host) for _ in range(5)]
+    wait_until(lambda: type(long).objects.get(pk=long.pk).status == TaskStatus.RUNNING, 30, message="the long task")
+    REDIS.kill()
+    REDIS.start()
+
+    def finished(task):
+        if agent.proc.poll() is not None:
+            agent.start()  # as runpanel or systemd would, had it stopped
+        task.refresh_from_db()
+        return task.status not in ("queued", "running")
+    for task in [long, *queued]:
+        wait_until(lambda: finished(task), 90, interval=0.5, message=f"task {task.pk} to end")
+    assert long.status == "ok" or "interrupted" in long.error, (long.status, long.error)
+    assert [t.status for t in queued] == ["ok"] * 5, [(t.status, t.error) for t in queued]
+    started = [t.started_at for t in queued]
+    assert started == sorted(started), "re-queued out of order"
+    still_usable(ct, admin_user)
