@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from accounts.permissions import get_backup_for_user, manageable_backups, visible_backups
 from containers.api.views import accepted, refused
 from hosts.models import Host
+from panel.fields import AsciiIntegerSerializerField
 from tasks.api.serializers import TaskSerializer
 from tasks.services import TaskError
 
@@ -46,7 +47,7 @@ class BackupDeleteSerializer(serializers.Serializer):
 
 
 class RestoreSerializer(serializers.Serializer):
-    ctid = serializers.IntegerField(min_value=100, max_value=999_999_999)
+    ctid = AsciiIntegerSerializerField(min_value=100, max_value=999_999_999)
     host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False,
                                         allow_null=True, help_text="default: the backup's host")
     force = serializers.BooleanField(default=False, help_text="overwrite the existing, stopped container `ctid`")

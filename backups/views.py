@@ -26,6 +26,7 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, get_co
 from containers.services import next_free_ctid
 from panel.redirects import local_path
 from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, save_upload, stream_uploads_to_disk, upload_dir
+from panel.validators import is_ascii_number
 from tasks.services import TaskError
 
 from . import services
@@ -188,7 +189,7 @@ def backup_list(request):
     qs = visible_backups(user).select_related("host", "storage", "tenant", "container", "owner")
     filters = {k: request.GET.get(k, "").strip() for k in ("ctid", "host", "storage", "tenant")}
     if filters["ctid"]:
-        if filters["ctid"].isdigit():
+        if is_ascii_number(filters["ctid"]):
             qs = qs.filter(ctid=int(filters["ctid"]))
         else:
             messages.error(request, f"CTID {filters['ctid']!r} is not a number; not filtered by it.")
@@ -197,7 +198,7 @@ def backup_list(request):
         qs = qs.filter(host__name=filters["host"])
     if filters["storage"] == "dump":
         qs = qs.filter(storage__isnull=True)
-    elif filters["storage"].isdigit():
+    elif is_ascii_number(filters["storage"]):
         qs = qs.filter(storage_id=int(filters["storage"]))
     if filters["tenant"]:
         qs = qs.filter(tenant__slug=filters["tenant"])

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from hosts.models import Host
 from network.models import IPAddress, IPPool, NetInterface
+from panel.fields import AsciiIntegerSerializerField
 from tenancy.models import Tenant
 
 
@@ -32,7 +33,7 @@ class NetInterfaceSerializer(serializers.ModelSerializer):
 
 
 class ContainerNetworkSerializer(serializers.Serializer):
-    ctid = serializers.IntegerField()
+    ctid = AsciiIntegerSerializerField()
     addresses = AddressSerializer(many=True, help_text="routed (venet0) addresses")
     venet_link = serializers.DictField(allow_null=True, help_text="venet<CTID> on the host: state, bytes_in, bytes_out")
     netifs = NetInterfaceSerializer(many=True)

@@ -4,6 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
+from panel.validators import is_ascii_number
 from tasks.services import TaskError, cancel_task
 
 from .serializers import TaskDetailSerializer, TaskSerializer
@@ -16,7 +17,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         qs = visible_tasks(self.request.user)
         if self.request.query_params.get("status"):
             qs = qs.filter(status=self.request.query_params["status"])
-        if self.request.query_params.get("ctid", "").isdigit():
+        if is_ascii_number(self.request.query_params.get("ctid", "")):
             qs = qs.filter(ctid=int(self.request.query_params["ctid"]))
         return qs
 
