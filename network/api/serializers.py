@@ -72,7 +72,8 @@ class NetifDelSerializer(serializers.Serializer):
 
 class DNSSerializer(serializers.Serializer):
     nameservers = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
-    searchdomain = serializers.CharField(required=False, allow_blank=True, max_length=253)
+    # Not trimmed: a "\r" or "\n" is refused by the service as by vzctl, not quietly dropped here.
+    searchdomain = serializers.CharField(required=False, allow_blank=True, max_length=253, trim_whitespace=False)
 
 
 class PoolSerializer(serializers.ModelSerializer):
