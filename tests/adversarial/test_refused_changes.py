@@ -77,29 +77,28 @@ def api_client(admin):
     return client
 
 
-def assert_refused_through_service_and_api(ct, admin, call, api_path, body):
-    """`call()` raises a 400-class service refusal; POST/PATCH of `body` answers 400; nothing changes."""
-    before = snapshot(ct)
-    with pytest.raises(TaskError) as refusal:
-        call()
-    assert refusal.value.http_status == 400, refusal.value
-    assert "\n" not in str(refusal.value)
+def assert_each_refused(ct, admin, field, values, service, api_path):
+    """For each value: `service(ct, admin, field=value)` refuses with a 400-class error in one line,
+    the API (method, path) answers 400 to {field: value}, and nothing changes."""
     method, path = api_path
     client = api_client(admin)
-    response = getattr(client, method)(path, json.dumps(body, allow_nan=True), content_type="application/json")
-    assert response.status_code == 400, (body, response.status_code, response.content[:300])
-    assert snapshot(ct) == before, body
+    for value in values:
+        before = snapshot(ct)
+        with pytest.raises(TaskError) as refusal:
+            service(Container.objects.get(pk=ct.pk), admin, **{field: value})
+        assert refusal.value.http_status == 400 and "\n" not in str(refusal.value), refusal.value
+        body = json.dumps({field: value}, allow_nan=True)
+        response = getattr(client, method)(path, body, content_type="application/json")
+        assert response.status_code == 400, (value, response.status_code, response.content[:300])
+        assert snapshot(ct) == before, value
 
 
 @pytest.mark.parametrize("field", list(REFUSED))
 def test_a_setting_lxc_would_refuse_is_refused_before_anything_is_written(agent, admin_user, host, template_name,
                                                                           field):
     ct = running_container(admin_user, host, template_name, CTIDS[field])
-    for value in REFUSED[field]:
-        fresh = Container.objects.get(pk=ct.pk)
-        assert_refused_through_service_and_api(
-            ct, admin_user, lambda: services.update_container(fresh, admin_user, **{field: value}),
-            ("patch", f"/api/containers/{ct.ctid}/"), {field: value})
+    assert_each_refused(ct, admin_user, field, REFUSED[field], services.update_container,
+                        ("patch", f"/api/containers/{ct.ctid}/"))
     # The check is not all there is: a good value of the same field still goes through to LXC.
     good = {"hostname": "good.example", "name": "good-name"}.get(field)
     if good is not None:
@@ -114,10 +113,7 @@ def test_a_setting_lxc_would_refuse_is_refused_before_anything_is_written(agent,
 @pytest.mark.parametrize("field", list(DNS_REFUSED))
 def test_dns_that_would_add_a_line_to_resolv_conf_is_refused(agent, admin_user, host, template_name, field):
     ct = running_container(admin_user, host, template_name, CTIDS[field])
-    for value in DNS_REFUSED[field]:
-        fresh = Container.objects.get(pk=ct.pk)
-        assert_refused_through_service_and_api(
-            ct, admin_user, lambda: net.set_dns(fresh, admin_user, **{field: value}),
-            ("post", f"/api/containers/{ct.ctid}/network/dns/"), {field: value})
+    assert_each_refused(ct, admin_user, field, DNS_REFUSED[field], net.set_dns,
+                        ("post", f"/api/containers/{ct.ctid}/network/dns/"))
     result = wait_task(services.exec_in_container(ct, admin_user, ["cat", "/etc/resolv.conf"])).result
     assert "6.6.6.6" not in result["stdout"] and "%" not in result["stdout"]
