@@ -10,6 +10,7 @@ from accounts.permissions import get_backup_for_user, manageable_backups, visibl
 from containers.api.views import accepted, refused
 from hosts.models import Host
 from panel.fields import AsciiIntegerSerializerField
+from panel.validators import is_ascii_number
 from tasks.api.serializers import TaskSerializer
 from tasks.services import TaskError
 
@@ -72,10 +73,8 @@ class BackupViewSet(viewsets.GenericViewSet):
         qs = visible_backups(self.request.user).select_related("owner", "job", "task")
         params = self.request.query_params
         if params.get("ctid"):
-            try:
-                qs = qs.filter(ctid=int(params["ctid"]))
-            except ValueError:
-                qs = qs.none()
+            ctid = params["ctid"]
+            qs = qs.filter(ctid=int(ctid)) if is_ascii_number(ctid) else qs.none()
         if params.get("host"):
             qs = qs.filter(host__name=params["host"])
         return qs

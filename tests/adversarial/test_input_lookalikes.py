@@ -77,7 +77,8 @@ def test_vzctl_with_a_unicode_digit_ctid_answers_without_a_traceback(admin_user,
 
 @pytest.mark.parametrize("url", ["/api/tasks/?ctid=%C2%B2", "/api/tasks/?ctid=%D9%A3", "/backups/?ctid=%C2%B2",
                                  "/backups/?storage=%C2%B2", "/backups/?storage=99999999999999999999",
-                                 "/api/tasks/?ctid=99999999999999999999"])
+                                 "/api/tasks/?ctid=99999999999999999999", "/api/backups/?ctid=99999999999999999999",
+                                 "/api/backups/?ctid=%C2%B2"])
 def test_unicode_or_huge_numbers_in_filters_answer_without_a_500(client, admin_user, host, url):
     client.force_login(admin_user)
     assert client.get(url).status_code == 200
