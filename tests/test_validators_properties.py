@@ -230,6 +230,16 @@ def test_names_are_ascii_and_never_a_number(value):
 
 
 @PROPERTY
+@given(st.one_of(mixed_text, spoiled(st.sampled_from(["root", "www-data", "_apt", "user1"]))))
+@example("root\n")
+@example("r\u043eot")
+def test_user_names_inside_a_container_are_useradds(value):
+    expected = 0 < len(value) <= 32 and set(value) <= set(string.ascii_lowercase + string.digits + "_-") \
+        and value[0] in string.ascii_lowercase + "_"
+    assert (not refusal(v.validate_system_user, value)) == expected
+
+
+@PROPERTY
 @given(mixed_text)
 @example("new")
 @example("acme\n")
