@@ -34,7 +34,7 @@ class BootstrapMixin:
 def token_field(label="Code from your authenticator app", required=True):
     return forms.CharField(
         label=label, required=required, max_length=6, min_length=6,
-        validators=[RegexValidator(r"^\d{6}$", "Enter the 6 digits your app shows.")],
+        validators=[RegexValidator(r"^[0-9]{6}\Z", "Enter the 6 digits your app shows.")],
         widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code",
                                       "pattern": r"\d{6}", "autofocus": True}))
 

@@ -13,6 +13,7 @@ from hosts.models import Host
 from panel.pagination import checked_query_number, ctid_query_parameter
 from panel.schema import EMPTY_MEANS_ANY
 from tasks.api.serializers import TaskAcceptedSerializer
+from panel.fields import AsciiIntegerSerializerField
 from tasks.services import TaskError
 
 from . import services
@@ -49,7 +50,7 @@ class BackupDeleteSerializer(serializers.Serializer):
 
 
 class RestoreSerializer(serializers.Serializer):
-    ctid = serializers.IntegerField(min_value=100, max_value=999_999_999)
+    ctid = AsciiIntegerSerializerField(min_value=100, max_value=999_999_999)
     host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False,
                                         allow_null=True, help_text="default: the backup's host")
     force = serializers.BooleanField(default=False, help_text="overwrite the existing, stopped container `ctid`")

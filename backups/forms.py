@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from panel.forms import TypeNameToConfirmForm
+from panel.fields import AsciiIntegerField
 
 from .jobs_service import (JobInvalid, StorageChoice, job_containers, job_storages, job_tenants, parse_mailto,
                           validate_schedule)
@@ -64,7 +65,7 @@ class BackupJobForm(forms.Form):
         self.fields["storage"].queryset = job_storages()
         self.fields["storage"].label_from_instance = StorageChoice(user)
         for key in RULES:
-            self.fields[key] = forms.IntegerField(
+            self.fields[key] = AsciiIntegerField(
                 label=key.replace("_", "-"), required=False, min_value=0,
                 error_messages={"invalid": "A whole number, or empty.", "min_value": "It cannot be negative."})
             if initial:

@@ -7,6 +7,7 @@ from django import forms
 from accounts.permissions import creatable_tenants, placeable_hosts, visible_plans
 
 from hosts.models import Host
+from panel.fields import AsciiIntegerField
 from tenancy.models import Plan, Tenant
 
 from .models import BackupMode, BackupStorage, Compression
@@ -29,7 +30,7 @@ class BackupCreateForm(forms.Form):
                                      initial=True)
     exclude_paths = forms.CharField(label="Exclude paths", required=False, widget=forms.Textarea,
                                     help_text="one glob per line, e.g. /var/cache/*")
-    bwlimit_kbps = forms.IntegerField(label="Bandwidth limit (KiB/s)", required=False, min_value=1,
+    bwlimit_kbps = AsciiIntegerField(label="Bandwidth limit (KiB/s)", required=False, min_value=1,
                                       max_value=10_000_000)
     protected = forms.BooleanField(required=False, help_text="protected backups are never pruned nor deleted")
 
@@ -54,7 +55,7 @@ class RestoreForm(forms.Form):
 
     target = forms.ChoiceField(choices=[("new", "a new container"), ("overwrite", "overwrite this container")],
                                initial="new", widget=forms.RadioSelect)
-    ctid = forms.IntegerField(label="New CTID", required=False, min_value=100, max_value=999_999_999)
+    ctid = AsciiIntegerField(label="New CTID", required=False, min_value=100, max_value=999_999_999)
     confirm = forms.CharField(label="Type the CTID to overwrite", required=False, max_length=20)
     host = forms.ModelChoiceField(queryset=Host.objects.none(), to_field_name="name")
     hostname = forms.CharField(max_length=253, required=False, help_text="empty: the original's")
@@ -101,12 +102,12 @@ class ProtectForm(forms.Form):
 class PruneForm(forms.Form):
     """vzdump --prune-backups keep-*=N: at least one."""
 
-    keep_last = forms.IntegerField(label="keep-last", required=False, min_value=1, max_value=10_000)
-    keep_hourly = forms.IntegerField(label="keep-hourly", required=False, min_value=1, max_value=10_000)
-    keep_daily = forms.IntegerField(label="keep-daily", required=False, min_value=1, max_value=10_000)
-    keep_weekly = forms.IntegerField(label="keep-weekly", required=False, min_value=1, max_value=10_000)
-    keep_monthly = forms.IntegerField(label="keep-monthly", required=False, min_value=1, max_value=10_000)
-    keep_yearly = forms.IntegerField(label="keep-yearly", required=False, min_value=1, max_value=10_000)
+    keep_last = AsciiIntegerField(label="keep-last", required=False, min_value=1, max_value=10_000)
+    keep_hourly = AsciiIntegerField(label="keep-hourly", required=False, min_value=1, max_value=10_000)
+    keep_daily = AsciiIntegerField(label="keep-daily", required=False, min_value=1, max_value=10_000)
+    keep_weekly = AsciiIntegerField(label="keep-weekly", required=False, min_value=1, max_value=10_000)
+    keep_monthly = AsciiIntegerField(label="keep-monthly", required=False, min_value=1, max_value=10_000)
+    keep_yearly = AsciiIntegerField(label="keep-yearly", required=False, min_value=1, max_value=10_000)
 
     def clean(self):
         data = super().clean()

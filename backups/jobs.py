@@ -22,6 +22,7 @@ from containers.engine.safefs import SafeFsError, root_only_dir
 from containers.jobs import as_task_failure, live_view, lxc_for, network_up, record_state, refresh_state, spec_for
 from containers.models import Container
 from network.services import restore_network
+from panel.validators import clean_archive_config
 from tasks.choices import TaskType
 from tasks.registry import handler
 from tasks.runner import TaskFailed
@@ -137,14 +138,18 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def _restored_config(found: tuple[str, bytes] | None) -> dict:
+def _restored_config(found: tuple[str, bytes] | None, log) -> tuple[dict, list[str]]:
     """The settings in the archive's own configuration (pct.conf, or an OpenVZ vps.conf) as the walker
-    took it from the stream: never read from an unpacked tree, never more than 64 KiB."""
+    took it from the stream: never read from an unpacked tree, never more than 64 KiB. What does not
+    pass the panel's validators is left out: one line each, also logged."""
     if found is None:
-        return {}
+        return {}, []
     name, data = found
     text = data.decode("utf-8", "replace")
-    return parse_vps_conf(text) if name.endswith("vps.conf") else parse_pct_conf(text)
+    config, left_out = clean_archive_config(parse_vps_conf(text) if name.endswith("vps.conf") else parse_pct_conf(text))
+    for line in left_out:
+        log(line)
+    return config, left_out
 
 
 @handler(TaskType.CT_RESTORE)
@@ -215,7 +220,8 @@ def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport,
             log(f"Unpacked {report.members} members, {report.bytes // MIB} MiB, in {report.seconds:.1f} s")
             if overwrite:
                 return None
-            found["skipped"] = _apply_restored_config(ct, task.user, _restored_config(report.config), log)
+            config, left_out = _restored_config(report.config, log)
+            found["skipped"] = left_out + _apply_restored_config(ct, task.user, config, log)
             return spec_for(ct)  # written into the new container with the addresses and DNS it brought
 
         if overwrite:
@@ -304,7 +310,7 @@ def import_archive(task, log):
             if _is_staged(source):
                 unlink_if_same(source, fd)
             raise TaskFailed(f"{exc}; the archive was not imported") from None
-        config = _restored_config(report.config)
+        config, _ = _restored_config(report.config, log)
         log(f"{report.checked} members; configuration from ./{report.config[0]}: "
             + ", ".join(f"{k}={v}" for k, v in config.items()))
         try:

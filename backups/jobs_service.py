@@ -22,7 +22,7 @@ from accounts import audit
 from accounts.permissions import (administered_tenant_ids, manageable_containers, manages_all_containers,
                                   visible_backup_jobs)
 from containers.models import Container
-from containers.validators import is_ascii_number
+from panel.validators import is_ascii_number, messages, validate_title, whole_number
 from containers.services import InvalidRequest, NotAllowed
 from tasks.choices import ACTIVE_STATES, TaskStatus, TaskType
 from tasks.models import Task
@@ -200,10 +200,10 @@ def _validate(user, data: dict, job: BackupJob | None = None) -> dict:
     clean = dict(data)
     if "name" in clean:
         clean["name"] = str(clean["name"] or "").strip()
-        if not clean["name"]:
-            raise JobInvalid("Give the job a name.", "name")
-        if len(clean["name"]) > 100:
-            raise JobInvalid("The name is at most 100 characters.", "name")
+        try:
+            validate_title(clean["name"], "job name", 100)
+        except ValidationError as exc:
+            raise JobInvalid(messages(exc), "name") from None
     if "schedule" in clean:
         clean["schedule"] = validate_schedule(clean["schedule"])
     if "mailto" in clean:
@@ -215,17 +215,15 @@ def _validate(user, data: dict, job: BackupJob | None = None) -> dict:
     for key in RULES:
         if key in clean and clean[key] not in (None, ""):
             try:
-                clean[key] = int(clean[key])
-            except (TypeError, ValueError):
-                raise JobInvalid(f"{key.replace('_', '-')} is a whole number.", key) from None
-            if clean[key] < 0:
-                raise JobInvalid(f"{key.replace('_', '-')} cannot be negative; leave it empty not to use it.", key)
+                clean[key] = whole_number(clean[key], key.replace("_", "-"), 0, 100_000)
+            except ValidationError as exc:
+                raise JobInvalid(f"{messages(exc)} Leave it empty not to use it.", key) from None
         elif key in clean:
             clean[key] = None
     if "storage" in clean and clean["storage"] is not None:
         storage = clean["storage"]
         if not isinstance(storage, BackupStorage):
-            storage = BackupStorage.objects.filter(pk=storage).first() if str(storage).isdigit() else None
+            storage = BackupStorage.objects.filter(pk=int(storage)).first() if is_ascii_number(str(storage)) else None
             if storage is None:
                 raise JobInvalid(f"There is no storage {clean['storage']}.", "storage")
         if not storage.enabled and (job is None or job.storage_id != storage.pk):

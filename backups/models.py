@@ -1,8 +1,9 @@
 """Backups: vzdump-style archives of containers, the storages they live in, and backup jobs."""
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from panel.validators import validate_host_path, validate_name
 
 
 class BackupMode(models.TextChoices):
@@ -40,8 +41,8 @@ class BackupStorage(Retention):
     dump directory (Host.dump_dir), used when no storage is named."""
 
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="storages")
-    name = models.CharField(max_length=64, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")])
-    path = models.CharField(max_length=255)
+    name = models.CharField(max_length=64, validators=[validate_name])
+    path = models.CharField(max_length=255, validators=[validate_host_path])
     enabled = models.BooleanField(default=True)
 
     class Meta:

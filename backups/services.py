@@ -10,6 +10,7 @@ from accounts.audit import audited, record
 from containers.choices import Action, ContainerStatus
 from containers.models import Container
 from containers.services import InvalidRequest, InvalidState, NotAllowed, _check_manage, _submit_locked
+from panel.validators import clean_host_path, messages
 from tasks.choices import TaskType
 from tasks.models import Task
 from tasks.services import submit_task
@@ -18,7 +19,8 @@ from tenancy.quotas import check_quota
 from .models import Backup, BackupMode, BackupStorage, Compression
 
 COMPRESSIONS = tuple(Compression.values)
-ARCHIVE_RE = re.compile(r"^vzdump-(lxc|openvz)-(\d+)-\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}\.tar(\.gz|\.zst)?$")
+ARCHIVE_RE = re.compile(r"^vzdump-(lxc|openvz)-([0-9]+)-[0-9]{4}_[0-9]{2}_[0-9]{2}-[0-9]{2}_[0-9]{2}_[0-9]{2}"
+                        r"\.tar(\.gz|\.zst)?\Z")
 
 
 def storage_path(host, storage: BackupStorage | None) -> str:
@@ -206,13 +208,12 @@ def save_storage(user, *, host, name: str, path: str, enabled: bool = True, **re
     try:
         if user is not None and not manages_hosts(user):
             raise NotAllowed("Only administrators and operators define backup storages.")
-        if not path.startswith("/") or ".." in path.split("/") or "\x00" in path:
-            raise InvalidRequest("The storage path must be an absolute path without '..'.")
-        storage = BackupStorage(host=host, name=name, path=path.rstrip("/") or "/", enabled=enabled, **retention)
         try:
+            storage = BackupStorage(host=host, name=name, path=clean_host_path(path, "storage path"),
+                                    enabled=enabled, **retention)
             storage.full_clean()
         except ValidationError as exc:
-            raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise InvalidRequest(messages(exc)) from None
     except (NotAllowed, InvalidRequest) as exc:
         record(user, "storage.create", host, "refused", str(exc))
         raise

@@ -7,8 +7,8 @@ from . import views
 urlpatterns = [
     path("backups/", views.backup_list, name="backup-list"),
     path("backups/upload/", views.backup_upload, name="backup-upload"),
-    re_path(r"^backups/(?P<pk>[0-9]+)/download/?$", views.backup_download, name="backup-download"),
-    re_path(r"^backups/(?P<pk>[0-9]+)/log/?$", views.backup_log, name="backup-log"),
+    re_path(r"^backups/(?P<pk>[0-9]+)/download/?\Z", views.backup_download, name="backup-download"),
+    re_path(r"^backups/(?P<pk>[0-9]+)/log/?\Z", views.backup_log, name="backup-log"),
     path("backups/<int:pk>/verify/", views.backup_verify, name="backup-verify"),
     path("backups/<int:pk>/restore/", views.backup_restore, name="backup-restore"),
     path("backups/<int:pk>/protect/", views.backup_protect, name="backup-protect"),

@@ -28,6 +28,7 @@ from containers.services import InvalidState
 from panel.forms import ActionForm, form_response
 from panel.redirects import local_path
 from panel.uploads import MAX_UPLOAD_BYTES, save_upload, stream_uploads_to_disk, upload_dir
+from panel.validators import is_ascii_number
 from tasks.services import TaskError
 
 from . import services
@@ -201,7 +202,7 @@ def backup_list_page(request, status: int = 200, **forms) -> HttpResponse:
     qs = visible_backups(user).select_related("host", "storage", "tenant", "container", "owner")
     filters = {k: request.GET.get(k, "").strip() for k in ("ctid", "host", "storage", "tenant")}
     if filters["ctid"]:
-        if filters["ctid"].isdigit():
+        if is_ascii_number(filters["ctid"]):
             qs = qs.filter(ctid=int(filters["ctid"]))
         else:
             messages.error(request, f"CTID {filters['ctid']!r} is not a number; not filtered by it.")
@@ -210,7 +211,7 @@ def backup_list_page(request, status: int = 200, **forms) -> HttpResponse:
         qs = qs.filter(host__name=filters["host"])
     if filters["storage"] == "dump":
         qs = qs.filter(storage__isnull=True)
-    elif filters["storage"].isdigit():
+    elif is_ascii_number(filters["storage"]):
         qs = qs.filter(storage_id=int(filters["storage"]))
     if filters["tenant"]:
         qs = qs.filter(tenant__slug=filters["tenant"])

@@ -7,10 +7,11 @@ from django import forms
 
 from hosts.models import Host
 from panel.forms import TypeNameToConfirmForm
+from panel.fields import AsciiIntegerField
+from panel.validators import validate_ctid, validate_hostname, validate_name_alias
 from tenancy.models import Plan, Tenant
 
 from .models import Container, OSTemplate
-from .validators import validate_ctid, validate_hostname, validate_name_alias
 
 
 class TemplateOnHostMixin:
@@ -30,10 +31,10 @@ class TemplateOnHostMixin:
 
 
 class LimitFields(forms.Form):
-    ram_mb = forms.IntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
-    swap_mb = forms.IntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
-    cpus = forms.IntegerField(label="CPUs", min_value=1, max_value=1024, required=False)
-    disk_mb = forms.IntegerField(label="Disk (MiB)", min_value=300, max_value=1 << 26, required=False)
+    ram_mb = AsciiIntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
+    swap_mb = AsciiIntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
+    cpus = AsciiIntegerField(label="CPUs", min_value=1, max_value=1024, required=False)
+    disk_mb = AsciiIntegerField(label="Disk (MiB)", min_value=300, max_value=1 << 26, required=False)
 
     CORE = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
@@ -42,13 +43,13 @@ class LimitFields(forms.Form):
 
 
 class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
-    ctid = forms.IntegerField(label="CTID", validators=[validate_ctid],
+    ctid = AsciiIntegerField(label="CTID", validators=[validate_ctid],
                               help_text="101 or above; 0-100 are reserved.")
     host = forms.ModelChoiceField(queryset=Host.objects.filter(drained_at__isnull=True), required=False,
                                   empty_label="Automatic (the host with the most room)")
     ostemplate = forms.ChoiceField(label="OS template")
-    hostname = forms.CharField(max_length=253, validators=[validate_hostname])
-    name = forms.CharField(max_length=64, required=False, validators=[validate_name_alias],
+    hostname = forms.CharField(max_length=253, strip=False, validators=[validate_hostname])
+    name = forms.CharField(max_length=64, required=False, strip=False, validators=[validate_name_alias],
                            help_text="Optional alias usable wherever the CTID is.")
     onboot = forms.BooleanField(required=False, label="Start when the host starts (onboot)")
     start = forms.BooleanField(required=False, initial=True, label="Start after creating")
@@ -93,23 +94,23 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
 
 
 class ContainerSettingsForm(LimitFields):
-    hostname = forms.CharField(max_length=253, validators=[validate_hostname])
-    name = forms.CharField(max_length=64, required=False, validators=[validate_name_alias])
+    hostname = forms.CharField(max_length=253, strip=False, validators=[validate_hostname])
+    name = forms.CharField(max_length=64, required=False, strip=False, validators=[validate_name_alias])
     onboot = forms.BooleanField(required=False, label="Start when the host starts (onboot)")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
-    ram_barrier_mb = forms.IntegerField(label="RAM barrier (MiB)", min_value=16, max_value=1 << 22, required=False,
+    ram_barrier_mb = AsciiIntegerField(label="RAM barrier (MiB)", min_value=16, max_value=1 << 22, required=False,
                                         help_text="physpages barrier; empty for none")
-    cpuunits = forms.IntegerField(label="CPU units", min_value=8, max_value=500000, required=False,
+    cpuunits = AsciiIntegerField(label="CPU units", min_value=8, max_value=500000, required=False,
                                   help_text="relative CPU weight; tenants may set up to 1000 (the default)")
-    cpulimit = forms.IntegerField(label="CPU limit (% of one CPU)", min_value=0, max_value=102400, required=False,
+    cpulimit = AsciiIntegerField(label="CPU limit (% of one CPU)", min_value=0, max_value=102400, required=False,
                                   help_text="0 for no limit; tenants may set up to 100 per CPU")
-    numproc = forms.IntegerField(label="Processes (numproc)", min_value=8, max_value=4_000_000, required=False,
+    numproc = AsciiIntegerField(label="Processes (numproc)", min_value=8, max_value=4_000_000, required=False,
                                  help_text="empty for no limit (administrators only); tenants may set up to 65536")
-    disk_soft_mb = forms.IntegerField(label="Disk soft limit (MiB)", min_value=64, max_value=1 << 26, required=False)
-    diskinodes = forms.IntegerField(label="Inodes", min_value=1000, max_value=1 << 31, required=False,
+    disk_soft_mb = AsciiIntegerField(label="Disk soft limit (MiB)", min_value=64, max_value=1 << 26, required=False)
+    diskinodes = AsciiIntegerField(label="Inodes", min_value=1000, max_value=1 << 31, required=False,
                                     help_text="tenants may set up to 256 per MiB of disk")
-    diskinodes_soft = forms.IntegerField(label="Inodes soft limit", min_value=1000, max_value=1 << 31, required=False)
-    ioprio = forms.IntegerField(label="I/O priority (0-7)", min_value=0, max_value=7, required=False,
+    diskinodes_soft = AsciiIntegerField(label="Inodes soft limit", min_value=1000, max_value=1 << 31, required=False)
+    ioprio = AsciiIntegerField(label="I/O priority (0-7)", min_value=0, max_value=7, required=False,
                                 help_text="tenants may set up to 4 (the default)")
 
     # Empty means "none" for these; for the others empty means "leave as it is".
@@ -136,7 +137,7 @@ class ContainerSettingsForm(LimitFields):
 
 class ExecForm(forms.Form):
     command = forms.CharField(max_length=8192, help_text="Split into words like a shell would; no shell runs it.")
-    timeout = forms.IntegerField(min_value=1, max_value=3600, initial=60, label="Timeout (s)")
+    timeout = AsciiIntegerField(min_value=1, max_value=3600, initial=60, label="Timeout (s)")
 
     def clean_command(self):
         try:
@@ -178,7 +179,7 @@ class MigrateForm(forms.Form):
                                 label="Online: keep it running (copy, freeze, copy what changed, start there)")
     remove_source = forms.BooleanField(required=False, initial=True, label="Remove it from this host afterwards")
     keep_dst = forms.BooleanField(required=False, label="On failure, keep the copied files for the next attempt")
-    bwlimit_kib = forms.IntegerField(required=False, min_value=0, max_value=100_000_000, label="Bandwidth limit (KiB/s)")
+    bwlimit_kib = AsciiIntegerField(required=False, min_value=0, max_value=100_000_000, label="Bandwidth limit (KiB/s)")
 
     def __init__(self, *args, container=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from .choices import ContainerStatus
-from .validators import is_ascii_number, validate_ctid, validate_hostname, validate_name_alias
+from panel.validators import is_ascii_number, validate_ctid, validate_hostname, validate_name_alias
 
 
 class Container(models.Model):

@@ -21,8 +21,8 @@ from .models import Container, OSTemplate
 from .services import InvalidRequest, NotAllowed, _submit_locked
 
 DISTRIBUTIONS = ("debian", "ubuntu")
-RELEASE_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
-ARCH_RE = re.compile(r"^[a-z0-9_]{2,16}$")
+RELEASE_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}\Z")
+ARCH_RE = re.compile(r"^[a-z0-9_]{2,16}\Z")
 
 
 def _require_admin(user) -> None:

@@ -21,7 +21,8 @@ from tenancy.quotas import check_quota
 
 from .choices import Action, ContainerStatus, refusal
 from .models import Container, OSTemplate
-from .validators import validate_command, validate_ctid, validate_hostname, validate_name_alias
+from panel.validators import (messages, validate_command, validate_ctid, validate_hostname, validate_name_alias,
+                              validate_system_user, whole_number)
 
 LIMIT_FIELDS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
                 "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio")
@@ -123,13 +124,9 @@ def validate_limits(limits: dict) -> dict:
             clean[key] = None
             continue
         try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"{key} must be a whole number.") from None
-        low, high = LIMIT_RANGES[key]
-        if not low <= value <= high:
-            raise InvalidRequest(f"{key} must be between {low} and {high}.")
-        clean[key] = value
+            clean[key] = whole_number(value, key, *LIMIT_RANGES[key])
+        except ValidationError as exc:
+            raise InvalidRequest(messages(exc)) from None
     _check_pairs(clean)
     return clean
 
@@ -219,7 +216,7 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
         if name:
             validate_name_alias(name)
     except ValidationError as exc:
-        raise InvalidRequest(" ".join(exc.messages)) from None
+        raise InvalidRequest(messages(exc)) from None
     ctid = int(ctid)
     if user is not None:
         if tenant is None and not may_create_without_tenant(user):
@@ -365,25 +362,28 @@ def reset_container(ct: Container, user, confirm: str | int | None) -> Task:
 def exec_in_container(ct: Container, user, argv: list[str], timeout: int = 60) -> Task:
     try:
         validate_command(argv)
+        timeout = whole_number(timeout, "The timeout (seconds)", 1, 3600)
     except ValidationError as exc:
-        raise InvalidRequest(" ".join(exc.messages)) from None
-    if not 1 <= int(timeout) <= 3600:
-        raise InvalidRequest("The timeout is between 1 and 3600 seconds.")
-    return _submit_locked(ct, Action.EXEC, TaskType.CT_EXEC, user,
-                          params={"argv": list(argv), "timeout": int(timeout)})
+        raise InvalidRequest(messages(exc)) from None
+    return _submit_locked(ct, Action.EXEC, TaskType.CT_EXEC, user, params={"argv": list(argv), "timeout": timeout})
 
 
-_SYSTEM_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
-                         r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]{16,8192}( [^\r\n]{0,200})?$")
+_SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+                         r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]{16,8192}( [^\r\n\x00]{0,200})?")
+
+
+def _check_system_user(username) -> None:
+    try:
+        validate_system_user(username)
+    except ValidationError as exc:
+        raise InvalidRequest(messages(exc)) from None
 
 
 @audited("container.userpasswd")
 def set_user_password(ct: Container, user, username: str, password: str) -> Task:
     """vzctl set --userpasswd USER:PASS. The password goes to the agent through Redis only
     (a short-lived key the agent deletes as it reads it): never in the database or a log."""
-    if not _SYSTEM_USER_RE.match(username or ""):
-        raise InvalidRequest(f"{username!r} is not a valid user name.")
+    _check_system_user(username)
     if not password or len(password) < 8:
         raise InvalidRequest("The password must be at least 8 characters.")
     if len(password) > 512 or any(c in password for c in "\r\n\x00:"):
@@ -398,10 +398,9 @@ def set_user_password(ct: Container, user, username: str, password: str) -> Task
 @audited("container.sshkey")
 def set_ssh_key(ct: Container, user, public_key: str, username: str = "root") -> Task:
     key = (public_key or "").strip()
-    if not _SSH_KEY_RE.match(key):
+    if not _SSH_KEY_RE.fullmatch(key):
         raise InvalidRequest("That is not an SSH public key (expected e.g. 'ssh-ed25519 AAAA... comment').")
-    if not _SYSTEM_USER_RE.match(username):
-        raise InvalidRequest(f"{username!r} is not a valid user name.")
+    _check_system_user(username)
     return _submit_locked(ct, Action.SET, TaskType.CT_SSHKEY, user, params={"user": username, "key": key})
 
 
@@ -426,7 +425,7 @@ def update_container(ct: Container, user, override_capacity: bool = False, **cha
         if changes.get("name"):
             validate_name_alias(changes["name"])
     except ValidationError as exc:
-        raise InvalidRequest(" ".join(exc.messages)) from None
+        raise InvalidRequest(messages(exc)) from None
     limits = validate_limits({k: v for k, v in changes.items() if k in LIMIT_FIELDS})
     _check_pairs(limits, ct)
     changes.update(limits)

@@ -6,16 +6,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
 
+from panel.validators import validate_host_name, validate_host_path
+
 REFUSALS_KEPT = 20
 
-host_name_validator = RegexValidator(
-    r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-    "A host name is 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
-)
+host_name_validator = validate_host_name  # the name older code imports
+HOST_PATHS = ("lxcpath", "template_dir", "dump_dir")
 
 
 def validate_ssh_address(value: str) -> None:
@@ -29,12 +28,13 @@ def validate_ssh_address(value: str) -> None:
 class Host(models.Model):
     """A hardware node (OpenVZ's HN). Its agent serves the RQ queue named after it."""
 
-    name = models.CharField(max_length=63, unique=True, validators=[host_name_validator])
-    lxcpath = models.CharField(max_length=255, default="/var/lib/lxc",
+    name = models.CharField(max_length=63, unique=True, validators=[validate_host_name])
+    lxcpath = models.CharField(max_length=255, default="/var/lib/lxc", validators=[validate_host_path],
                                help_text="Where LXC keeps this host's containers.")
     template_dir = models.CharField(max_length=255, default="/var/lib/vz/template/cache",
+                                    validators=[validate_host_path],
                                     help_text="The host's OS template cache directory.")
-    dump_dir = models.CharField(max_length=255, default="/var/lib/vz/dump",
+    dump_dir = models.CharField(max_length=255, default="/var/lib/vz/dump", validators=[validate_host_path],
                                 help_text="The host's default backup storage (vzdump --dumpdir).")
     default_bridge = models.CharField(max_length=15, default="vzbr0",
                                       help_text="The bridge new veth interfaces join unless told otherwise.")

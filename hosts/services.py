@@ -17,9 +17,10 @@ from accounts.audit import audited
 from tasks.choices import ACTIVE_STATES, TaskType
 from tasks.models import Task
 from containers.services import InvalidRequest, InvalidState, NotAllowed
+from panel.validators import clean_host_path, messages
 from tasks.services import submit_task
 
-from .models import Host
+from .models import HOST_PATHS, Host
 
 TOKEN_PREFIX = "vzph_"
 
@@ -79,13 +80,11 @@ def add_host(user, *, name: str, lxcpath: str = "/var/lib/lxc", template_dir: st
 
 def _validate(host: Host) -> None:
     try:
-        host.full_clean()  # the SSH address too (hosts.models.validate_ssh_address)
+        host.full_clean()  # name, paths (panel.validators) and the SSH address
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
-    for label, path in (("lxcpath", host.lxcpath), ("template directory", host.template_dir),
-                        ("dump directory", host.dump_dir)):
-        if not path.startswith("/") or ".." in path.split("/") or any(c.isspace() for c in path):
-            raise InvalidRequest(f"The {label} must be an absolute path without '..' or blanks.")
+        raise InvalidRequest(messages(exc)) from None
+    for field in HOST_PATHS:  # valid now: one spelling of each directory
+        setattr(host, field, clean_host_path(getattr(host, field)))
 
 
 @audited("host.ssh", target="host")

@@ -8,6 +8,7 @@ import re
 from django import forms
 
 from hosts.models import Host
+from panel import validators
 from tenancy.models import Tenant
 
 from .models import IPPool
@@ -101,6 +102,13 @@ class PoolForm(forms.ModelForm):
                                            help_text="hosts that may use it; none selected: all")
     tenants = forms.ModelMultipleChoiceField(queryset=Tenant.objects.all(), required=False,
                                              help_text="tenants whose members may take addresses from it")
+
+    # Not the model's GenericIPAddressField: Django's drops an IPv6 scope id ("%eth0", newline and all).
+    gateway = forms.CharField(max_length=64, required=False, help_text="for bridged (veth) interfaces")
+
+    def clean_gateway(self):
+        text = self.cleaned_data["gateway"]
+        return str(validators.parse_ip(text, "a gateway address")) if text else None
 
     class Meta:
         model = IPPool

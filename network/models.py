@@ -5,10 +5,10 @@ import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models
 
 from containers.engine.network import valid_ifname
+from panel import validators
 
 _MAC_RE = re.compile(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")
 
@@ -32,7 +32,7 @@ def mac_validator(value) -> None:
 class IPPool(models.Model):
     """A network admins hand addresses out of ("auto"), on the hosts allowed to use it."""
 
-    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")])
+    name = models.CharField(max_length=64, unique=True, validators=[validators.validate_name])
     network = models.CharField(max_length=64, help_text="e.g. 198.51.100.0/24 or 2001:db8:1::/64")
     gateway = models.GenericIPAddressField(null=True, blank=True, help_text="for bridged (veth) interfaces")
     ranges = models.CharField(max_length=500, blank=True,
@@ -57,23 +57,26 @@ class IPPool(models.Model):
 
     def clean(self):
         try:
-            net = ipaddress.ip_network(self.network, strict=True)
-        except ValueError as exc:
-            raise ValidationError({"network": f"Not a network: {exc}."}) from None
+            net = validators.parse_network(self.network)
+        except ValidationError as exc:
+            raise ValidationError({"network": exc.messages}) from None
+        self.network = str(net)
         if self.gateway and ipaddress.ip_address(self.gateway) not in net:
             raise ValidationError({"gateway": f"{self.gateway} is not in {net}."})
         try:
-            for first, last in self.parsed_ranges():
-                if first not in net or last not in net or first > last:
-                    raise ValidationError({"ranges": f"{first}-{last} is not a range inside {net}."})
-        except ValueError as exc:
-            raise ValidationError({"ranges": f"Write ranges as FIRST-LAST, comma separated ({exc})."}) from None
+            ranges = self.parsed_ranges()
+        except ValidationError as exc:
+            raise ValidationError({"ranges": f"Write ranges as FIRST-LAST, comma separated. {validators.messages(exc)}"}
+                                  ) from None
+        for first, last in ranges:
+            if first not in net or last not in net or first > last:
+                raise ValidationError({"ranges": f"{first}-{last} is not a range inside {net}."})
 
     def parsed_ranges(self):
         out = []
         for part in filter(None, (p.strip() for p in self.ranges.split(","))):
             first, _, last = part.partition("-")
-            out.append((ipaddress.ip_address(first.strip()), ipaddress.ip_address((last or first).strip())))
+            out.append((validators.parse_ip(first), validators.parse_ip(last or first)))
         return out
 
     def offers(self, ip) -> bool:

@@ -2,7 +2,6 @@
 --nameserver/--searchdomain), called by the views, the CLI and the API alike."""
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
@@ -13,7 +12,7 @@ from containers.choices import Action
 from containers.engine.network import DERIVED_NAME_RE, IFNAMSIZ, stable_mac, veth_host_name
 from containers.models import Container
 from containers.services import InvalidRequest, NotAllowed, _check_manage, _submit_locked
-from containers.validators import validate_hostname
+from panel import validators
 from tasks.choices import TaskType
 from tasks.models import Task
 from tasks.services import submit_task
@@ -21,34 +20,30 @@ from tenancy.quotas import check_quota
 
 from .models import BridgeGrant, IPAddress, IPPool, NetInterface, ifname_validator, mac_validator
 
-MAX_NAMESERVERS = 3
+MAX_NAMESERVERS = validators.NAMESERVERS_MAX
 
 
 def parse_ip(text: str, what: str = "an IP address"):
-    """An IP address written plainly: ASCII, no blanks inside, no IPv6 scope id ('%eth0' would be
-    dropped or, with a newline in it, written into the container's files)."""
-    text = (text or "").strip() if isinstance(text, str) else ""
-    if not text.isascii() or "%" in text or any(c.isspace() or ord(c) < 32 for c in text):
-        raise InvalidRequest(f"{text!r} is not {what} (write it plainly, without a %scope).")
+    """panel.validators.parse_ip, refusing as a service does (InvalidRequest, HTTP 400)."""
     try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidRequest(f"{text!r} is not {what}.") from None
+        return validators.parse_ip(text, what)
+    except ValidationError as exc:
+        raise InvalidRequest(validators.messages(exc)) from None
 
 
 def parse_address(text: str, allow_prefix: bool = False):
     """An address a container may hold: not loopback, multicast, link-local or unspecified."""
-    text = (text or "").strip()
-    if not text.isascii() or "%" in text or any(c.isspace() or ord(c) < 32 for c in text):
-        raise InvalidRequest(f"{text!r} is not an IP address (write it plainly, without a %scope).")
-    try:
-        if allow_prefix and "/" in text:
-            iface = ipaddress.ip_interface(text)
-            ip, prefix = iface.ip, iface.network.prefixlen
-        else:
-            ip, prefix = ipaddress.ip_address(text), None
-    except ValueError:
-        raise InvalidRequest(f"{text!r} is not an IP address.") from None
+    text = text if isinstance(text, str) else ""
+    address, slash, prefix_text = text.strip().partition("/")
+    ip = parse_ip(address)
+    prefix = None
+    if slash:
+        if not allow_prefix:
+            raise InvalidRequest(f"{text[:60]!r} is an address with a prefix; give the address alone.")
+        try:
+            prefix = validators.whole_number(prefix_text, "The prefix length", 0, ip.max_prefixlen)
+        except ValidationError as exc:
+            raise InvalidRequest(validators.messages(exc)) from None
     if ip.is_loopback or ip.is_multicast or ip.is_link_local or ip.is_unspecified or ip.is_reserved:
         raise InvalidRequest(f"{ip} cannot be given to a container (loopback, multicast, link-local or reserved).")
     return ip, prefix
@@ -334,17 +329,13 @@ def set_dns(ct: Container, user, nameservers: list[str] | None = None, searchdom
     """vzctl set --nameserver (up to 3) --searchdomain: written into the container at once."""
     _check_manage(ct, user)
     changes = {}
-    if nameservers is not None:
-        if len(nameservers) > MAX_NAMESERVERS:
-            raise InvalidRequest(f"At most {MAX_NAMESERVERS} nameservers.")
-        changes["nameservers"] = [str(parse_ip(text, "a nameserver address")) for text in nameservers]
-    if searchdomain is not None:
-        for domain in searchdomain.split():
-            try:
-                validate_hostname(domain)
-            except ValidationError:
-                raise InvalidRequest(f"{domain!r} is not a search domain.") from None
-        changes["searchdomain"] = " ".join(searchdomain.split())
+    try:
+        if nameservers is not None:
+            changes["nameservers"] = validators.clean_nameservers(nameservers)
+        if searchdomain is not None:
+            changes["searchdomain"] = validators.clean_searchdomain(searchdomain)
+    except ValidationError as exc:
+        raise InvalidRequest(validators.messages(exc)) from None
     if not changes:
         raise InvalidRequest("Give nameservers or a search domain.")
     with transaction.atomic():
@@ -368,14 +359,11 @@ def restore_network(ct: Container, user, config: dict) -> list[str]:
             nameservers.append(str(parse_ip(str(text), "a nameserver address")))
         except InvalidRequest as exc:
             skipped.append(f"nameserver not restored: {exc}")
-    searchdomain = " ".join(str(config.get("searchdomain") or "").split())
-    for domain in searchdomain.split():
-        try:
-            validate_hostname(domain)
-        except ValidationError:
-            skipped.append(f"search domain not restored: {domain[:60]!r} is not a domain name.")
-            searchdomain = ""
-            break
+    try:
+        searchdomain = validators.clean_searchdomain(str(config.get("searchdomain") or ""))
+    except ValidationError as exc:
+        skipped.append(f"search domain not restored: {validators.messages(exc)}")
+        searchdomain = ""
     dns = {k: v for k, v in (("nameservers", nameservers), ("searchdomain", searchdomain)) if v}
     if dns:
         Container.objects.filter(pk=ct.pk).update(**dns)
@@ -427,7 +415,7 @@ def save_pool(by, pool: IPPool, hosts=None, tenants=None) -> IPPool:
     try:
         pool.full_clean()
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise InvalidRequest(validators.messages(exc)) from None
     pool.save()
     if hosts is not None:
         pool.hosts.set(hosts)

@@ -8,7 +8,7 @@ import ipaddress
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.http import Http404
@@ -36,7 +36,7 @@ def pool_capacity(pool: IPPool) -> tuple[int | None, str]:
         net = pool.net()
         ranges = pool.parsed_ranges()
         gateway = ipaddress.ip_address(pool.gateway) if pool.gateway else None
-    except ValueError:
+    except (ValueError, ValidationError):
         return None, "?"
     if ranges:
         total = 0

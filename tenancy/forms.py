@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from accounts.models import AuditEvent, GlobalRole, User
 from containers.forms import TemplateOnHostMixin
+from panel.fields import AsciiIntegerField
 
 from .models import QUOTA_FIELDS, Plan, StudentClass, Tenant, TenantRole, slug_validator
 from .services import BULK_ACTIONS, MAX_STUDENTS, InvalidRequest, validate_username
@@ -35,7 +36,7 @@ def datetime_local_field(label: str, required: bool = False, help_text: str = ""
 
 def quota_field(field: str) -> forms.IntegerField:
     label, unit = QUOTA_FIELDS[field]
-    return forms.IntegerField(
+    return AsciiIntegerField(
         label=f"Max {label}" + (f" ({unit})" if unit else ""), required=False, min_value=0,
         help_text="Empty: no limit.",
         error_messages={"invalid": f"The {label} quota is a whole number, or empty for no limit.",
@@ -149,7 +150,7 @@ class StudentClassForm(TemplateOnHostMixin, forms.Form):
     plan = forms.ModelChoiceField(queryset=None, empty_label=None,
                                   error_messages={"invalid_choice": "Pick one of the plans offered to this tenant."})
     expires_at = datetime_local_field("Expires at", help_text="Optional. When it passes, the containers are stopped.")
-    grace_days = forms.IntegerField(min_value=0, max_value=3650, initial=14, label="Grace days",
+    grace_days = AsciiIntegerField(min_value=0, max_value=3650, initial=14, label="Grace days",
                                     help_text="Days after expiry before the containers are destroyed.")
     backup_before_destroy = forms.BooleanField(required=False, initial=True, label="Back up before destroying")
 

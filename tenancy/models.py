@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MinValueValidator
 from django.db import models
 
-slug_validator = RegexValidator(
-    r"^(?!(new|edit|api|admin)$)[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
-    "Use 1-40 lower-case letters, digits and inner hyphens (not 'new', 'edit', 'api' or 'admin').")
+from panel.validators import validate_display_name, validate_name, validate_slug
+
+slug_validator = validate_slug  # the name older code imports
 
 
 class Plan(models.Model):
     """Named limits, like OpenVZ's config samples (vps.basic): what a container gets."""
 
-    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "Use letters, digits, '.', '_' and '-'.")])
+    name = models.CharField(max_length=64, unique=True, validators=[validate_name])
     description = models.CharField(max_length=200, blank=True)
     ram_mb = models.PositiveIntegerField("RAM (MiB)", validators=[MinValueValidator(16)])
     swap_mb = models.PositiveIntegerField("swap (MiB)", default=0)
@@ -50,8 +49,8 @@ QUOTA_FIELDS = {
 class Tenant(models.Model):
     """An organisation, a class, a customer: members, containers and quotas."""
 
-    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
-    name = models.CharField(max_length=100)
+    slug = models.CharField(max_length=40, unique=True, validators=[validate_slug])
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     description = models.TextField(blank=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="tenants")
     max_containers = models.PositiveIntegerField(null=True, blank=True)
@@ -92,9 +91,9 @@ class StudentClass(models.Model):
     """A class of students in a tenant: one container per student from one template and plan."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="classes")
-    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator],
+    slug = models.CharField(max_length=40, unique=True, validators=[validate_slug],
                             help_text="Used in container names: SLUG-USERNAME.")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="+")
     ostemplate = models.CharField("OS template", max_length=128)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.models import User
+from panel import validators
 from tasks.choices import TaskStatus
 from tasks.services import TaskError, cancel_task
 
@@ -36,11 +37,11 @@ def _require(condition: bool, message: str) -> None:
 
 
 # -- users ----------------------------------------------------------------------
-USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 
 
 def validate_username(username: str) -> None:
-    if not USERNAME_RE.match(username or ""):
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise InvalidRequest(f"{username!r} is not a valid username: use 2-32 lower-case letters, digits, "
                              "'.', '_' or '-', starting with a letter.")
 
@@ -119,7 +120,7 @@ def create_tenant(by, *, slug: str, name: str, description: str = "", **quotas) 
     try:
         tenant.full_clean()
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise InvalidRequest(validators.messages(exc)) from None
     tenant.save()
     audit.record(by, "tenant.create", tenant)
     return tenant
@@ -218,7 +219,7 @@ def save_plan(by, plan: Plan) -> Plan:
     try:
         plan.full_clean()
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise InvalidRequest(validators.messages(exc)) from None
     plan.save()
     audit.record(by, "plan.save", plan, detail=str(plan.limits()))
     return plan
@@ -246,7 +247,7 @@ def create_class(by, *, tenant: Tenant, slug: str, name: str, host, ostemplate: 
     try:
         cls.full_clean()
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise InvalidRequest(validators.messages(exc)) from None
     from containers.models import OSTemplate
     if not OSTemplate.objects.filter(host=host, name=ostemplate).exists():
         raise InvalidRequest(f"OS template {ostemplate!r} is not on host {host.name}.")
@@ -302,7 +303,7 @@ def student_hostname(cls: StudentClass, username: str) -> str:
 
 def _validate_rows(rows: list[StudentRow], cls: StudentClass) -> None:
     from containers.models import Container
-    from containers.validators import validate_hostname, validate_name_alias
+    from panel.validators import validate_hostname, validate_name_alias
     seen: dict[str, int] = {}
     for row in rows:
         try:

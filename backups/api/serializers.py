@@ -5,6 +5,7 @@ from rest_framework import serializers
 from backups.jobs_service import describe_schedule, describe_selection
 from backups.models import BackupJob, BackupMode, BackupRun, Compression
 from backups.retention import RULES
+from panel.fields import AsciiIntegerSerializerField
 
 
 class BackupRunSerializer(serializers.ModelSerializer):
@@ -59,23 +60,23 @@ class BackupJobWriteSerializer(serializers.Serializer):
                                    help_text="slug of the tenant (empty: a global job; admins only)")
     schedule = serializers.CharField(max_length=100, help_text="cron: minute hour day month weekday")
     selection = serializers.ChoiceField(choices=BackupJob.Selection.choices, required=False)
-    containers = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+    containers = serializers.ListField(child=AsciiIntegerSerializerField(min_value=1), required=False,
                                        help_text="CTIDs")
-    excluded = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+    excluded = serializers.ListField(child=AsciiIntegerSerializerField(min_value=1), required=False,
                                      help_text="CTIDs")
     mode = serializers.ChoiceField(choices=BackupMode.choices, required=False)
     compress = serializers.ChoiceField(choices=Compression.choices, required=False)
-    storage = serializers.IntegerField(required=False, allow_null=True, help_text="storage id (empty: dump dir)")
+    storage = AsciiIntegerSerializerField(required=False, allow_null=True, help_text="storage id (empty: dump dir)")
     mailto = serializers.CharField(required=False, allow_blank=True, max_length=500)
     notify = serializers.ChoiceField(choices=BackupJob.Notify.choices, required=False)
     enabled = serializers.BooleanField(required=False)
     run_missed = serializers.BooleanField(required=False)
-    keep_last = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    keep_hourly = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    keep_daily = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    keep_weekly = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    keep_monthly = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    keep_yearly = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    keep_last = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
+    keep_hourly = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
+    keep_daily = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
+    keep_weekly = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
+    keep_monthly = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
+    keep_yearly = AsciiIntegerSerializerField(required=False, allow_null=True, min_value=0)
 
     def to_fields(self) -> dict:
         data = dict(self.validated_data)

@@ -2,8 +2,9 @@ from rest_framework import serializers
 
 from backups.models import Compression
 from containers.models import Container, OSTemplate
-from containers.validators import validate_ctid, validate_hostname, validate_name_alias
 from hosts.models import Host
+from panel.fields import AsciiIntegerSerializerField
+from panel.validators import validate_ctid, validate_hostname, validate_name_alias
 from tenancy.models import Plan, Tenant
 
 
@@ -37,12 +38,12 @@ class ContainerSerializer(serializers.ModelSerializer):
 
 
 class ContainerCreateSerializer(serializers.Serializer):
-    ctid = serializers.IntegerField(validators=[_django(validate_ctid)])
+    ctid = AsciiIntegerSerializerField(validators=[_django(validate_ctid)])
     ostemplate = serializers.CharField(max_length=128)
-    hostname = serializers.CharField(max_length=253, validators=[_django(validate_hostname)])
+    hostname = serializers.CharField(max_length=253, trim_whitespace=False, validators=[_django(validate_hostname)])
     host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False)
     name = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True,
-                                 validators=[_django(validate_name_alias)])
+                                 trim_whitespace=False, validators=[_django(validate_name_alias)])
     onboot = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -52,10 +53,10 @@ class ContainerCreateSerializer(serializers.Serializer):
                                           allow_null=True)
     plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.none(), required=False,
                                         allow_null=True)
-    ram_mb = serializers.IntegerField(min_value=16, required=False)
-    swap_mb = serializers.IntegerField(min_value=0, required=False)
-    cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
-    disk_mb = serializers.IntegerField(min_value=300, required=False)
+    ram_mb = AsciiIntegerSerializerField(min_value=16, required=False)
+    swap_mb = AsciiIntegerSerializerField(min_value=0, required=False)
+    cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
+    disk_mb = AsciiIntegerSerializerField(min_value=300, required=False)
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
 
     def __init__(self, *args, user=None, **kwargs):
@@ -66,22 +67,24 @@ class ContainerCreateSerializer(serializers.Serializer):
 
 
 class ContainerUpdateSerializer(serializers.Serializer):
-    hostname = serializers.CharField(max_length=253, required=False, validators=[_django(validate_hostname)])
-    name = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    hostname = serializers.CharField(max_length=253, required=False, trim_whitespace=False,
+                                     validators=[_django(validate_hostname)])
+    name = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True,
+                                 trim_whitespace=False)
     onboot = serializers.BooleanField(required=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    ram_mb = serializers.IntegerField(min_value=16, required=False)
-    swap_mb = serializers.IntegerField(min_value=0, required=False)
-    cpus = serializers.IntegerField(min_value=1, max_value=1024, required=False)
-    disk_mb = serializers.IntegerField(min_value=300, required=False)
-    ram_barrier_mb = serializers.IntegerField(min_value=16, required=False, allow_null=True)
-    cpuunits = serializers.IntegerField(min_value=8, max_value=500000, required=False)
-    cpulimit = serializers.IntegerField(min_value=0, max_value=102400, required=False)
-    numproc = serializers.IntegerField(min_value=8, required=False, allow_null=True)
-    disk_soft_mb = serializers.IntegerField(min_value=64, required=False, allow_null=True)
-    diskinodes = serializers.IntegerField(min_value=1000, required=False)
-    diskinodes_soft = serializers.IntegerField(min_value=1000, required=False, allow_null=True)
-    ioprio = serializers.IntegerField(min_value=0, max_value=7, required=False)
+    ram_mb = AsciiIntegerSerializerField(min_value=16, required=False)
+    swap_mb = AsciiIntegerSerializerField(min_value=0, required=False)
+    cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
+    disk_mb = AsciiIntegerSerializerField(min_value=300, required=False)
+    ram_barrier_mb = AsciiIntegerSerializerField(min_value=16, required=False, allow_null=True)
+    cpuunits = AsciiIntegerSerializerField(min_value=8, max_value=500000, required=False)
+    cpulimit = AsciiIntegerSerializerField(min_value=0, max_value=102400, required=False)
+    numproc = AsciiIntegerSerializerField(min_value=8, required=False, allow_null=True)
+    disk_soft_mb = AsciiIntegerSerializerField(min_value=64, required=False, allow_null=True)
+    diskinodes = AsciiIntegerSerializerField(min_value=1000, required=False)
+    diskinodes_soft = AsciiIntegerSerializerField(min_value=1000, required=False, allow_null=True)
+    ioprio = AsciiIntegerSerializerField(min_value=0, max_value=7, required=False)
     override_capacity = serializers.BooleanField(required=False, help_text="administrators only")
 
     def validate_name(self, value):
@@ -93,7 +96,7 @@ class ContainerUpdateSerializer(serializers.Serializer):
 class ExecSerializer(serializers.Serializer):
     command = serializers.ListField(child=serializers.CharField(max_length=8192, trim_whitespace=False),
                                     min_length=1, max_length=1024)
-    timeout = serializers.IntegerField(min_value=1, max_value=3600, default=60)
+    timeout = AsciiIntegerSerializerField(min_value=1, max_value=3600, default=60)
 
 
 class DestroySerializer(serializers.Serializer):
@@ -131,4 +134,4 @@ class MigrateSerializer(serializers.Serializer):
     online = serializers.BooleanField(default=False)
     remove_source = serializers.BooleanField(default=True)
     keep_dst = serializers.BooleanField(default=False)
-    bwlimit_kib = serializers.IntegerField(default=0, min_value=0, max_value=100_000_000)
+    bwlimit_kib = AsciiIntegerSerializerField(default=0, min_value=0, max_value=100_000_000)

@@ -8,11 +8,13 @@ ostemplate, description). What does not map is left out, never guessed.
 """
 from __future__ import annotations
 
+import re
 import shlex
 
 from .units import BadAmount, parse_amount
 
 PAGE = 4096
+_WHOLE = re.compile(r"[0-9]{1,18}")
 FIELDS = ("hostname", "ram_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc", "disk_mb", "disk_soft_mb",
           "diskinodes", "diskinodes_soft", "ioprio", "onboot", "nameservers", "searchdomain", "addresses",
           "ostemplate", "description")
@@ -47,18 +49,15 @@ def parse_pct_conf(text: str) -> dict:
             out[key] = value
         elif key == "onboot":
             out[key] = value in ("1", "yes", "true")
-        else:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                continue
+        elif _WHOLE.fullmatch(value):  # ASCII digits only: int() would take "٣", " 7" or "1_000"
+            out[key] = int(value)
     return out
 
 
 def _amount(text: str, unit_bytes: int) -> int | None:
     """A vzctl value in bytes (units.parse_amount); None: unlimited, or not a value at all."""
     try:
-        return parse_amount(text.strip(), unit_bytes)
+        return parse_amount(text, unit_bytes)
     except BadAmount:
         return None
 
@@ -106,7 +105,7 @@ def parse_vps_conf(text: str) -> dict:
     if numproc is not None:
         out["numproc"] = numproc
     for key, field in (("CPUUNITS", "cpuunits"), ("CPULIMIT", "cpulimit"), ("CPUS", "cpus"), ("IOPRIO", "ioprio")):
-        if env.get(key, "").isdigit():
+        if _WHOLE.fullmatch(env.get(key, "")):
             out[field] = int(env[key])
     if env.get("IP_ADDRESS"):
         out["addresses"] = [a.split("/")[0] for a in env["IP_ADDRESS"].split()]

@@ -42,10 +42,10 @@ ROOTFS = "rootfs.tar.xz"
 USER_AGENT = "vzpanel-template-fetch/1"
 # Where a container's init can live; any one of them (file, hardlink or symlink) will do.
 INIT_CANDIDATES = ("sbin/init", "usr/sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "bin/busybox")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 # An image directory from the index: an absolute path on the same server, nothing that could
 # change the host ("@", "//"), add a query, or climb out of the server's tree ("..").
-_IMAGE_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_:+~-][A-Za-z0-9._:+~-]*/)*$")
+_IMAGE_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_:+~-][A-Za-z0-9._:+~-]*/)*\Z")
 
 
 class FetchError(Exception):

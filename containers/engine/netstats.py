@@ -8,7 +8,7 @@ from pyroute2 import IPRoute
 
 def host_interface_pattern(ctid: int) -> re.Pattern:
     # OpenVZ names: veth<CTID>.<N> for veth devices, venet<CTID> for the routed venet pair.
-    return re.compile(rf"^(veth{int(ctid)}\.\d+|venet{int(ctid)})$")
+    return re.compile(rf"^(veth{int(ctid)}\.[0-9]+|venet{int(ctid)})\Z")
 
 
 def interface_bytes(ipr: IPRoute) -> dict[str, tuple[int, int]]:

@@ -46,8 +46,8 @@ IDENTITY_EXCLUDES = ["./etc/hostname", "./etc/machine-id", "./var/lib/dbus/machi
                      "./home/*/.bash_history", "./etc/vzdump", "./tmp/*", "./var/tmp/*", "./var/cache/apt/archives/*.deb",
                      "./var/lib/apt/lists/*"]
 OS_RELEASE_LIMIT = 64 << 10  # a real os-release is under 1 KiB
-RELEASE_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
-ARCH_RE = re.compile(r"^[a-z0-9_]{2,16}$")
+RELEASE_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}\Z")
+ARCH_RE = re.compile(r"^[a-z0-9_]{2,16}\Z")
 
 
 class BuildError(Exception):

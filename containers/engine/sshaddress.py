@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-_V6 = re.compile(r"^\[([0-9a-fA-F:.]+)\](?::(\d+))?$")
+_V6 = re.compile(r"^\[([0-9a-fA-F:.]+)\](?::([0-9]+))?\Z")
 # A name or IPv4 address; never starting with "-", which ssh would read as an option.
-_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]*)(?::(\d+))?$")
+_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]*)(?::([0-9]+))?\Z")
 
 
 class AddressError(ValueError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIXES = (".tar.gz", ".tar.xz", ".tar.zst", ".tgz", ".tar")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 
 # sha256 is costly for big templates: remember it per (path, size, mtime).
 _checksum_cache: dict[tuple[str, int, int], str] = {}

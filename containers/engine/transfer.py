@@ -30,7 +30,7 @@ MANAGED_END = "# --- end of vzpanel migration keys ---"
 # the first pass must still be copied again by the second.
 RSYNC_BASE = ["rsync", "-aHAX", "--numeric-ids", "--delete", "--one-file-system", "--sparse",
               "--modify-window=-1", "--whole-file"]
-_SAFE_ARG = re.compile(r"^[A-Za-z0-9_./:@=+,-]+$")  # rsync -e splits on blanks: nothing else passes
+_SAFE_ARG = re.compile(r"^[A-Za-z0-9_./:@=+,-]+\Z")  # rsync -e splits on blanks: nothing else passes
 
 
 class TransferError(Exception):
@@ -99,7 +99,7 @@ def authorized_line(public_key: str, lxcpath: str, comment: str) -> str:
     `lxcpath` (rsync_gate.py), with no terminal or forwarding."""
     key = " ".join(public_key.split()[:2])
     if not _SAFE_ARG.match(lxcpath) or not _SAFE_ARG.match(str(GATE)) \
-            or not re.match(r"^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+$", key):
+            or not re.match(r"^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+\Z", key):
         raise TransferError(f"refusing to authorize an odd key or path ({lxcpath!r})")
     return (f'command="/usr/bin/python3 -I {GATE} {lxcpath}",restrict {key} '
             f'{re.sub(r"[^A-Za-z0-9_.@-]", "_", comment)}')

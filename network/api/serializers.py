@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from hosts.models import Host
 from network.models import IPAddress, IPPool, NetInterface
+from panel.fields import AsciiIntegerSerializerField
 from tenancy.models import Tenant
 
 
@@ -34,7 +35,7 @@ class NetInterfaceSerializer(serializers.ModelSerializer):
 
 @extend_schema_serializer(many=False)  # the answer of a "list" route, but one object
 class ContainerNetworkSerializer(serializers.Serializer):
-    ctid = serializers.IntegerField()
+    ctid = AsciiIntegerSerializerField()
     addresses = AddressSerializer(many=True, help_text="routed (venet0) addresses")
     venet_link = serializers.DictField(allow_null=True, help_text="venet<CTID> on the host: state, bytes_in, bytes_out")
     netifs = NetInterfaceSerializer(many=True)
@@ -73,7 +74,8 @@ class NetifDelSerializer(serializers.Serializer):
 
 class DNSSerializer(serializers.Serializer):
     nameservers = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
-    searchdomain = serializers.CharField(required=False, allow_blank=True, max_length=253)
+    # Not trimmed: a "\r" or "\n" is refused by the service as by vzctl, not quietly dropped here.
+    searchdomain = serializers.CharField(required=False, allow_blank=True, max_length=253, trim_whitespace=False)
 
 
 class PoolSerializer(serializers.ModelSerializer):

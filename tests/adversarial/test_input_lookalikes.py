@@ -73,3 +73,40 @@ def test_vzctl_with_a_unicode_digit_ctid_answers_without_a_traceback(admin_user,
                          env=subprocess_env(), cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in res.stderr
     assert res.returncode != 0
+
+
+@pytest.mark.parametrize("url", ["/api/tasks/?ctid=%C2%B2", "/api/tasks/?ctid=%D9%A3", "/backups/?ctid=%C2%B2",
+                                 "/backups/?storage=%C2%B2", "/backups/?storage=99999999999999999999",
+                                 "/api/tasks/?ctid=99999999999999999999", "/api/backups/?ctid=99999999999999999999",
+                                 "/api/backups/?ctid=%C2%B2"])
+def test_unicode_or_huge_numbers_in_filters_answer_without_a_500(client, admin_user, host, url):
+    client.force_login(admin_user)
+    assert client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("ctid", ["\u0663\u0660\u0661", "\uff11\uff10\uff11", "101\n", " 101", "1_01", "101.0"])
+def test_api_and_form_refuse_a_ctid_that_is_not_ascii_digits(client, admin_user, host, template_name, ctid):
+    from containers.models import Container
+    client.force_login(admin_user)
+    api = client.post("/api/containers/", {"ctid": ctid, "ostemplate": template_name, "hostname": "a.example"},
+                      content_type="application/json")
+    form = client.post("/containers/new/", {"ctid": ctid, "ostemplate": template_name, "hostname": "a.example",
+                                            "host": host.pk})
+    assert api.status_code == 400 and "ctid" in api.json()
+    assert form.status_code in (200, 400) and not Container.objects.exists()
+
+
+def test_vzrestore_with_a_unicode_digit_answers_without_a_traceback(admin_user, host):
+    for argv in (["\u00b2", "78399"], ["1", "\u0663\u0660\u0661"]):
+        res = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "vzrestore", *argv],
+                             env=subprocess_env(), cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("gateway,kept", [("2001:db8::1%eth0", None), ("2001:db8::1%x\nnameserver 6.6.6.6", None),
+                                          ("2001:0db8::0001", "2001:db8::1")])
+def test_a_pool_gateway_is_refused_with_a_scope_id_not_stripped_of_it(client, admin_user, gateway, kept):
+    from network.models import IPPool
+    client.force_login(admin_user)
+    client.post("/pools/new/", {"name": "v6", "network": "2001:db8::/64", "gateway": gateway})
+    assert list(IPPool.objects.values_list("gateway", flat=True)) == ([kept] if kept else [])

@@ -7,6 +7,7 @@ from django.http import Http404
 from accounts.permissions import get_container_for_user, manageable_containers
 from backups.models import BackupStorage
 from backups.services import backup_container
+from containers.management.commands.vzctl import count
 from tasks.cli import acting_user, wait_for_task
 from tasks.choices import TaskStatus
 from tasks.services import TaskError
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--mailto", action="append", default=[], help="send the vzdump report here")
         parser.add_argument("--stdexcludes", action="store_true", help="leave out /tmp, /var/tmp, /var/run/*.pid")
         parser.add_argument("--exclude-path", action="append", default=[], metavar="GLOB")
-        parser.add_argument("--bwlimit", type=int, help="KiB/s")
+        parser.add_argument("--bwlimit", type=count, help="KiB/s")
         parser.add_argument("--notes", default="")
         parser.add_argument("--user", help="act as this panel user (default: the first superuser)")
 

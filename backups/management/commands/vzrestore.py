@@ -2,6 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.permissions import placeable_hosts, visible_backups
+from panel.validators import argparse_type, is_ascii_number, parse_ctid
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
@@ -14,7 +15,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("archive", help="the archive's file name or path, or the backup's id")
-        parser.add_argument("ctid", type=int)
+        parser.add_argument("ctid", type=argparse_type(parse_ctid))
         parser.add_argument("--force", action="store_true", help="overwrite the (stopped) container CTID")
         parser.add_argument("--host", help="restore on this host (default: where the archive is)")
         parser.add_argument("--start", action="store_true")
@@ -24,7 +25,8 @@ class Command(BaseCommand):
         user = acting_user(opts["user"])
         backups = visible_backups(user)
         name = opts["archive"].rsplit("/", 1)[-1]
-        backup = (backups.filter(pk=int(name)).first() if name.isdigit() else None) or backups.filter(filename=name).first()
+        backup = ((backups.filter(pk=int(name)).first() if is_ascii_number(name) else None)
+                  or backups.filter(filename=name).first())
         if backup is None:
             raise CommandError(f"no backup {opts['archive']!r} (import an archive first: it must be listed)")
         host = None

@@ -16,31 +16,20 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, placeable_hosts
 from containers import services
-from containers.engine.units import MIB, BadAmount, parse_mb
-from containers.validators import is_ascii_number
+from containers.engine.units import MIB
+from panel import validators
+from panel.validators import argparse_type
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
 
 
-def _mb_or_refuse(text: str, unit_bytes: int) -> int:
-    try:
-        mb = parse_mb(text, unit_bytes)
-    except BadAmount as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if mb is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a size; 'unlimited' is not one here")
-    return mb
+def _size_or_unit(unit_bytes: int):
+    """A vzctl value in MiB: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units."""
+    return argparse_type(lambda text: validators.size_mb(text, unit_bytes))
 
 
-def size_mb(value: str) -> int:
-    """512M, 2G, 2.5G, 1048576K or a plain number of MiB -> MiB (vzctl's units)."""
-    return _mb_or_refuse(value, MIB)
-
-
-def _size_or_unit(text: str, unit_bytes: int) -> int:
-    """A vzctl value: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units. -> MiB."""
-    return _mb_or_refuse(text, unit_bytes)
+size_mb = _size_or_unit(MIB)  # 512M, 2G, 2.5G, 1048576K or a plain number of MiB
 
 
 def pair(convert):
@@ -52,15 +41,13 @@ def pair(convert):
     return parse
 
 
-def count(text: str) -> int:
-    if not is_ascii_number(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(text)
-
-
-diskspace_mb = pair(lambda t: _size_or_unit(t, 1024))       # 1K blocks unless suffixed
-pages_mb = pair(lambda t: _size_or_unit(t, 4096))            # 4 KiB pages unless suffixed
+count = argparse_type(lambda text: validators.whole_number(text, "The number", 0))
+diskspace_mb = pair(_size_or_unit(1024))       # 1K blocks unless suffixed
+pages_mb = pair(_size_or_unit(4096))            # 4 KiB pages unless suffixed
 counts = pair(count)
+hostname = argparse_type(validators.validate_hostname)
+# "" clears the name, as on the settings page.
+name_alias = argparse_type(lambda text: validators.validate_name_alias(text) if text else None)
 
 # Beancounters users may name with --NAME barrier[:limit], and what they set here.
 MAPPED_COUNTERS = {"numproc", "physpages", "swappages"}
@@ -110,10 +97,10 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
         sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
         p = sub.add_parser("create", help="create a container from an OS template")
-        p.add_argument("ctid")
+        p.add_argument("ctid", type=argparse_type(validators.parse_ctid))
         p.add_argument("--ostemplate", required=True)
-        p.add_argument("--hostname")
-        p.add_argument("--name")
+        p.add_argument("--hostname", type=hostname)
+        p.add_argument("--name", type=name_alias)
         p.add_argument("--host", help="the host to create it on (default: the panel picks one by capacity)")
         p.add_argument("--tenant", help="tenant slug: whose quota it counts against")
         p.add_argument("--plan", help="plan name (named limits, like a vps.basic sample)")
@@ -125,8 +112,8 @@ class Command(BaseCommand):
         p.add_argument("ctid")
         p = sub.add_parser("set", help="change settings")
         p.add_argument("ctid")
-        p.add_argument("--hostname")
-        p.add_argument("--name")
+        p.add_argument("--hostname", type=hostname)
+        p.add_argument("--name", type=name_alias)
         p.add_argument("--onboot", type=yes_no)
         p.add_argument("--description")
         p.add_argument("--ram", type=size_mb, help="RAM, e.g. 512M or 2G")
@@ -150,14 +137,15 @@ class Command(BaseCommand):
         p.add_argument("--netif_add", action="append", metavar="IFNAME[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE]",
                        help="add a bridged (veth) interface")
         p.add_argument("--netif_del", action="append", metavar="IFNAME|all")
-        p.add_argument("--nameserver", action="append", metavar="ADDR", help="up to 3")
-        p.add_argument("--searchdomain")
+        p.add_argument("--nameserver", action="append", metavar="ADDR", help="up to 3",
+                       type=argparse_type(lambda text: str(validators.parse_ip(text, "a nameserver address"))))
+        p.add_argument("--searchdomain", type=argparse_type(validators.clean_searchdomain))
         p.add_argument("--override-capacity", action="store_true",
                        help="administrators: raise limits even past what the host can promise")
         p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
         p = sub.add_parser("exec", help="run a command inside; exits with its status")
         p.add_argument("ctid")
-        p.add_argument("--exec-timeout", type=int, default=600)
+        p.add_argument("--exec-timeout", type=count, default=600)
         p.add_argument("command", nargs=argparse.REMAINDER)
 
     def handle(self, *args, **opts):
@@ -241,8 +229,6 @@ class Command(BaseCommand):
         if not hosts.exists():
             raise CommandError("no host is registered")  # without --host the panel places it by capacity
         ctid = opts["ctid"]
-        if not is_ascii_number(str(ctid)):
-            raise CommandError(f"CTID must be a number, not {ctid!r}")
         tenant = plan = None
         from accounts.permissions import creatable_tenants, visible_plans
         # Among what this user may use only: one answer whether the name does not exist or is not theirs.
@@ -255,7 +241,7 @@ class Command(BaseCommand):
             if plan is None:
                 raise CommandError(f"no plan {opts['plan']!r} offered to you")
         task = services.create_container(
-            user=user, ctid=int(ctid), ostemplate=opts["ostemplate"], host=host,
+            user=user, ctid=ctid, ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
             description=opts["description"], tenant=tenant, plan=plan)
         self._finish(task, opts)

@@ -9,7 +9,7 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, visible_hosts
 from containers import services
-from containers.management.commands.vzctl import yes_no
+from containers.management.commands.vzctl import count, yes_no
 from tasks.choices import TaskStatus
 from tasks.cli import acting_user, wait_for_task
 from tasks.services import TaskError
@@ -27,7 +27,7 @@ class Command(BaseCommand):
                             help="remove the container from the source afterwards (default yes)")
         parser.add_argument("--keep-dst", action="store_true",
                             help="on failure, keep what was copied to the destination for the next attempt")
-        parser.add_argument("--bwlimit", type=int, default=0, metavar="KIB/S", help="limit the copy's bandwidth")
+        parser.add_argument("--bwlimit", type=count, default=0, metavar="KIB/S", help="limit the copy's bandwidth")
         parser.add_argument("--no-wait", action="store_true", help="queue the migration and return")
         parser.add_argument("--user", help="act as this panel user (default: the first superuser)")
 

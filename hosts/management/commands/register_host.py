@@ -3,7 +3,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from hosts.models import Host
+from hosts.models import HOST_PATHS, Host
+from panel.validators import clean_host_path, messages
 
 
 class Command(BaseCommand):
@@ -21,7 +22,9 @@ class Command(BaseCommand):
         try:
             host.full_clean()
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(messages(exc)) from None
+        for field in HOST_PATHS:
+            setattr(host, field, clean_host_path(getattr(host, field)))
         created = host.pk is None
         host.save()
         self.stdout.write(f"{'Registered' if created else 'Updated'} host {host.name} "
