@@ -242,7 +242,7 @@ def _apply_limit_changes(task, ct, lxc, old: dict, keys: set, running: bool, log
         + ("" if running else " (the cgroup limits apply at the next start)"))
 
 
-@handler(TaskType.CT_EXEC)
+@handler(TaskType.CT_EXEC, detached=True)
 def exec_command(task, log):
     ct = _container(task)
     lxc = lxc_for(task.host)
@@ -251,7 +251,7 @@ def exec_command(task, log):
         raise TaskFailed(f"container {ct.ctid} is not running")
     argv = task.params["argv"]
     log("Running: " + " ".join(argv))
-    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60))
+    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60), keep_last=MAX_EXEC_OUTPUT)
     stdout, stderr = res.stdout[-MAX_EXEC_OUTPUT:], res.stderr[-MAX_EXEC_OUTPUT:]
     for line in (stdout + stderr).splitlines()[-200:]:
         log(f"| {line}")

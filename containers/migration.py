@@ -34,6 +34,7 @@ from tasks.services import cancel_task, submit_task
 
 from .choices import ContainerStatus
 from .engine import transfer
+from .engine.faults import fault_point
 from .engine.commands import run
 from .engine.diskimage import MIB
 from .engine.lxc import ABSENT, Lxc
@@ -221,6 +222,7 @@ class Migration:
         self.lxc.freeze(ct.ctid)
         self.phase = "frozen"
         self.remember()
+        fault_point("migrate.frozen")
         log(f"CT {ct.ctid} frozen; copying what changed")
         self.timings["second_copy"] = transport.rsync(self.source_view, f"{rel}/rootfs", log=log)
         self.lxc.kill_frozen(ct.ctid)

@@ -31,7 +31,7 @@ from tasks.choices import TaskStatus, TaskType
 from tasks.models import Task
 from tasks.queue import host_queue, job_id_for, redis_connection, use_identity
 from tasks.redis_acl import HostAccess, admin_connection, reconcile as reconcile_acl
-from tasks.runner import serve_host
+from tasks.runner import serve_host, wait_for_detached
 from tasks.services import enqueue, finish_task
 from tasks.worker import make_worker
 
@@ -154,6 +154,8 @@ class Agent:
                     recovery.recover_interrupted(task, self.lxc, hints)
                 except Exception:  # one container's trouble must not keep the agent from serving
                     logger.exception("recovering after task %s failed", task.pk)
+        for line in self.lxc.finish_swaps():
+            logger.warning("%s", line)
         for path in self.lxc.remove_partials():
             logger.warning("removed the partial container %s left by an interrupted create", path)
         self.remove_partial_archives()
@@ -326,5 +328,9 @@ class Agent:
             if not self.revoked:  # a revoked agent's Redis user went with its connections: expected
                 raise
         finally:
+            still = wait_for_detached(settings.AGENT_STOP_GRACE)  # commands tenants run finish first
+            if still:
+                logger.warning("stopping with %s detached task(s) still running: they are failed as interrupted "
+                               "at the next start", still)
             self._stop.set()
             thread.join(timeout=10)

@@ -245,6 +245,9 @@ CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
 # it a watchdog outside the agent thaws the container and the backup fails. An agent that dies
 # while a container is frozen has it thawed at once.
 FREEZE_DEADLINE = envint("PANEL_FREEZE_DEADLINE", 60)
+# How long a stopping agent waits for the tasks it runs beside its queue (commands run in
+# containers) before it exits; runpanel waits as long for the agent (PANEL_STOP_GRACE too).
+AGENT_STOP_GRACE = envint("PANEL_STOP_GRACE", 300)
 # The agent proves which host it serves with this token (issued on the host page or by
 # `manage.py host_token NAME`); PANEL_HOST_TOKEN_FILE names a file holding it instead.
 HOST_TOKEN = env("PANEL_HOST_TOKEN", "") or ""

@@ -20,7 +20,7 @@ from containers.engine.transfer import TransferError
 
 from .choices import TaskStatus
 from .models import Task
-from .registry import HANDLERS
+from .registry import DETACHED, HANDLERS
 from .services import finish_task
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,40 @@ def run_task(task_id: int) -> str:
         _serving.record_queue_refusal(job.id if job else f"task {task_id}", reason)
         return f"refused: {reason}"
     task = Task.objects.select_related("host", "container", "user").get(pk=task_id)
+    if task.type in DETACHED:
+        thread = threading.Thread(target=_run_detached, args=(task,), name=f"task-{task.pk}", daemon=True)
+        with _detached_lock:
+            _detached.add(thread)
+        thread.start()
+        return "detached"
+    return _execute(task)
+
+
+_detached: set[threading.Thread] = set()
+_detached_lock = threading.Lock()
+
+
+def _run_detached(task: Task) -> None:
+    try:
+        _execute(task)
+    finally:
+        connection.close()  # this thread's own database connection
+        with _detached_lock:
+            _detached.discard(threading.current_thread())
+
+
+def wait_for_detached(timeout: float) -> int:
+    """Let detached tasks finish (the agent is stopping); returns how many are still running."""
+    deadline = time.monotonic() + timeout
+    with _detached_lock:
+        running = list(_detached)
+    for thread in running:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in running)
+
+
+def _execute(task: Task) -> str:
+    """Run the task's handler and record the outcome."""
     log = TaskLog(task)
     log(f"Started on host {task.host.name} (agent pid {os.getpid()})")
     handler = HANDLERS.get(task.type)

@@ -62,6 +62,12 @@ def destroy_containers_in(lxcpath: Path, prefix: list[str] | None = None) -> Non
         shutil.rmtree(entry, ignore_errors=True)
 
 
+def lxcpath_entries() -> list[str]:
+    """What is in the test lxcpath besides the panel's own syscall filter profile."""
+    from containers.engine.lxc import SECCOMP_NAME
+    return [p.name for p in LXCPATH.iterdir() if p.name != SECCOMP_NAME]
+
+
 def _destroy_all_test_containers():
     destroy_containers_in(LXCPATH)
 

@@ -34,6 +34,8 @@ from tasks.models import Task
 
 from .tenancy_fixtures import _user
 
+pytestmark = pytest.mark.contract
+
 UNUSED_CTID = 78100  # this file's CTID range: a container that does not exist (and is never made here)
 # Examples per operation and role: ~70 operations x 3 roles stay within a few minutes on 2 cores.
 EXAMPLES = 12

@@ -18,7 +18,7 @@ from containers.engine.vzdump import sha256_file
 from containers.models import Container
 from tasks.models import Task
 
-from .conftest import DUMP_DIR, LXCPATH, lxc_info_state, wait_task, wait_until
+from .conftest import DUMP_DIR, LXCPATH, lxc_info_state, lxcpath_entries, wait_task, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +193,7 @@ def test_hostile_archives_are_refused_and_leave_nothing(agent, admin_user, host,
                                                "unpacking failed")), task.error
     assert not Container.objects.filter(ctid=9511).exists()
     assert lxc_info_state(9511) == "ABSENT"
-    assert [p.name for p in LXCPATH.iterdir()] == []  # no partial directory either
+    assert lxcpath_entries() == []  # no partial directory either
     assert not Path("/etc/vzpanel-pwned").exists() and not Path("/tmp/vzpanel-pwned").exists()
     assert not Path("/vzpanel-pwned").exists()
 

@@ -193,3 +193,42 @@ def test_redis_killed_with_tasks_queued_loses_none(agent_process, host, admin_us
     started = [t.started_at for t in queued]
     assert started == sorted(started), "re-queued out of order"
     still_usable(ct, admin_user)
+
+
+@integration
+def test_agent_killed_during_a_restore_over_a_container(agent_process, host, admin_user, template_name):
+    """Killed while the archive's files were built aside: the container keeps its own files, whole,
+    and starts."""
+    agent = agent_process.start()
+    ct = running_ct(agent, host, admin_user, template_name, 9129)
+    backup_task = wait_task(backup_services.backup_container(ct, admin_user, mode="stop"), 120)
+    assert backup_task.status == "ok", backup_task.log
+    assert wait_task(services.exec_in_container(ct, admin_user, ["sh", "-c", "echo mine > /root/after"])).status == "ok"
+    assert wait_task(services.stop_container(ct, admin_user)).status == "ok"
+    die_at(agent, "replace.populated")
+    task = backup_services.restore_backup(Backup.objects.get(container=ct), admin_user, ctid=9129, force=True,
+                                          confirm="9129")
+    back_to_normal(agent)
+    interrupted(task)
+    assert (LXCPATH / "9129" / "rootfs" / "root" / "after").read_text() == "mine\n"
+    assert leftovers() == [] and not (LXCPATH / "9129" / ".rootfs-old").exists()
+    ct.refresh_from_db()
+    assert ct.status == "stopped" and lxc_info_state(9129) == "STOPPED"
+    assert wait_task(services.start_container(ct, admin_user)).status == "ok"
+    still_usable(ct, admin_user)
+
+
+def test_a_swap_cut_between_its_renames_gives_the_old_root_filesystem_back(tmp_path):
+    """A container without a disk image swaps directories: rootfs aside, the new one in. Cut between
+    the two, it has none; the agent's start puts the old one back (or removes a left-over)."""
+    from containers.engine.lxc import OLD_ROOTFS, Lxc
+    cut = tmp_path / "101"
+    (cut / OLD_ROOTFS / "root").mkdir(parents=True)
+    (cut / OLD_ROOTFS / "root" / "mine").write_text("mine\n")
+    done = tmp_path / "102"
+    (done / OLD_ROOTFS).mkdir(parents=True)
+    (done / "rootfs").mkdir()
+    lines = Lxc(tmp_path).finish_swaps()
+    assert (cut / "rootfs" / "root" / "mine").read_text() == "mine\n" and not (cut / OLD_ROOTFS).exists()
+    assert (done / "rootfs").is_dir() and not (done / OLD_ROOTFS).exists()
+    assert len(lines) == 2

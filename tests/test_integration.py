@@ -14,7 +14,7 @@ from containers.models import Container
 from hosts.models import Host
 from tasks.models import Task
 
-from .conftest import BASE_DIR, LXCPATH, TEMPLATE_DIR, lxc_info_state, wait_task, wait_until
+from .conftest import BASE_DIR, LXCPATH, TEMPLATE_DIR, lxc_info_state, lxcpath_entries, wait_task, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_failed_create_leaves_nothing_behind(agent, host, admin_user, busybox_te
         assert "unpacking broken-1.tar.zst failed" in task.error
         assert "zstd" in task.error or "tar" in task.error  # the tool's own words
         assert lxc_info_state(9102) == "ABSENT"
-        assert [p.name for p in LXCPATH.iterdir()] == []
+        assert lxcpath_entries() == []
         assert not Container.objects.filter(ctid=9102).exists()
         assert Task.objects.get(pk=task.pk).container is None
     finally:

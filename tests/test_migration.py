@@ -326,6 +326,14 @@ def test_destination_agent_killed_mid_way(agent, remote_host, remote_site, admin
     assert_intact(counter(Path(h3.lxcpath) / "9807" / "rootfs"))
 
 
+def assert_interrupted_and_back_on_source(task, ct, host, h2, before) -> None:
+    task = wait_task(task, 60)
+    assert task.status == "failed" and "interrupted" in task.error
+    assert_back_on_source(ct, host, h2, before)
+    wait_until(lambda: not list(Path(h2.lxcpath).glob(".vzpanel-incoming-*")), 30,
+               message="the destination's copy removed")
+
+
 def test_source_agent_killed_mid_way(agent, second_host, admin_user, host, template_name):
     """The driving agent dies mid-copy: when it starts again, the container runs at the source and
     the destination's copy is removed."""
@@ -339,11 +347,24 @@ def test_source_agent_killed_mid_way(agent, second_host, admin_user, host, templ
     agent.kill()
     subprocess.run(["pkill", "-KILL", "-f", "^rsync .*9812/rootfs"])  # its rsync would go on alone
     agent.start()
-    task = wait_task(task, 60)
-    assert task.status == "failed" and "interrupted" in task.error
-    assert_back_on_source(ct, host, h2, before)
-    wait_until(lambda: not list(Path(h2.lxcpath).glob(".vzpanel-incoming-*")), 30,
-               message="the destination's copy removed")
+    assert_interrupted_and_back_on_source(task, ct, host, h2, before)
+
+
+def test_source_agent_killed_while_the_container_is_frozen(agent, second_host, admin_user, host, template_name):
+    """The driving agent dies (SIGKILL, at the moment it froze the container for the last copy): the
+    container runs at the source again, not frozen, and the destination's copy is removed."""
+    h2, h2_agent = second_host
+    h2_agent.start()
+    ct = counting_container(admin_user, host, template_name, 9819, filler_mb=4)
+    before = len(counter(LXCPATH / "9819" / "rootfs"))
+    agent.stop()
+    agent.extra_env["VZPANEL_DIE_AT"] = "migrate.frozen"
+    agent.start()
+    task = services.migrate_container(ct, admin_user, h2, online=True)
+    wait_until(lambda: agent.proc.poll() is not None, 120, message="the agent to die while frozen")
+    del agent.extra_env["VZPANEL_DIE_AT"]
+    agent.start()
+    assert_interrupted_and_back_on_source(task, ct, host, h2, before)
 
 
 def test_keep_dst_reuses_the_copy(agent, second_host, admin_user, host, template_name):

@@ -24,6 +24,8 @@ from backups.management.commands.vzrestore import Command as Vzrestore
 from network import services as net
 from panel import validators as v
 
+pytestmark = pytest.mark.contract
+
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENTRY_POINTS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,10 +28,14 @@ class CommandResult:
 
 
 def run(argv: Sequence[str], *, timeout: float = 120, check: bool = True,
-        input_text: str | None = None) -> CommandResult:
-    """Run argv and return its result; raise CommandError on failure if check."""
+        input_text: str | None = None, keep_last: int | None = None) -> CommandResult:
+    """Run argv and return its result; raise CommandError on failure if check. With `keep_last`,
+    only the last that many bytes of each output are kept however much the program writes
+    (a command a tenant runs may write gigabytes)."""
     if isinstance(argv, str):  # a string would be split by nobody: refuse it outright
         raise TypeError("run() takes an argv list, not a string")
+    if keep_last is not None:
+        return _run_keeping_last(list(argv), timeout, check, input_text, keep_last)
     try:
         proc = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout,
@@ -44,3 +49,49 @@ def run(argv: Sequence[str], *, timeout: float = 120, check: bool = True,
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
     return result
+
+
+def _tail_reader(stream, keep: int, into: list) -> threading.Thread:
+    """Read `stream` to its end in a thread, keeping its last `keep` bytes in into[0]."""
+    def read():
+        tail = bytearray()
+        while chunk := stream.read(1 << 16):
+            tail += chunk
+            if len(tail) > 2 * keep:
+                del tail[:-keep]
+        into.append(bytes(tail[-keep:]) if keep else b"")
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _run_keeping_last(argv: list[str], timeout: float, check: bool, input_text: str | None,
+                      keep: int) -> CommandResult:
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise CommandError(argv, 127, f"{argv[0]}: program not found") from exc
+    outputs: tuple[list, list] = ([], [])
+    readers = [_tail_reader(proc.stdout, keep, outputs[0]), _tail_reader(proc.stderr, keep, outputs[1])]
+    try:
+        if input_text is not None:
+            try:
+                proc.stdin.write(input_text.encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait()
+        raise CommandError(argv, -1, f"timed out after {timeout:g} s") from exc
+    finally:
+        for reader in readers:
+            reader.join(30)
+        proc.stdout.close()
+        proc.stderr.close()
+    stdout, stderr = (b"".join(o).decode(errors="replace") for o in outputs)
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, stderr or stdout)
+    return CommandResult(argv, proc.returncode, stdout, stderr)

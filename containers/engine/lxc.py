@@ -28,6 +28,7 @@ from .vzdump import SYSTEM_DIRS, ArchiveError, safe_extract
 
 Log = Callable[[str], None]
 PARTIAL_PREFIX = ".vzpanel-partial-"
+OLD_ROOTFS = ".rootfs-old"  # a container's root filesystem while replace_rootfs swaps in a new one
 # A container arriving by migration: .vzpanel-incoming-<CTID>-<migration task id>. A ".keep"
 # file inside (vzmigrate --keep-dst) keeps it after a failure for the next attempt to reuse.
 INCOMING_PREFIX = ".vzpanel-incoming-"
@@ -48,7 +49,6 @@ BASE_CONFIG = "\n".join([
     "lxc.autodev = 1",
     "lxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio",
     "lxc.mount.auto = cgroup:mixed proc:mixed sys:mixed",
-    "lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp",
     *(f"{key}.devices.deny = a" if dev is None else f"{key}.devices.allow = {dev}"
       for key in ("lxc.cgroup", "lxc.cgroup2") for dev in (None, *ALLOWED_DEVICES)),
 ]) + "\n"
@@ -58,9 +58,30 @@ BASE_CONFIG = "\n".join([
 # cgroup release agents, mounts, devices). The root filesystem keeps the ids a container sees
 # (0..65535) on disk and is shown to it through an idmapped mount, so archives, templates,
 # migrations and the agent's own file writes need no id shifting.
-ID_RANGE = 65536          # ids a container can use, as many as a 16-bit system has
-DEFAULT_ID_START = 100000  # where root's subordinate range goes when the host has none yet
+# Each container of a host gets ids of its own (a "slot" of root's subordinate range): the
+# kernel counts keys, inotify instances and processes per host uid, so containers sharing ids
+# could read each other's keys or use up each other's allowances.
+ID_RANGE = 65536           # ids a container can use, as many as a 16-bit system has
+ID_RANGE_START = 1 << 31   # where root's range goes when the host has none: far above the
+ID_RANGE_END = 4294901760  # 100000.. that adduser hands users, below uid 4294967295 (-1)
+MIN_SLOTS = 1024           # a range of root's smaller than this many containers is not used
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
+# Syscalls refused inside containers on top of LXC's common profile: the kernel keyring is not
+# namespaced (a key is found by its owner's host uid), so containers get none, as under Docker.
+SECCOMP_PROFILE = """2
+denylist
+reject_force_umount
+[all]
+kexec_load errno 1
+open_by_handle_at errno 1
+init_module errno 1
+finit_module errno 1
+delete_module errno 1
+keyctl errno 38
+add_key errno 38
+request_key errno 38
+"""
+SECCOMP_NAME = ".vzpanel.seccomp"  # in the lxcpath, which is root's alone
 
 # LXC states as lxc-info prints them; ABSENT is ours for "no such container".
 ABSENT = "ABSENT"
@@ -205,7 +226,8 @@ class Lxc:
             "# Written by vzpanel's host agent from the panel's database; edits here are overwritten.",
             f"lxc.uts.name = {spec.hostname}",
             f"lxc.rootfs.path = dir:{self.rootfs(spec.ctid)}",
-            *id_map_lines(),
+            *id_map_lines(self.id_slot(spec.ctid)),
+            f"lxc.seccomp.profile = {self.seccomp_profile()}",
             *(spec.net_lines or ["lxc.net.0.type = empty"]),
             f"lxc.start.auto = {1 if spec.onboot else 0}",
         ]
@@ -215,6 +237,37 @@ class Lxc:
         if _is_busybox_init(rootfs):
             lines.append("lxc.signal.halt = SIGUSR1")
         return "\n".join(lines) + "\n" + BASE_CONFIG
+
+    def id_slot(self, ctid: int) -> int:
+        """The container's own ids on this host: the slot its config has, else the one its CTID
+        points at if free, else the lowest free one. The agent runs one task at a time, so two
+        containers never pick at once; a migrated container gets a slot at its new host (the
+        idmapped root filesystem makes that free)."""
+        ranges = container_id_ranges()
+        own = _slot_of_config(self.path(ctid) / "config")
+        if own is not None:
+            return own
+        used = {slot for config in self.lxcpath.glob("*/config")
+                if config.parent.name != str(int(ctid)) and (slot := _slot_of_config(config)) is not None}
+        preferred = int(ctid) % ranges.slots
+        if preferred not in used:
+            return preferred
+        free = next((slot for slot in range(ranges.slots) if slot not in used), None)
+        if free is None:
+            raise LxcError(f"all {ranges.slots} id ranges of this host are in use")
+        return free
+
+    def seccomp_profile(self) -> Path:
+        """The syscall filter every container starts with, written where only root writes."""
+        path = self.lxcpath / SECCOMP_NAME
+        try:
+            if path.read_text() == SECCOMP_PROFILE:
+                return path
+        except OSError:
+            pass
+        self.lxcpath.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, SECCOMP_PROFILE)
+        return path
 
     def write_config(self, spec: ContainerSpec) -> None:
         _atomic_write(self.path(spec.ctid) / "config", self.render_config(spec))
@@ -283,10 +336,16 @@ class Lxc:
                            + _lxc_error_text(res, logfile))
 
     def stop(self, ctid: int, timeout: int = 30) -> None:
-        """Clean shutdown, killed after `timeout` seconds (vzctl stop)."""
-        res = run(["lxc-stop", *self._base(ctid), "-t", str(timeout)], check=False, timeout=timeout + 30)
-        if res.returncode != 0 and self.state(ctid) != "STOPPED":
-            raise LxcError(_lxc_error_text(res, None))
+        """Clean shutdown, killed after `timeout` seconds (vzctl stop). A process inside that froze
+        itself in a cgroup of its own ignores SIGKILL until thawed: then every cgroup of the
+        container is thawed and every process killed."""
+        try:
+            res = run(["lxc-stop", *self._base(ctid), "-t", str(timeout)], check=False, timeout=timeout + 30)
+            stopped = res.returncode == 0
+        except CommandError:  # lxc-stop itself waits for ever on a process that cannot die
+            stopped = False
+        if not stopped and self.state(ctid) != "STOPPED":
+            self.kill_frozen(ctid, timeout)
 
     def freeze(self, ctid: int) -> None:
         res = run(["lxc-freeze", *self._base(ctid)], check=False, timeout=60)
@@ -359,11 +418,14 @@ class Lxc:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        thaw = (top / "freezer.state", "THAWED") if cgroup.version == 1 else (top / "cgroup.freeze", "0")
-        try:
-            thaw[0].write_text(thaw[1])
-        except FileNotFoundError:
-            pass  # already gone: it has stopped
+        # Thawed from the top down, every cgroup below too: one the container froze itself would
+        # keep its processes (SIGKILL pending) alive, and the container running, for ever.
+        thaw_file, thawed = ("freezer.state", "THAWED") if cgroup.version == 1 else ("cgroup.freeze", "0")
+        for state in sorted(top.rglob(thaw_file), key=lambda p: len(p.parts)) if top.is_dir() else []:
+            try:
+                state.write_text(thawed)
+            except OSError:
+                pass  # gone already: it has stopped
         res = run(["lxc-wait", *self._base(ctid), "-s", "STOPPED", "-t", str(timeout)], check=False,
                   timeout=timeout + 10)
         if res.returncode != 0:
@@ -476,11 +538,12 @@ class Lxc:
             raise LxcError(_lxc_error_text(res, None))
 
     def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60,
-               input_text: str | None = None) -> CommandResult:
-        """Run argv inside the container; returns its output and exit status."""
+               input_text: str | None = None, keep_last: int | None = None) -> CommandResult:
+        """Run argv inside the container; returns its output (the last `keep_last` bytes of each,
+        when given) and exit status."""
         env = ["--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         return run(["lxc-attach", *self._base(ctid), *env, "--", *argv], check=False, timeout=timeout,
-                   input_text=input_text)
+                   input_text=input_text, keep_last=keep_last)
 
     def set_password(self, ctid: int, user: str, password: str, running: bool) -> str:
         """Set `user`'s password: with the container's own chpasswd when it has one, otherwise by
@@ -533,20 +596,40 @@ class Lxc:
             populate(partial / "rootfs")
             _make_system_dirs(partial / "rootfs")
             write_identity(partial / "rootfs", spec)
+            fault_point("replace.populated")
             if old_disk:
                 new_disk.umount()
                 old_disk.umount()
                 os.replace(new_disk.image, old_disk.image)
                 old_disk.mount()
             else:
-                os.rename(path / "rootfs", path / ".rootfs-old")
+                # A crash between these two renames leaves no rootfs: finish_swaps() puts the old back.
+                os.rename(path / "rootfs", path / OLD_ROOTFS)
+                fault_point("replace.swapping")
                 os.rename(partial / "rootfs", path / "rootfs")
         finally:
             _discard(partial)
             if old_disk:
                 old_disk.mount()
-        shutil.rmtree(path / ".rootfs-old", ignore_errors=True)
+        shutil.rmtree(path / OLD_ROOTFS, ignore_errors=True)
         self.write_config(spec)
+
+    def finish_swaps(self) -> list[str]:
+        """After a crash in replace_rootfs: a container whose old root filesystem was moved aside
+        and no new one moved in gets the old one back; a left-over old one is removed. Returns
+        what was done, one line per container."""
+        done = []
+        for entry in self.lxcpath.iterdir() if self.lxcpath.is_dir() else []:
+            old = entry / OLD_ROOTFS
+            if not entry.name.isascii() or not entry.name.isdigit() or not old.is_dir() or old.is_symlink():
+                continue
+            if (entry / "rootfs").exists():
+                shutil.rmtree(old, ignore_errors=True)
+                done.append(f"removed the old root filesystem of {entry.name} left by an interrupted swap")
+            else:
+                os.rename(old, entry / "rootfs")
+                done.append(f"container {entry.name} got its old root filesystem back (a swap was interrupted)")
+        return done
 
     def write_identity(self, spec: ContainerSpec) -> None:
         write_identity(self.rootfs(spec.ctid), spec)
@@ -570,19 +653,48 @@ class Lxc:
         return removed
 
 
+@dataclass(frozen=True)
+class IdRanges:
+    """Root's subordinate ids that containers map to: slot N is uid_start + N * ID_RANGE."""
+    uid_start: int
+    gid_start: int
+    slots: int
+
+
 @functools.cache
-def container_id_starts() -> tuple[int, int]:
-    """(uid, gid) on the host that a container's root maps to: the start of root's subordinate
-    uid and gid ranges in /etc/subuid and /etc/subgid. LXC gives the maps to newuidmap, which
-    accepts only ranges listed there; when root has none, one is added (as Proxmox's installer
-    does), past every range other users hold, so no one's rootless containers share its ids."""
-    return tuple(_subordinate_start(Path(name)) for name in SUBID_FILES)
+def container_id_ranges() -> IdRanges:
+    """Root's subordinate uid and gid ranges in /etc/subuid and /etc/subgid. LXC gives the maps to
+    newuidmap, which accepts only ranges listed there; when root has none big enough, one is
+    added (as Proxmox's installer does) past every range other users hold, so no one's rootless
+    containers share ids with the panel's."""
+    (uid_start, uid_count), (gid_start, gid_count) = (_root_range(Path(name)) for name in SUBID_FILES)
+    return IdRanges(uid_start, gid_start, min(uid_count, gid_count) // ID_RANGE)
 
 
-def id_map_lines() -> list[str]:
-    uid_start, gid_start = container_id_starts()
-    return [f"lxc.idmap = u 0 {uid_start} {ID_RANGE}", f"lxc.idmap = g 0 {gid_start} {ID_RANGE}",
+def id_map_lines(slot: int) -> list[str]:
+    ranges = container_id_ranges()
+    return [f"lxc.idmap = u 0 {ranges.uid_start + slot * ID_RANGE} {ID_RANGE}",
+            f"lxc.idmap = g 0 {ranges.gid_start + slot * ID_RANGE} {ID_RANGE}",
             "lxc.rootfs.options = idmap=container"]
+
+
+_IDMAP_U_RE = re.compile(rb"^lxc\.idmap = u 0 ([0-9]{1,10}) %d$" % ID_RANGE, re.M)
+
+
+def _slot_of_config(config: Path) -> int | None:
+    """The slot an LXC config of the panel's maps its container to, or None."""
+    try:
+        with open(config, "rb") as fh:
+            found = _IDMAP_U_RE.search(fh.read(64 << 10))
+    except OSError:
+        return None
+    if not found:
+        return None
+    ranges = container_id_ranges()
+    offset = int(found.group(1)) - ranges.uid_start
+    if offset < 0 or offset % ID_RANGE or offset // ID_RANGE >= ranges.slots:
+        return None
+    return offset // ID_RANGE
 
 
 def _subid_ranges(path: Path) -> list[tuple[str, int, int]]:
@@ -600,16 +712,19 @@ def _subid_ranges(path: Path) -> list[tuple[str, int, int]]:
     return ranges
 
 
-def _subordinate_start(path: Path) -> int:
+def _root_range(path: Path) -> tuple[int, int]:
     ranges = _subid_ranges(path)
     for owner, start, count in ranges:
-        if owner in ("root", "0") and count >= ID_RANGE and start > 0:
-            return start
-    start = max([DEFAULT_ID_START, *(s + c for _owner, s, c in ranges)])
-    start = -(-start // ID_RANGE) * ID_RANGE if start > DEFAULT_ID_START else start  # a round number past the rest
+        if owner in ("root", "0") and count >= MIN_SLOTS * ID_RANGE and start > 0:
+            return start, count
+    start = max([ID_RANGE_START, *(s + c for _owner, s, c in ranges)])
+    start = -(-start // ID_RANGE) * ID_RANGE  # a round number past the rest
+    count = (ID_RANGE_END - start) // ID_RANGE * ID_RANGE
+    if count < MIN_SLOTS * ID_RANGE:
+        raise LxcError(f"{path} leaves no room for root's range of container ids above {ID_RANGE_START}")
     option = "--add-subuids" if path.name == "subuid" else "--add-subgids"
-    run(["usermod", option, f"{start}-{start + ID_RANGE - 1}", "root"], timeout=60)
-    return start
+    run(["usermod", option, f"{start}-{start + count - 1}", "root"], timeout=60)
+    return start, count
 
 
 def _discard(directory: Path) -> None:

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from containers import services
-from containers.engine.lxc import ID_RANGE, container_id_starts, _subid_ranges
+from containers.engine.lxc import ID_RANGE, container_id_ranges, _subid_ranges
 
 from ..conftest import LXCPATH, wait_task
 from .test_outside_root import student_container
@@ -82,12 +82,13 @@ def test_container_root_cannot_make_device_nodes(student_ct, people):
 def test_container_root_is_an_unprivileged_host_user(student_ct, people, host):
     """Seen from the host, every process of the container runs as root's subordinate ids; files the
     container makes keep the ids it sees (0 is 0 on disk), so backups and migrations carry them."""
-    uid_start, gid_start = container_id_starts()
+    from containers.jobs import lxc_for
+    ranges, slot = container_id_ranges(), lxc_for(host).id_slot(CTID)
+    uid_start, gid_start = ranges.uid_start + slot * ID_RANGE, ranges.gid_start + slot * ID_RANGE
     result = as_student(student_ct, people, "cat /proc/self/uid_map; touch /root/made-inside; "
                                             "chown 1000:1000 /root/made-inside; id -u")
     assert result["stdout"].split()[:3] == ["0", str(uid_start), str(ID_RANGE)]
     assert result["stdout"].split()[-1] == "0"  # root inside
-    from containers.jobs import lxc_for
     init_pid = lxc_for(host).init_pid(CTID)
     uids = psutil.Process(init_pid).uids()
     assert uids.real == uids.effective == uid_start, uids
@@ -99,27 +100,41 @@ def test_container_root_is_an_unprivileged_host_user(student_ct, people, host):
 
 def test_containers_ids_come_from_roots_subordinate_range():
     """newuidmap takes only ranges /etc/subuid and /etc/subgid give root."""
-    for name, start in zip(("/etc/subuid", "/etc/subgid"), container_id_starts()):
-        assert any(owner == "root" and s <= start and start + ID_RANGE <= s + c
+    ranges = container_id_ranges()
+    for name, start in zip(("/etc/subuid", "/etc/subgid"), (ranges.uid_start, ranges.gid_start)):
+        assert any(owner == "root" and s <= start and start + ranges.slots * ID_RANGE <= s + c
                    for owner, s, c in _subid_ranges(Path(name))), name
+
+
+def test_each_container_of_a_host_gets_ids_of_its_own(tmp_path):
+    """Its CTID's slot when free, else the lowest free one; kept across config rewrites."""
+    from containers.engine.lxc import ContainerSpec, Lxc
+    lxc, slots = Lxc(tmp_path), container_id_ranges().slots
+    seen = []
+    for ctid in (101, 101 + slots, 102):
+        (tmp_path / str(ctid)).mkdir()
+        (tmp_path / str(ctid) / "config").write_text(lxc.render_config(ContainerSpec(ctid, "x"), tmp_path))
+        seen.append(lxc.id_slot(ctid))
+    assert seen[0] == 101 % slots and seen[2] == 102 % slots and len(set(seen)) == 3
+    assert lxc.id_slot(101 + slots) == seen[1]  # its config's, not the CTID's
 
 
 def test_a_host_without_a_range_for_root_gets_one_past_everyone_elses():
     """A fresh Debian host gives its first user 100000:65536 and root nothing: root's range goes
-    past it, so that user's rootless containers never share ids with the panel's."""
+    far past it, so that user's rootless containers never share ids with the panel's."""
     saved = {name: Path(name).read_text() if Path(name).exists() else None for name in ("/etc/subuid", "/etc/subgid")}
     try:
         for name in saved:
             Path(name).write_text("alice:100000:65536\nbob:165536:65536\n")
-        container_id_starts.cache_clear()
-        uid_start, gid_start = container_id_starts()
-        assert uid_start == gid_start == 262144  # past 231072, on a multiple of 65536
+        container_id_ranges.cache_clear()
+        ranges = container_id_ranges()
+        assert ranges.uid_start == ranges.gid_start == 1 << 31 and ranges.slots == 32767
         for name in saved:
-            assert f"root:262144:{ID_RANGE}" in Path(name).read_text()
+            assert f"root:{1 << 31}:{32767 * ID_RANGE}" in Path(name).read_text()
     finally:
         for name, text in saved.items():
             if text is None:
                 Path(name).unlink(missing_ok=True)
             else:
                 Path(name).write_text(text)
-        container_id_starts.cache_clear()
+        container_id_ranges.cache_clear()
