@@ -113,6 +113,34 @@ def _stop_backup(ct, lxc, dump_dir, config, opts, running, task, log):
             network_up(ct, lxc, log)
 
 
+FROZEN_RECORD = "longest-frozen-seconds"  # in the agent's data directory
+
+
+def freeze_deadline() -> float:
+    """PANEL_FREEZE_DEADLINE, or a few seconds past the longest frozen window measured here."""
+    if settings.FREEZE_DEADLINE:
+        return float(settings.FREEZE_DEADLINE)
+    try:
+        longest = float((Path(settings.AGENT_DATA_DIR) / FROZEN_RECORD).read_text())
+    except (OSError, ValueError):
+        return float(settings.FREEZE_FIRST_DEADLINE)
+    return longest + settings.FREEZE_MARGIN
+
+
+def note_frozen_window(seconds: float) -> None:
+    record = Path(settings.AGENT_DATA_DIR) / FROZEN_RECORD
+    try:
+        if float(record.read_text()) >= seconds:
+            return
+    except (OSError, ValueError):
+        pass
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = record.with_name(f".{record.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_text(f"{seconds:.3f}\n")
+    tmp.replace(record)
+
+
 def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
     """rsync while running, freeze, rsync what changed, thaw, archive the copy (vzdump's suspend)."""
     dump_dir.mkdir(parents=True, exist_ok=True)
@@ -125,10 +153,11 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
             task.set_progress(40)
             log("Freezing the container to copy what changed")
             frozen_at = time.monotonic()
-            with lxc.frozen(ct.ctid, settings.FREEZE_DEADLINE):
+            with lxc.frozen(ct.ctid, freeze_deadline()):
                 fault_point("backup.frozen")
                 second = rsync_copy(view, copy, excludes)
             frozen = time.monotonic() - frozen_at
+            note_frozen_window(frozen)
         log(f"Frozen for {frozen * 1000:.0f} ms (second copy of what changed: {second:.3f} s)")
         task.set_progress(60)
         archive = create_archive(copy, render_pct_conf(config), dump_dir, ct.ctid, opts, log)

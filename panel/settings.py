@@ -243,8 +243,11 @@ AGENT_RECONCILE_SECONDS = envint("PANEL_AGENT_RECONCILE_SECONDS", 15)
 CONTAINER_STOP_TIMEOUT = envint("PANEL_STOP_TIMEOUT", 30)
 # The longest a suspend backup may keep a container frozen (its second, incremental copy): past
 # it a watchdog outside the agent thaws the container and the backup fails. An agent that dies
-# while a container is frozen has it thawed at once.
-FREEZE_DEADLINE = envint("PANEL_FREEZE_DEADLINE", 60)
+# while a container is frozen has it thawed at once. 0: FREEZE_MARGIN seconds past the longest
+# frozen window this host has measured (FREEZE_FIRST_DEADLINE before it has measured one).
+FREEZE_DEADLINE = envint("PANEL_FREEZE_DEADLINE", 0)
+FREEZE_MARGIN = 10
+FREEZE_FIRST_DEADLINE = 60
 # How long a stopping agent waits for the tasks it runs beside its queue (commands run in
 # containers) before it exits; runpanel waits as long for the agent (PANEL_STOP_GRACE too).
 AGENT_STOP_GRACE = envint("PANEL_STOP_GRACE", 300)

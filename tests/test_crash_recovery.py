@@ -232,3 +232,35 @@ def test_a_swap_cut_between_its_renames_gives_the_old_root_filesystem_back(tmp_p
     assert (cut / "rootfs" / "root" / "mine").read_text() == "mine\n" and not (cut / OLD_ROOTFS).exists()
     assert (done / "rootfs").is_dir() and not (done / OLD_ROOTFS).exists()
     assert len(lines) == 2
+
+
+def test_the_freeze_deadline_follows_the_longest_frozen_window_measured(settings, tmp_path):
+    from backups.jobs import freeze_deadline, note_frozen_window
+    settings.AGENT_DATA_DIR, settings.FREEZE_DEADLINE = str(tmp_path), 0
+    assert freeze_deadline() == settings.FREEZE_FIRST_DEADLINE  # nothing measured yet
+    note_frozen_window(0.5)
+    note_frozen_window(0.2)  # a shorter one does not lower it
+    assert freeze_deadline() == 0.5 + settings.FREEZE_MARGIN
+    settings.FREEZE_DEADLINE = 7  # the administrator's word
+    assert freeze_deadline() == 7
+
+
+@integration
+def test_a_log_line_reaches_the_page_while_the_step_after_it_runs(agent, host, admin_user, template_name):
+    ct = running_ct(agent, host, admin_user, template_name, 9130)
+    task = services.exec_in_container(ct, admin_user, ["sleep", "4"])
+    wait_until(lambda: "Running: sleep 4" in type(task).objects.get(pk=task.pk).log, 3, interval=0.1,
+               message="the line before the long step")
+    assert type(task).objects.get(pk=task.pk).status == TaskStatus.RUNNING
+    assert wait_task(task, 30).status == "ok"
+
+
+@integration
+def test_a_stopping_agent_lets_a_running_command_finish(agent, host, admin_user, template_name):
+    """SIGTERM (the panel or systemd stopping) lets the task that runs finish, within the grace period."""
+    ct = running_ct(agent, host, admin_user, template_name, 9131)
+    task = services.exec_in_container(ct, admin_user, ["sh", "-c", "sleep 3; echo finished"])
+    wait_until(lambda: type(task).objects.get(pk=task.pk).status == TaskStatus.RUNNING, 30, message="it to run")
+    agent.stop()  # SIGTERM, waits for the agent to exit
+    task = wait_task(task, 5)
+    assert task.status == "ok" and task.result["stdout"] == "finished\n", (task.status, task.error)
