@@ -465,3 +465,25 @@ def test_format_user_beancounters_version_and_empty():
     assert format_user_beancounters([(7, one)]).splitlines()[2] == (
         "        7:  numproc                         1                    2  9223372036854775807"
         "                   10                    0")
+
+
+def test_a_fresh_host_without_child_cgroups_still_finds_the_weight_file():
+    """On v1 the blkio weight files exist only in child cgroups; a fresh host has none to look at
+    (its first container did not start: "Failed to set blkio.weight"). The answer comes from a
+    child made for the question, which is removed again."""
+    real = Cgroup("vzpanel-test-absent")
+    if real.version != 1 or not (real.root / "blkio").is_dir():
+        pytest.skip("this machine has no cgroup v1 blkio hierarchy")  # the v2 path reads the root's files
+    base = real.root / "blkio"
+    child = base / f"vzpanel-test-child-{os.getpid()}"
+    child.mkdir()
+    try:
+        expected = {name for name in ("blkio.bfq.weight", "blkio.weight") if (child / name).exists()}
+    finally:
+        child.rmdir()
+    from containers.engine import cgroups
+    cgroups._probed.clear()
+    # What _has_file asks when the root has no child cgroup (this machine has some: asked directly).
+    found = {name for name in ("blkio.bfq.weight", "blkio.weight") if cgroups._child_has_file(base, name)}
+    assert found == expected
+    assert not list(base.glob("vzpanel-probe-*"))

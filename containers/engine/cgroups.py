@@ -212,8 +212,10 @@ class Cgroup:
     def _has_file(self, controller: str, fname: str) -> bool:
         """Whether the kernel offers `fname` for containers: looked up in the
         container's own directory when it exists, else in the controller root, else in
-        any existing child cgroup.  The last step matters on v1: weight files such as
-        blkio.bfq.weight exist only in child cgroups, never in the root."""
+        any existing child cgroup, else in a child made for the question. The last steps
+        matter on v1: weight files such as blkio.bfq.weight exist only in child cgroups,
+        never in the root, and a fresh host has no child cgroup to look at (its first
+        container did not start)."""
         base = self.root / controller if self.version == 1 else self.root
         own = base / self.dirname
         if own.is_dir():
@@ -224,7 +226,9 @@ class Cgroup:
             children = [entry for entry in base.iterdir() if entry.is_dir()]
         except OSError:
             return False
-        return any((child / fname).exists() for child in children)
+        if children:
+            return any((child / fname).exists() for child in children)
+        return _child_has_file(base, fname)
 
     def _live_memsw_total(self) -> int | None:
         """The running container's current RAM+swap limit in bytes (None: unlimited or
@@ -528,3 +532,28 @@ def _cell(value: int | None, none_as: int | None = None) -> str:
     if value is None:
         return "-" if none_as is None else str(none_as)
     return str(value)
+
+
+_probed: dict[tuple[str, str], bool] = {}
+
+
+def _child_has_file(base: Path, fname: str) -> bool:
+    """Whether a child cgroup of `base` gets `fname`: asked of an empty child made and removed
+    here (once per process), as the kernel answers it for a container's."""
+    key = (str(base), fname)
+    if key not in _probed:
+        probe = base / f"vzpanel-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+        except FileExistsError:
+            pass
+        except OSError:
+            return False  # not ours to create children in: the config keys decide at start
+        try:
+            _probed[key] = (probe / fname).exists()
+        finally:
+            try:
+                probe.rmdir()
+            except OSError:
+                pass
+    return _probed[key]
