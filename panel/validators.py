@@ -174,6 +174,16 @@ def validate_host_name(value) -> None:
                               "ending with a hyphen.", code="invalid")
 
 
+_PANEL_USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{1,31}")
+
+
+def validate_panel_username(value) -> None:
+    """A user's login name in the panel (and in mail, logs and the audit trail)."""
+    if not isinstance(value, str) or not _PANEL_USERNAME_RE.fullmatch(value):
+        raise ValidationError(f"{str(value)[:40]!r} is not a valid username: use 2-32 lower-case letters, digits, "
+                              "'.', '_' or '-', starting with a letter.", code="invalid")
+
+
 def validate_system_user(value) -> None:
     """A user name inside a container (useradd's rule), for --userpasswd and SSH keys."""
     if not isinstance(value, str) or not _SYSTEM_USER_RE.fullmatch(value):

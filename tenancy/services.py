@@ -37,13 +37,11 @@ def _require(condition: bool, message: str) -> None:
 
 
 # -- users ----------------------------------------------------------------------
-USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{1,31}")
-
-
 def validate_username(username: str) -> None:
-    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
-        raise InvalidRequest(f"{username!r} is not a valid username: use 2-32 lower-case letters, digits, "
-                             "'.', '_' or '-', starting with a letter.")
+    try:
+        validators.validate_panel_username(username)
+    except ValidationError as exc:
+        raise InvalidRequest(" ".join(exc.messages)) from None
 
 
 def set_user_active(by, target: User, active: bool) -> int:

@@ -242,6 +242,17 @@ def test_user_names_inside_a_container_are_useradds(value):
 
 
 @PROPERTY
+@given(st.one_of(mixed_text, spoiled(st.sampled_from(["alice", "j.doe", "student-7", "ab"]))))
+@example("alice\n")
+@example("\u212aate")  # Kelvin sign
+@example("a")
+def test_panel_usernames_are_ascii_lower_case(value):
+    expected = 2 <= len(value) <= 32 and set(value) <= set(string.ascii_lowercase + string.digits + "._-") \
+        and value[0] in string.ascii_lowercase
+    assert (not refusal(v.validate_panel_username, value)) == expected
+
+
+@PROPERTY
 @given(mixed_text)
 @example("new")
 @example("acme\n")
