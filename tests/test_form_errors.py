@@ -29,7 +29,7 @@ from network.models import IPPool
 from tasks.models import Task
 from tenancy.models import Membership, Plan, StudentClass, Tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.contract]  # how forms answer: once, on SQLite
 
 # Rows that change on a refused request on purpose: the audit log records refusals, sessions and
 # axes keep their own books, and a wrong two-factor code counts towards the device's throttle.
