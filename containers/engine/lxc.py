@@ -723,6 +723,8 @@ def _root_range(path: Path) -> tuple[int, int]:
     if count < MIN_SLOTS * ID_RANGE:
         raise LxcError(f"{path} leaves no room for root's range of container ids above {ID_RANGE_START}")
     option = "--add-subuids" if path.name == "subuid" else "--add-subgids"
+    if not path.exists():  # usermod refuses to add to a file that is not there
+        path.touch(mode=0o644)
     run(["usermod", option, f"{start}-{start + count - 1}", "root"], timeout=60)
     return start, count
 

@@ -119,13 +119,19 @@ def test_each_container_of_a_host_gets_ids_of_its_own(tmp_path):
     assert lxc.id_slot(101 + slots) == seen[1]  # its config's, not the CTID's
 
 
-def test_a_host_without_a_range_for_root_gets_one_past_everyone_elses():
+@pytest.mark.integration  # rewrites /etc/subuid for a moment: never beside other runs
+@pytest.mark.parametrize("before", ["alice:100000:65536\nbob:165536:65536\n", "", None])
+def test_a_host_without_a_range_for_root_gets_one_past_everyone_elses(before):
     """A fresh Debian host gives its first user 100000:65536 and root nothing: root's range goes
-    far past it, so that user's rootless containers never share ids with the panel's."""
+    far past it, so that user's rootless containers never share ids with the panel's. A host with
+    empty or missing files gets the same range."""
     saved = {name: Path(name).read_text() if Path(name).exists() else None for name in ("/etc/subuid", "/etc/subgid")}
     try:
         for name in saved:
-            Path(name).write_text("alice:100000:65536\nbob:165536:65536\n")
+            if before is None:  # a host whose /etc/subuid and /etc/subgid were never made
+                Path(name).unlink(missing_ok=True)
+            else:
+                Path(name).write_text(before)
         container_id_ranges.cache_clear()
         ranges = container_id_ranges()
         assert ranges.uid_start == ranges.gid_start == 1 << 31 and ranges.slots == 32767
