@@ -151,6 +151,7 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
             seconds = rsync_copy(view, copy, excludes, log, live=True)
             log(f"First copy while running: {seconds:.2f} s")
             task.set_progress(40)
+            fault_point("backup.copied")
             log("Freezing the container to copy what changed")
             frozen_at = time.monotonic()
             with lxc.frozen(ct.ctid, freeze_deadline()):
@@ -158,6 +159,7 @@ def _suspend_backup(ct, lxc, dump_dir, config, opts, excludes, task, log):
                 second = rsync_copy(view, copy, excludes)
             frozen = time.monotonic() - frozen_at
             note_frozen_window(frozen)
+            fault_point("backup.thawed")
         log(f"Frozen for {frozen * 1000:.0f} ms (second copy of what changed: {second:.3f} s)")
         task.set_progress(60)
         archive = create_archive(copy, render_pct_conf(config), dump_dir, ct.ctid, opts, log)

@@ -141,10 +141,11 @@ class Agent:
         from containers.jobs import views_dir
         for path in release_views(views_dir()):
             logger.warning("unmounted the view %s left by an interrupted backup, migration or template", path)
+        data_dir = Path(settings.AGENT_DATA_DIR)
+        reason = recovery.stop_cut_reason(data_dir) or "interrupted: the host agent stopped while this task was running"
         for task in Task.objects.filter(host=self.host, status=TaskStatus.RUNNING).select_related("container"):
             hints = task.recovery_hints()  # the task's result until it ends: read before it does
-            finish_task(task, TaskStatus.FAILED,
-                        error="interrupted: the host agent stopped while this task was running")
+            finish_task(task, TaskStatus.FAILED, error=reason)
             logger.warning("task %s marked interrupted", task.pk)
             if task.type in (TaskType.CT_MIGRATE, TaskType.CT_MIGRATE_IN):
                 from containers.migration import recover_interrupted
@@ -162,6 +163,7 @@ class Agent:
         from containers.migration import clean_incoming
         clean_incoming(self.lxc, logger.warning)
         self.requeue_lost_jobs()
+        recovery.clear_stopping(data_dir)
 
     def requeue_lost_jobs(self, older_than: float = 0) -> None:
         """Queued tasks whose job Redis lost (Redis restarted without saving, or was killed), or that
@@ -303,6 +305,39 @@ class Agent:
         self.sync_templates()
         refresh_host_network(self.host)
 
+    # -- stopping ---------------------------------------------------------
+    _stop_requested_at: float | None = None
+
+    def stopping(self) -> None:
+        """Told to stop (SIGTERM from runpanel or systemd, or Ctrl-C): the running tasks get
+        PANEL_STOP_GRACE seconds to finish; then what they run is killed with this process, and the
+        next start fails them with a reason that says so."""
+        if self._stop_requested_at is not None:
+            return
+        self._stop_requested_at = time.monotonic()
+        grace = settings.AGENT_STOP_GRACE
+        recovery.note_stopping(Path(settings.AGENT_DATA_DIR), grace)
+        logger.warning("stopping: running tasks get %s s to finish (PANEL_STOP_GRACE)", grace)
+        timer = threading.Timer(grace, self._grace_over)
+        timer.daemon = True
+        timer.start()
+
+    def _grace_left(self) -> float:
+        if self._stop_requested_at is None:
+            return settings.AGENT_STOP_GRACE
+        return max(0.0, settings.AGENT_STOP_GRACE - (time.monotonic() - self._stop_requested_at))
+
+    def _grace_over(self) -> None:
+        try:
+            running = list(Task.objects.filter(host=self.host, status=TaskStatus.RUNNING))
+            for task in running:
+                task.append_log(f"The host agent is stopping and this task did not finish within the "
+                                f"{settings.AGENT_STOP_GRACE:g} s grace period: interrupting it")
+            logger.error("grace period of %s s over with %s task(s) running: interrupting them",
+                         settings.AGENT_STOP_GRACE, len(running))
+        finally:
+            recovery.kill_own_work()
+
     # -- main -------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
         self.check_token()
@@ -321,16 +356,17 @@ class Agent:
         thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
         thread.start()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
-        worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal)
+        worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal, self.stopping)
         try:
             worker.work(burst=burst, logging_level="WARNING")
         except RedisConnectionError:
             if not self.revoked:  # a revoked agent's Redis user went with its connections: expected
                 raise
         finally:
-            still = wait_for_detached(settings.AGENT_STOP_GRACE)  # commands tenants run finish first
+            still = wait_for_detached(self._grace_left())  # commands tenants run finish first
             if still:
-                logger.warning("stopping with %s detached task(s) still running: they are failed as interrupted "
-                               "at the next start", still)
+                self._grace_over()  # does not return
+            else:
+                recovery.clear_stopping(Path(settings.AGENT_DATA_DIR))
             self._stop.set()
             thread.join(timeout=10)

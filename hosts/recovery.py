@@ -9,6 +9,8 @@ changes, as an event on the container.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from pathlib import Path
 
 from containers.choices import ContainerStatus
@@ -96,3 +98,44 @@ def first_start_since_boot(data_dir: Path) -> bool:
     tmp.write_text(boot_id + "\n")
     tmp.replace(seen)
     return True
+
+
+# Written when the agent is told to stop, removed when it stopped with nothing left running: if it
+# is there at the next start, the tasks still running were cut by the stop's grace period running
+# out (the agent kills itself then; runpanel and systemd kill it a little later as a backstop).
+STOPPING = "stopping"
+
+
+def note_stopping(data_dir: Path, grace: float) -> None:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (data_dir / STOPPING).write_text(f"{grace:g}\n")
+
+
+def stop_cut_reason(data_dir: Path) -> str | None:
+    """Why a task still running at start was interrupted, if the last stop's grace period cut it."""
+    try:
+        grace = float((data_dir / STOPPING).read_text())
+    except (OSError, ValueError):
+        return None
+    return (f"interrupted: the host agent was stopped (the panel or its service stopping) and this task did "
+            f"not finish within the {grace:g} s grace period (PANEL_STOP_GRACE)")
+
+
+def clear_stopping(data_dir: Path) -> None:
+    (data_dir / STOPPING).unlink(missing_ok=True)
+
+
+def kill_own_work() -> None:
+    """The grace period is over: kill what this process started for its tasks (tar, rsync, zstd,
+    lxc-attach), then this process. The freeze watchdog is spared: it exists to outlive the agent
+    and thaw the container the agent froze."""
+    import psutil
+    me = psutil.Process()
+    for child in me.children(recursive=True):
+        try:
+            if any("freezewatch" in part for part in child.cmdline()):
+                continue
+            child.kill()
+        except psutil.Error:
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -4,6 +4,8 @@ running (or cleanly absent), never frozen; its row agrees with LXC; a new action
 files are left behind. A hung agent's freeze is ended by the watchdog."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from backups import services as backup_services
@@ -72,12 +74,19 @@ def backup_cut_at(agent_process, host, admin_user, template_name, ctid: int, mod
 
 
 @integration
-def test_agent_killed_while_a_suspend_backup_has_the_container_frozen(agent_process, host, admin_user,
-                                                                     template_name):
-    agent, ct, task = backup_cut_at(agent_process, host, admin_user, template_name, 9121, "suspend", "backup.frozen")
-    wait_until(lambda: agent.proc.poll() is not None, 60, message="the agent to die while frozen")
-    # The watchdog outside the agent thawed it at once, before any agent came back.
-    wait_until(lambda: lxc_info_state(9121) == "RUNNING", 15, message="the watchdog to thaw")
+@pytest.mark.parametrize("ctid, mode, point", [
+    (9120, "suspend", "backup.copied"),   # before the frozen window
+    (9121, "suspend", "backup.frozen"),   # in it
+    (9125, "suspend", "backup.thawed"),   # just after it
+    (9126, "snapshot", "backup.frozen"),  # snapshot mode on a filesystem that cannot snapshot: frozen too
+])
+def test_agent_killed_around_a_suspend_backups_frozen_window(agent_process, host, admin_user, template_name,
+                                                              ctid, mode, point):
+    agent, ct, task = backup_cut_at(agent_process, host, admin_user, template_name, ctid, mode, point)
+    wait_until(lambda: agent.proc.poll() is not None, 60, message=f"the agent to die at {point}")
+    # Frozen or not, the container runs before any agent came back: the watchdog outside the agent
+    # thaws at once a container whose freezer lost its agent.
+    wait_until(lambda: lxc_info_state(ctid) == "RUNNING", 15, message="the container to run (watchdog)")
     back_to_normal(agent)
     interrupted(task)
     still_usable(ct, admin_user)
@@ -264,3 +273,21 @@ def test_a_stopping_agent_lets_a_running_command_finish(agent, host, admin_user,
     agent.stop()  # SIGTERM, waits for the agent to exit
     task = wait_task(task, 5)
     assert task.status == "ok" and task.result["stdout"] == "finished\n", (task.status, task.error)
+
+
+@integration
+def test_a_task_past_the_stop_grace_period_is_interrupted_with_a_reason_that_says_so(agent_process, host,
+                                                                                    admin_user, template_name):
+    agent_process.extra_env["PANEL_STOP_GRACE"] = "2"
+    agent = agent_process.start()
+    ct = running_ct(agent, host, admin_user, template_name, 9132)
+    task = services.exec_in_container(ct, admin_user, ["sleep", "600"])
+    wait_until(lambda: type(task).objects.get(pk=task.pk).status == TaskStatus.RUNNING, 30, message="it to run")
+    agent.proc.send_signal(signal.SIGTERM)
+    agent.proc.wait(30)  # the agent ends its own grace period: nobody has to kill it
+    assert "did not finish within the 2 s grace period: interrupting it" in type(task).objects.get(pk=task.pk).log
+    agent.start()
+    task = wait_task(task, 30)
+    assert task.status == TaskStatus.FAILED
+    assert "did not finish within the 2 s grace period (PANEL_STOP_GRACE)" in task.error, task.error
+    still_usable(ct, admin_user)

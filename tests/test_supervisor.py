@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BASE_DIR, wait_until
+from .conftest import BASE_DIR, destroy_containers_in, wait_until
 
 integration = pytest.mark.integration
 
@@ -40,6 +40,7 @@ def panel_env():
         subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *step], env=env, cwd=BASE_DIR, check=True,
                        capture_output=True, timeout=300)
     yield env, base
+    destroy_containers_in(base / "lxc")
     if os.environ.get("VZPANEL_KEEP"):
         print(base)
     else:
@@ -61,15 +62,37 @@ def web_answers(env) -> bool:
         return False
 
 
-@integration
-def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
-    env, base = panel_env
+def start_panel(env, base):
     log = open(base / "runpanel.log", "w")
     panel = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "runpanel"], env=env, cwd=BASE_DIR,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    wait_until(lambda: web_answers(env) and status(base).get("agent", {}).get("pid"), 90, interval=0.3,
+               message="the panel to serve")
+    return panel
+
+
+def stop_panel(panel, base) -> None:
+    """Ctrl-C's SIGTERM; a panel that does not stop in two minutes is a failure (and is killed)."""
+    panel.send_signal(signal.SIGTERM)
     try:
-        wait_until(lambda: web_answers(env) and status(base).get("agent", {}).get("pid"), 90, interval=0.3,
-                   message="the panel to serve")
+        panel.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(panel.pid, signal.SIGKILL)
+        panel.wait()
+    assert panel.returncode == 0, (base / "runpanel.log").read_text()[-3000:]
+
+
+def manage(env, *argv, **kwargs):
+    return subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *argv], env=env, cwd=BASE_DIR,
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@integration
+def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
+    env, base = panel_env
+    panel = start_panel(env, base)
+    try:
         for name in ("scheduler", "agent"):
             before = status(base)[name]["pid"]
             os.kill(before, signal.SIGKILL)
@@ -80,18 +103,36 @@ def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
         assert status(base)["web"]["restarts"] == 0 and status(base)["redis"]["restarts"] == 0
         pids = [info["pid"] for info in status(base).values()]
     finally:
-        panel.send_signal(signal.SIGTERM)
-        try:
-            panel.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(panel.pid, signal.SIGKILL)
-            panel.wait()
-        log.close()
-    assert panel.returncode == 0, (base / "runpanel.log").read_text()[-3000:]
+        stop_panel(panel, base)
     assert not (base / "var" / "runpanel-status.json").exists()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@integration
+def test_stopping_the_panel_lets_a_running_backup_finish(panel_env):
+    """Ctrl-C on `make run` during a backup: the web server stops, the agent finishes the backup
+    (its tar and zstd are not signalled), then everything stops."""
+    env, base = panel_env
+    template = next((base / "templates").glob("*.tar.zst")).name.removesuffix(".tar.zst")
+    panel = start_panel({**env, "VZPANEL_STALL_AT": "backup.thawed:6"}, base)  # a backup that takes a while
+    try:
+        for argv in (["vzctl", "create", "9140", "--ostemplate", template], ["vzctl", "start", "9140"]):
+            res = manage(env, *argv)
+            assert res.returncode == 0, res.stdout + res.stderr
+        backup = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "vzdump", "9140", "--mode",
+                                   "suspend"], env=env, cwd=BASE_DIR, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        # The first copy lands in a temporary directory; the backup then stalls for 6 s after the thaw.
+        wait_until(lambda: any((base / "dump").glob(".vzdump-tmp-9140-*")), 60, interval=0.2,
+                   message="the backup to run")
+    finally:
+        stop_panel(panel, base)
+    out, _ = backup.communicate(timeout=60)
+    assert backup.returncode == 0, out
+    archives = list((base / "dump").glob("vzdump-lxc-9140-*.tar.zst"))
+    assert len(archives) == 1 and not list((base / "dump").glob("*.partial")), out
 
 
 def test_the_dashboard_names_a_process_that_died(client, admin_user, settings, tmp_path):

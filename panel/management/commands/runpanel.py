@@ -4,7 +4,7 @@ A process that dies is started again after a back-off (1 s, doubling to a minute
 it has run for a minute) while the others keep serving; each death is logged and written to
 var/runpanel-status.json, which the dashboard shows to administrators. Ctrl-C (or SIGTERM) stops
 them all: the web server first, then the agent, which finishes its running task first (up to
-PANEL_STOP_GRACE seconds, then it is killed and the task is failed as interrupted), redis last.
+PANEL_STOP_GRACE seconds, then it interrupts the task itself, saying why), redis last.
 """
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ class Command(BaseCommand):
                     os.kill(proc.pid, signal.SIGTERM)
                 else:
                     os.killpg(proc.pid, signal.SIGTERM)
-                grace = envint("PANEL_STOP_GRACE", 300) if name == "agent" else 30
+                # The agent ends its own grace period (PANEL_STOP_GRACE); this is the backstop.
+                grace = envint("PANEL_STOP_GRACE", 300) + 15 if name == "agent" else 30
                 try:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
