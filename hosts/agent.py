@@ -246,6 +246,14 @@ class Agent:
                                   seen_at=timezone.now()))
             OSTemplate.objects.filter(host=self.host).exclude(name__in=[i.name for i in found]).delete()
 
+    def log_capabilities(self) -> None:
+        from containers.engine.probes import host_capabilities
+        try:
+            for line in host_capabilities().lines():
+                logger.info("host: %s", line)
+        except Exception:  # a report only: it must not keep the agent from serving
+            logger.exception("cannot probe this host's capabilities")
+
     def start_onboot(self) -> None:
         """Start stopped containers marked onboot once per boot of the host, as the vz service did
         at boot. A restart of the agent or the panel leaves every container as its user left it."""
@@ -352,6 +360,7 @@ class Agent:
         self.sync_templates()
         self.reconcile()
         self.warn_privileged()
+        self.log_capabilities()
         self.start_onboot()
         thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
         thread.start()

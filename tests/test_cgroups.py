@@ -467,23 +467,33 @@ def test_format_user_beancounters_version_and_empty():
         "                   10                    0")
 
 
-def test_a_fresh_host_without_child_cgroups_still_finds_the_weight_file():
-    """On v1 the blkio weight files exist only in child cgroups; a fresh host has none to look at
-    (its first container did not start: "Failed to set blkio.weight"). The answer comes from a
-    child made for the question, which is removed again."""
-    real = Cgroup("vzpanel-test-absent")
-    if real.version != 1 or not (real.root / "blkio").is_dir():
-        pytest.skip("this machine has no cgroup v1 blkio hierarchy")  # the v2 path reads the root's files
-    base = real.root / "blkio"
-    child = base / f"vzpanel-test-child-{os.getpid()}"
-    child.mkdir()
-    try:
-        expected = {name for name in ("blkio.bfq.weight", "blkio.weight") if (child / name).exists()}
-    finally:
-        child.rmdir()
+def test_the_probes_answer_on_a_fresh_empty_hierarchy_as_on_this_used_one(tmp_path):
+    """A fresh host has no child cgroups: its first container did not start when the blkio weight
+    file was looked up in leftovers ("Failed to set blkio.weight"). The probes are asked of a freshly
+    made, empty hierarchy (an empty subtree of each controller, linked into a root of its own) and
+    must answer as they do here, where earlier containers left cgroups; they leave nothing behind.
+    (Real cgroup v2 hosts: tests/test_real_host.py asks the same before a VM's first container.)"""
     from containers.engine import cgroups
-    cgroups._probed.clear()
-    # What _has_file asks when the root has no child cgroup (this machine has some: asked directly).
-    found = {name for name in ("blkio.bfq.weight", "blkio.weight") if cgroups._child_has_file(base, name)}
-    assert found == expected
-    assert not list(base.glob("vzpanel-probe-*"))
+    from containers.engine.probes import V1_CONTROLLERS, cgroup_capabilities
+    real = Path(cgroups.DEFAULT_ROOT)
+    if cgroups.detect_version(str(real)) != 1:
+        pytest.skip("this machine's cgroups are v2: the VM test covers them")
+    fresh_root, made = tmp_path / "root", []
+    fresh_root.mkdir()
+    try:
+        for controller in V1_CONTROLLERS:
+            if (real / controller / "cgroup.procs").exists():
+                subtree = real / controller / f"vzpanel-fresh-{os.getpid()}"
+                subtree.mkdir()
+                made.append(subtree)
+                (fresh_root / controller).symlink_to(subtree)
+        cgroups._probed.clear()
+        on_fresh = cgroup_capabilities(fresh_root)
+        cgroups._probed.clear()
+        assert on_fresh == cgroup_capabilities(real)
+        assert on_fresh["io_weight_file"] and on_fresh["freezer"]
+        for subtree in made:
+            assert [p.name for p in subtree.iterdir() if p.is_dir()] == []  # the probe child is gone
+    finally:
+        for subtree in made:
+            subtree.rmdir()

@@ -210,25 +210,22 @@ class Cgroup:
 
     # -- limits ----------------------------------------------------------
     def _has_file(self, controller: str, fname: str) -> bool:
-        """Whether the kernel offers `fname` for containers: looked up in the
-        container's own directory when it exists, else in the controller root, else in
-        any existing child cgroup, else in a child made for the question. The last steps
-        matter on v1: weight files such as blkio.bfq.weight exist only in child cgroups,
-        never in the root, and a fresh host has no child cgroup to look at (its first
-        container did not start)."""
+        """Whether the kernel gives a container's cgroup `fname`: looked up in the container's
+        own directory while it runs, else in an empty child cgroup made and removed for the
+        question (once per process). Never in other cgroups: what an earlier container or
+        another program left there says nothing on a fresh host, whose first container did not
+        start when the answer came from leftovers. On v2 the controller is enabled for
+        children first, as a container needs it (see enable_for_children)."""
         base = self.root / controller if self.version == 1 else self.root
         own = base / self.dirname
         if own.is_dir():
             return (own / fname).exists()
-        if (base / fname).exists():
-            return True
-        try:
-            children = [entry for entry in base.iterdir() if entry.is_dir()]
-        except OSError:
-            return False
-        if children:
-            return any((child / fname).exists() for child in children)
-        return _child_has_file(base, fname)
+        if self.version == 2:
+            enable_for_children(self.root, fname.partition(".")[0])
+        files = child_cgroup_files(base)
+        if files is None:  # not a cgroup filesystem: a recorded tree (tests) answers for itself
+            return (base / fname).exists() or any((c / fname).exists() for c in base.iterdir() if c.is_dir())
+        return fname in files
 
     def _live_memsw_total(self) -> int | None:
         """The running container's current RAM+swap limit in bytes (None: unlimited or
@@ -267,7 +264,10 @@ class Cgroup:
                 else:  # swap accounting off (swapaccount=0): swap cannot be limited
                     out += mem
             else:
-                out += [("memory.max", str(ram)), ("memory.swap.max", str(swap))]
+                out.append(("memory.max", str(ram)))
+                if self._has_file("memory", "memory.swap.max"):
+                    out.append(("memory.swap.max", str(swap)))
+                # else swap accounting is off (swapaccount=0): swap cannot be limited
         if limits.ram_barrier_mb is not None:
             barrier = limits.ram_barrier_mb * MB
             out.append(("memory/memory.soft_limit_in_bytes", str(barrier)) if v1 else ("memory.high", str(barrier)))
@@ -290,6 +290,8 @@ class Cgroup:
             if v1:
                 fname = "blkio.bfq.weight" if self._has_file("blkio", "blkio.bfq.weight") else "blkio.weight"
                 out.append((f"blkio/{fname}", str(weight)))
+            elif self._has_file("io", "io.bfq.weight"):  # the BFQ scheduler's own weight
+                out.append(("io.bfq.weight", f"default {weight}"))
             else:
                 out.append(("io.weight", f"default {weight}"))
         return out
@@ -534,13 +536,15 @@ def _cell(value: int | None, none_as: int | None = None) -> str:
     return str(value)
 
 
-_probed: dict[tuple[str, str], bool] = {}
+_probed: dict[str, frozenset[str] | None] = {}
+CONTAINER_CONTROLLERS = ("cpu", "io", "memory", "pids")  # v2: what a container's limits need
 
 
-def _child_has_file(base: Path, fname: str) -> bool:
-    """Whether a child cgroup of `base` gets `fname`: asked of an empty child made and removed
-    here (once per process), as the kernel answers it for a container's."""
-    key = (str(base), fname)
+def child_cgroup_files(base: Path) -> frozenset[str] | None:
+    """The files the kernel gives a new child cgroup of `base`: asked of an empty child made and
+    removed here (once per process). None when `base` is not a cgroup filesystem (a real
+    cgroup directory always has cgroup.procs) or no child can be made there."""
+    key = str(base)
     if key not in _probed:
         probe = base / f"vzpanel-probe-{os.getpid()}"
         try:
@@ -548,12 +552,33 @@ def _child_has_file(base: Path, fname: str) -> bool:
         except FileExistsError:
             pass
         except OSError:
-            return False  # not ours to create children in: the config keys decide at start
+            return None  # not ours to create children in: the config keys decide at start
         try:
-            _probed[key] = (probe / fname).exists()
+            files = frozenset(entry.name for entry in probe.iterdir())
+            _probed[key] = files if "cgroup.procs" in files else None
         finally:
             try:
                 probe.rmdir()
             except OSError:
                 pass
     return _probed[key]
+
+
+def enable_for_children(root: Path, controller: str) -> bool:
+    """v2: make `controller` available to the root's children (containers), as LXC needs it and
+    as systemd does for the controllers its own units use; a fresh host may not have it on.
+    True when it is on. Only controllers in CONTAINER_CONTROLLERS, only when the kernel offers
+    them (cgroup.controllers); the probe cache is dropped when something changed."""
+    if controller not in CONTAINER_CONTROLLERS:
+        return False
+    try:
+        if controller in (root / "cgroup.subtree_control").read_text().split():
+            return True
+        if controller not in (root / "cgroup.controllers").read_text().split():
+            return False
+        with open(root / "cgroup.subtree_control", "w") as fh:
+            fh.write(f"+{controller}")
+    except OSError:
+        return False
+    _probed.pop(str(root), None)
+    return True

@@ -8,6 +8,7 @@
     hostctl drain NAME [--reason TEXT] | undrain NAME
     hostctl evacuate NAME [--offline] [--no-wait]
     hostctl remove NAME
+    hostctl capabilities [--json]   what this machine's kernel and tools can do for containers
 """
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="act as this panel user (default: the first superuser)")
         sub = parser.add_subparsers(dest="verb", required=True)
         sub.add_parser("list")
+        sub.add_parser("capabilities").add_argument("--json", action="store_true")
         p = sub.add_parser("add")
         p.add_argument("name")
         p.add_argument("--lxcpath", default="/var/lib/lxc")
@@ -47,8 +49,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from accounts.permissions import sees_infrastructure, visible_hosts
-        user = acting_user(opts["user"])
         verb = opts["verb"]
+        if verb == "capabilities":  # this machine's, asked as root: no panel user or database involved
+            import json
+            from containers.engine.probes import host_capabilities
+            found = host_capabilities()
+            self.stdout.write(json.dumps(found.as_dict()) if opts["json"] else "\n".join(found.lines()))
+            return
+        user = acting_user(opts["user"])
         if not sees_infrastructure(user):  # as on the web: hosts are not part of a tenant's role
             raise CommandError(f"{user.username} may not administer hosts: hosts are not part of their role")
         if verb == "list":
