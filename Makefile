@@ -15,8 +15,11 @@ RUN_DEBS := lxc uidmap redis-server rsync zstd xz-utils busybox-static python3-v
 AGENT_DEBS := openssh-server
 TEST_DEBS := chromium postgresql gcc $(AGENT_DEBS)
 NODE_DEBS := nodejs npm
+# A production install (deploy/install.sh) adds its HTTPS front; front-end files come from the checkout.
+PRODUCTION_DEBS := $(RUN_DEBS) $(AGENT_DEBS) nginx
 
-.PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean
+.PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean \
+        install-production upgrade-production production-debs wheelhouse
 
 run: install setup
 	$(PY) manage.py runpanel
@@ -42,31 +45,48 @@ agent: debs agent-debs venv
 
 install: debs venv assets
 
+# A real host, for production (docs/operations.md, "Production install"): systemd units, HTTPS
+# through nginx, configuration in /etc/vzpanel/vzpanel.env, state in /var/lib/vzpanel. As root:
+#   make install-production [SERVER_NAMES=panel.example.org] [CERT=/path KEY=/path] [WHEELHOUSE=dir]
+#   make upgrade-production     new code, Python packages, migrations, static files, restarts
+install-production:
+	deploy/install.sh
+
+upgrade-production:
+	deploy/install.sh --upgrade
+
+# Wheels of the panel's Python packages, for an install on a host without network:
+#   make wheelhouse WHEELHOUSE=dir, then make install-production WHEELHOUSE=dir there
+wheelhouse: venv
+	@test -n "$(WHEELHOUSE)" || { echo "make wheelhouse: give WHEELHOUSE=dir"; exit 2; }
+	deploy/requirements.py > $(VENV)/production-requirements.txt
+	$(VENV)/bin/pip wheel -q -w $(WHEELHOUSE) -r $(VENV)/production-requirements.txt
+
 install-test: test-debs
 	$(VENV)/bin/pip install -q -e ".[test]"
 
-# Debian packages: only the missing ones are installed.
-debs:
-	@missing=$$(for p in $(RUN_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	command -v npm >/dev/null || missing="$$missing $(NODE_DEBS)"; \
+# Debian packages: only the missing ones are installed (apt-get update only then, so a host that
+# has them all needs no network). $(1): the packages; $(2): a shell line that may add to $$missing.
+define install_debs
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	$(2) \
 	if [ -n "$$(echo $$missing)" ]; then \
 	  echo "Installing Debian packages:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+debs:
+	$(call install_debs,$(RUN_DEBS),command -v npm >/dev/null || missing="$$missing $(NODE_DEBS)";)
 
 agent-debs:
-	@missing=$$(for p in $(AGENT_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$(echo $$missing)" ]; then \
-	  echo "Installing Debian packages:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call install_debs,$(AGENT_DEBS))
 
 test-debs:
-	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$(echo $$missing)" ]; then \
-	  echo "Installing Debian packages:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call install_debs,$(TEST_DEBS))
+
+production-debs:
+	$(call install_debs,$(PRODUCTION_DEBS))
 
 venv: $(VENV)/.installed
 

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "panel.middleware.ProxiedClientAddressMiddleware",  # first: all below see the real address
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -169,7 +170,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# A production install collects them outside the state directory, where nginx serves them (deploy/).
+STATIC_ROOT = Path(env("PANEL_STATIC_ROOT", "") or VAR_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -205,10 +207,20 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+PROXY_CLIENT_ADDRESS_HEADER = ""  # development: clients reach gunicorn directly
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # In production the panel sits behind its HTTPS proxy (deploy/nginx/vzpanel.conf), the only
+    # client of gunicorn's socket, which sets these two headers itself over whatever a browser sent.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    PROXY_CLIENT_ADDRESS_HEADER = "HTTP_X_REAL_IP"  # for the audit log and login lock-outs
+    SECURE_SSL_REDIRECT = True
+    # HSTS for a year. A panel normally has a host name of its own, so covering the names below it
+    # (and saying it may be preloaded) changes nothing else; set them to no for a panel on a bare domain.
+    SECURE_HSTS_SECONDS = envint("PANEL_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("PANEL_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("PANEL_HSTS_PRELOAD", True)
 
 # Redis: jobs in database 0 of REDIS_URL. The local default is the unix socket of
 # the redis-server that `make run` starts under var/ (tasks/redis_server.py), where every

@@ -13,6 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.PANEL_HOST_NAME,
                             help="the host this agent serves (default: PANEL_HOST_NAME)")
         parser.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
+        parser.add_argument("--issue-token", action="store_true",
+                            help="serve with a token issued now (any earlier one stops working), as "
+                                 "runpanel does for this machine's agent; it never leaves this process")
 
     def handle(self, *args, **opts):
         try:
@@ -21,7 +24,10 @@ class Command(BaseCommand):
             raise CommandError(f"host {opts['host']!r} is not registered; run "
                                f"'manage.py register_host {opts['host']}' first") from None
         token = settings.HOST_TOKEN
-        if not token and settings.HOST_TOKEN_FILE:
+        if opts["issue_token"]:
+            from hosts.services import issue_token
+            token = issue_token(None, host)
+        elif not token and settings.HOST_TOKEN_FILE:
             try:
                 token = open(settings.HOST_TOKEN_FILE).read().strip()
             except OSError as exc:
