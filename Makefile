@@ -13,7 +13,7 @@ RUN_DEBS := lxc uidmap redis-server rsync zstd xz-utils busybox-static python3-v
             openssh-client criu
 # A host that receives migrations runs sshd; the tests run one in a network namespace.
 AGENT_DEBS := openssh-server
-TEST_DEBS := chromium postgresql gcc $(AGENT_DEBS)
+TEST_DEBS := chromium postgresql gcc systemd $(AGENT_DEBS)
 NODE_DEBS := nodejs npm
 # A production install (deploy/install.sh) adds its HTTPS front; front-end files come from the checkout.
 PRODUCTION_DEBS := $(RUN_DEBS) $(AGENT_DEBS) nginx

@@ -210,8 +210,6 @@ def test_development_settings_stay_as_make_run_has_them(tmp_path):
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed")
     # The virtualenv's python is /opt/vzpanel/venv/bin/python on the host; here, this one.
     for unit in UNIT_DIR.glob("vzpanel*"):
         (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/vzpanel/venv/bin/python", sys.executable))
@@ -253,24 +251,6 @@ def test_units_key_settings():
     for header in ("X-Forwarded-Proto $scheme", "X-Real-IP $remote_addr"):
         assert f"proxy_set_header {header};" in site
     assert "return 301 https://$host$request_uri;" in site
-
-
-def test_nginx_accepts_the_site(installed, tmp_path):
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if not nginx:
-        pytest.skip("nginx is not installed here (the VM test runs it)")
-    root, _ = installed
-    site = (root / "etc/nginx/sites-available/vzpanel").read_text()
-    site = site.replace("/etc/vzpanel", str(root / "etc/vzpanel")).replace("/opt/vzpanel", str(root / "opt/vzpanel"))
-    (tmp_path / "site.conf").write_text(site)
-    temp = "".join(f"{kind}_temp_path {tmp_path}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid; events {{}} http {{ access_log {tmp_path}/access.log;"
-        f" client_body_temp_path {tmp_path}/body; {temp}"
-        f" include {tmp_path}/site.conf; }}\n")
-    result = subprocess.run([nginx, "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("configured, sent, seen", [
