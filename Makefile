@@ -24,18 +24,11 @@ PRODUCTION_DEBS := $(RUN_DEBS) $(AGENT_DEBS) nginx
 run: install setup
 	$(PY) manage.py runpanel
 
-# The whole suite on SQLite and, beside it, the database-touching tests again on a real
-# PostgreSQL (the database several hosts share) that tests/with_postgres.py starts and removes.
-# The PostgreSQL pass starts no container or agent; its report follows the SQLite one.
+# The whole suite in three pytest processes at once (tests/run_suite.py): the main lane on
+# SQLite; long, mostly waiting tests (marked own_lane) beside it; and the database-touching
+# tests again on a real PostgreSQL that tests/with_postgres.py starts and removes.
 test: install install-test
-	@pglog=$$(mktemp /tmp/vzpanel-postgres-tests-XXXXXX.log); \
-	$(PY) tests/with_postgres.py -q -p no:cacheprovider -m "not integration and not browser and not contract" \
-	  > $$pglog 2>&1 & pg=$$!; \
-	$(PY) -m pytest; sqlite=$$?; \
-	wait $$pg; postgres=$$?; \
-	echo "== The database-touching tests on PostgreSQL (run beside the suite above):"; \
-	cat $$pglog; rm -f $$pglog; \
-	test $$sqlite -eq 0 && test $$postgres -eq 0
+	$(PY) tests/run_suite.py
 
 # Another host of the panel: install what its agent needs and run the agent (docs/operations.md):
 #   make agent HOST=NAME PANEL_HOST_TOKEN=... REDIS_URL=redis://... PANEL_DATABASE_URL=postgresql://...

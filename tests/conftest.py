@@ -75,18 +75,14 @@ def _destroy_all_test_containers():
 SYSCTLS = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]
 
 
-def pytest_collection_modifyitems(session, config, items):
-    session.runs_agents = any(item.get_closest_marker("integration") for item in items)
-
-
 @pytest.fixture(scope="session", autouse=True)
-def run_dir(request):
-    """The whole run's directory; removed at the end with every container in it. A run with
-    integration tests puts back the forwarding switches the agent turns on for venet; a run
-    without them leaves them alone (`make test` runs the PostgreSQL pass beside the integration
-    tests, which need forwarding on until they end)."""
+def run_dir():
+    """The whole run's directory; removed at the end with every container in it. The forwarding
+    switches the agent turns on for venet are put back as they were, unless the caller does it
+    (tests/run_suite.py runs three pytest processes at once: one ending first must not switch
+    them off under the others)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    restore = getattr(request.session, "runs_agents", True)
+    restore = not os.environ.get("VZPANEL_TEST_SYSCTLS_BY_CALLER")
     saved = {p: Path(p).read_text() for p in SYSCTLS if Path(p).exists()} if restore else {}
     yield RUN_DIR
     _destroy_all_test_containers()

@@ -20,7 +20,8 @@ from tasks.models import Task
 
 from .conftest import DUMP_DIR, LXCPATH, lxc_info_state, lxcpath_entries, wait_task, wait_until
 
-pytestmark = pytest.mark.integration
+# own_lane: make test runs these beside the main lane (their CTIDs, 95xx, are theirs alone).
+pytestmark = [pytest.mark.integration, pytest.mark.own_lane]
 
 
 def make(admin, host, template_name, ctid, start=False):

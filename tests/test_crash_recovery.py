@@ -19,6 +19,8 @@ from .conftest import DUMP_DIR, LXCPATH, lxc_info_state, wait_task, wait_until
 from .test_integration import create
 
 integration = pytest.mark.integration
+# make test runs this file beside the main lane (its CTIDs, 912x-913x, are its alone).
+pytestmark = pytest.mark.own_lane
 
 
 def die_at(agent_process, point: str, env_name: str = "VZPANEL_DIE_AT"):

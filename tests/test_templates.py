@@ -21,6 +21,7 @@ def members(path: Path) -> list[str]:
     return out.splitlines()
 
 
+@pytest.mark.own_lane  # minutes of debootstrap, mostly waiting on the mirror
 def test_debian_build_boots_and_makes_a_template(agent, admin_user, host):
     task = wait_task(ostemplates.build_template(admin_user, host, distribution="debian", release="bookworm",
                                                 architecture="amd64", name="debian-12-test"), timeout=900)

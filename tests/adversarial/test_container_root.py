@@ -119,7 +119,8 @@ def test_each_container_of_a_host_gets_ids_of_its_own(tmp_path):
     assert lxc.id_slot(101 + slots) == seen[1]  # its config's, not the CTID's
 
 
-@pytest.mark.integration  # rewrites /etc/subuid for a moment: never beside other runs
+@pytest.mark.integration
+@pytest.mark.alone  # rewrites /etc/subuid for a moment: never beside tests that start containers
 @pytest.mark.parametrize("before", ["alice:100000:65536\nbob:165536:65536\n", "", None])
 def test_a_host_without_a_range_for_root_gets_one_past_everyone_elses(before):
     """A fresh Debian host gives its first user 100000:65536 and root nothing: root's range goes
