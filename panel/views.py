@@ -1,10 +1,7 @@
 """The dashboard: hosts with their metrics, capacity and agent status, containers by state, recent tasks,
 quota usage per tenant, the containers expiring soon and the latest resource events."""
-import json
 from datetime import datetime, timezone as dt_timezone
-from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.shortcuts import render
@@ -14,6 +11,7 @@ from accounts.permissions import sees_everything, sees_infrastructure, visible_c
 from containers.choices import ContainerStatus
 from hosts.capacity import capacity_rows
 from metrics.models import ContainerEvent
+from panel import process_status
 from tasks.choices import ACTIVE_STATES
 from tenancy.expiry import expiring_soon
 from tenancy.quotas import quota_rows
@@ -23,18 +21,14 @@ DASHBOARD_EVENTS = 10  # latest resource events shown
 
 
 def process_troubles() -> list[dict]:
-    """The panel's own processes that died since `make run` started them (runpanel's status file):
-    each was started again, or is waiting for its back-off."""
-    try:
-        data = json.loads((Path(settings.VAR_DIR) / "runpanel-status.json").read_text())
-    except (OSError, ValueError):
-        return []
+    """The panel's own processes that died (panel/process_status.py, written by runpanel or the
+    systemd units): each was started again, or is waiting for its back-off."""
     troubles = []
-    for name, info in sorted(data.items()) if isinstance(data, dict) else []:
+    for name, info in sorted(process_status.read().items()):
         if isinstance(info, dict) and info.get("restarts"):
             at = info.get("last_exit_at")
             troubles.append({"name": name, "restarts": info["restarts"], "last_exit": info.get("last_exit"),
-                             "running": bool(info.get("pid")),
+                             "running": bool(info.get("pid")), "systemd": info.get("supervisor") == "systemd",
                              "at": datetime.fromtimestamp(at, dt_timezone.utc) if isinstance(at, (int, float)) else None})
     return troubles
 

@@ -49,7 +49,7 @@ def panel_env():
 
 def status(base: Path) -> dict:
     try:
-        return json.loads((base / "var" / "runpanel-status.json").read_text())
+        return json.loads((base / "var" / "process-status.json").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -104,7 +104,7 @@ def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
         pids = [info["pid"] for info in status(base).values()]
     finally:
         stop_panel(panel, base)
-    assert not (base / "var" / "runpanel-status.json").exists()
+    assert not (base / "var" / "process-status.json").exists()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -137,10 +137,35 @@ def test_stopping_the_panel_lets_a_running_backup_finish(panel_env):
 
 def test_the_dashboard_names_a_process_that_died(client, admin_user, settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    (tmp_path / "runpanel-status.json").write_text(json.dumps({
+    (tmp_path / "process-status.json").write_text(json.dumps({
         "agent": {"pid": 4242, "restarts": 2, "last_exit": -9, "last_exit_at": time.time()},
         "web": {"pid": 4243, "restarts": 0, "last_exit": None, "last_exit_at": None}}))
     client.force_login(admin_user)
     page = client.get("/").content.decode()
     assert "process-trouble" in page and "<strong>agent</strong> process died 2 times" in page
+    assert "<strong>web</strong>" not in page
+
+
+def test_a_unit_that_died_under_systemd_is_named_on_the_dashboard(client, admin_user, settings, tmp_path,
+                                                                  monkeypatch):
+    """The production units report through ExecStartPost/ExecStopPost (deploy/systemd): a kill counts
+    as a death, a stop asked for does not."""
+    from django.core.management import call_command
+    settings.VAR_DIR = tmp_path
+    call_command("process_status", "started", "agent", "4242")
+    call_command("process_status", "started", "web", "4243")
+    monkeypatch.setenv("SERVICE_RESULT", "signal")
+    monkeypatch.setenv("EXIT_CODE", "killed")
+    monkeypatch.setenv("EXIT_STATUS", "KILL")
+    call_command("process_status", "exited", "agent")
+    monkeypatch.setenv("SERVICE_RESULT", "success")  # systemctl stop vzpanel-web
+    monkeypatch.setenv("EXIT_CODE", "exited")
+    monkeypatch.setenv("EXIT_STATUS", "0")
+    call_command("process_status", "exited", "web")
+    call_command("process_status", "started", "agent", "4244")  # systemd started it again
+    info = json.loads((tmp_path / "process-status.json").read_text())["agent"]
+    assert (info["pid"], info["restarts"], info["last_exit"]) == (4244, 1, -signal.SIGKILL)
+    client.force_login(admin_user)
+    page = client.get("/").content.decode()
+    assert "<strong>agent</strong> process died 1 time\n" in page and "journalctl -u vzpanel-agent" in page
     assert "<strong>web</strong>" not in page

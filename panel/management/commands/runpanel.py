@@ -2,7 +2,7 @@
 
 A process that dies is started again after a back-off (1 s, doubling to a minute; back to 1 s once
 it has run for a minute) while the others keep serving; each death is logged and written to
-var/runpanel-status.json, which the dashboard shows to administrators. Ctrl-C (or SIGTERM) stops
+var/process-status.json, which the dashboard shows to administrators. Ctrl-C (or SIGTERM) stops
 them all: the web server first, then the agent, which finishes its running task first (up to
 PANEL_STOP_GRACE seconds, then it interrupts the task itself, saying why), redis last.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from panel import process_status
 from panel.env import env, envint
 
 
@@ -90,7 +91,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        status = SupervisorStatus(var / STATUS_FILE)
+        status = SupervisorStatus(var / process_status.STATUS_FILE)
         status.write(children.values())
         try:
             while not stopping:
@@ -130,7 +131,6 @@ class Command(BaseCommand):
             self.stdout.write(f"[runpanel] {name} stopped")
 
 
-STATUS_FILE = "runpanel-status.json"
 BACKOFF_MAX = 60.0
 
 
@@ -165,20 +165,15 @@ class Child:
 
 
 class SupervisorStatus:
-    """var/runpanel-status.json: each process's pid, restarts and last exit, for the dashboard."""
+    """Each child's pid, restarts and last exit, for the dashboard (panel/process_status.py)."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def write(self, children) -> None:
-        data = {child.name: {"pid": child.proc.pid if child.restart_at is None else None,
-                             "restarts": child.restarts, "last_exit": child.last_exit,
-                             "last_exit_at": child.last_exit_at} for child in children}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.write_text(json.dumps(data))
-        os.chmod(tmp, 0o644)  # the web user reads it
-        tmp.replace(self.path)
+        process_status.write({child.name: {"pid": child.proc.pid if child.restart_at is None else None,
+                                           "restarts": child.restarts, "last_exit": child.last_exit,
+                                           "last_exit_at": child.last_exit_at} for child in children}, self.path)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
