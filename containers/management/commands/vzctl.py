@@ -16,7 +16,7 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, placeable_hosts
 from containers import services
-from containers.engine.units import MIB
+from containers.engine.units import BLOCK, MIB, PAGE
 from panel import validators
 from panel.validators import argparse_type
 from tasks.choices import TaskStatus
@@ -25,7 +25,7 @@ from tasks.services import TaskError
 
 
 def _size_or_unit(unit_bytes: int):
-    """A vzctl value in MiB: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units."""
+    """A vzctl value in MiB: with a K/M/G/T suffix a size (P: 4 KiB pages, B: bytes), without one a count of `unit_bytes` units."""
     return argparse_type(lambda text: validators.size_mb(text, unit_bytes))
 
 
@@ -42,8 +42,15 @@ def pair(convert):
 
 
 count = argparse_type(lambda text: validators.whole_number(text, "The number", 0))
-diskspace_mb = pair(_size_or_unit(1024))       # 1K blocks unless suffixed
-pages_mb = pair(_size_or_unit(4096))            # 4 KiB pages unless suffixed
+
+
+def count_or_unlimited(text: str) -> int | None:
+    """vzctl --numproc: a count (no unit suffix), or "unlimited" (None: no process limit)."""
+    return None if text == "unlimited" else count(text)
+
+
+diskspace_mb = pair(_size_or_unit(BLOCK))      # 1K blocks unless suffixed
+pages_mb = pair(_size_or_unit(PAGE))           # 4 KiB pages unless suffixed
 counts = pair(count)
 hostname = argparse_type(validators.validate_hostname)
 # "" clears the name, as on the settings page.
@@ -122,7 +129,7 @@ class Command(BaseCommand):
         p.add_argument("--cpuunits", type=count, help="relative CPU weight (default 1000)")
         p.add_argument("--cpulimit", type=count, help="percent of one CPU; 0 = no limit")
         p.add_argument("--ioprio", type=count, help="I/O priority 0..7 (default 4)")
-        p.add_argument("--numproc", type=counts, help="processes, barrier[:limit]")
+        p.add_argument("--numproc", type=pair(count_or_unlimited), help="processes, barrier[:limit] or unlimited")
         p.add_argument("--physpages", type=pages_mb, help="RAM barrier[:limit], in 4 KiB pages or with a suffix")
         p.add_argument("--swappages", type=pages_mb, help="swap [barrier:]limit, in 4 KiB pages or with a suffix")
         p.add_argument("--diskspace", type=diskspace_mb, help="soft[:hard], 1K blocks or with a suffix (2G:2200M)")
