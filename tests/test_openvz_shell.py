@@ -1,0 +1,114 @@
+"""The OpenVZ admin's shell: vzctl, vzlist, vzdump, vzrestore, vzmigrate, vzcalc and vzmemcheck as
+root types them, against real containers on a real agent."""
+import gzip
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from backups.models import Backup
+from containers.models import Container
+from tasks.models import Task
+
+from .conftest import BASE_DIR, lxc_info_state
+from .test_backups import _base_members, _info, _tar
+
+pytestmark = pytest.mark.integration
+
+# A vswap container's config as vzctl 4 wrote it (ve-vswap-256m.conf-sample, with its DISKSPACE).
+VPS_CONF = """# RAM
+PHYSPAGES="0:256M"
+# Swap
+SWAPPAGES="0:512M"
+# Disk quota parameters (in form of softlimit:hardlimit)
+DISKSPACE="2G:2.2G"
+DISKINODES="131072:144179"
+QUOTATIME="0"
+# CPU fair scheduler parameter
+CPUUNITS="1000"
+NUMPROC="unlimited"
+VE_ROOT="/vz/root/$VEID"
+VE_PRIVATE="/vz/private/$VEID"
+OSTEMPLATE="debian-7.0-x86_64"
+ORIGIN_SAMPLE="vswap-256m"
+HOSTNAME="{hostname}"
+ONBOOT="no"
+"""
+
+
+def openvz_archive(busybox_template, path, hostname: str):
+    """An archive as OpenVZ's vzdump wrote it: the private area with ./etc/vzdump/vps.conf."""
+    conf = VPS_CONF.format(hostname=hostname).encode()
+    data = _tar(_base_members(busybox_template) + [_info("./etc/vzdump", tarfile.DIRTYPE),
+                                                    _info("./etc/vzdump/vps.conf", data=conf)])
+    path.write_bytes(gzip.compress(data, 1) if path.name.endswith(("gz", ".tgz")) else data)
+    return path
+
+
+@pytest.fixture
+def vz(agent):
+    """Run one of the commands as root at a shell would, with the panel's test settings."""
+    env = agent.env()
+
+    def run(*argv):
+        return subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *argv], cwd=BASE_DIR, env=env,
+                              capture_output=True, text=True, timeout=300)
+    return run
+
+
+def changes():
+    return (Backup.objects.count(), Task.objects.count(), Container.objects.count())
+
+
+def test_vzrestore_takes_openvz_archives_by_path(vz, admin_user, host, busybox_template, tmp_path, settings):
+    archive = openvz_archive(busybox_template, tmp_path / "vzdump-openvz-9720-2014_05_06-01_02_03.tgz", "old.example")
+    res = vz("vzrestore", str(archive), "9720")
+    assert res.returncode == 0, res.stderr + res.stdout
+    ct = Container.objects.get(ctid=9720)
+    assert (ct.hostname, ct.disk_soft_mb, ct.disk_mb, ct.ram_mb, ct.swap_mb, ct.numproc) == (
+        "old.example", 2048, 2252, 256, 512, None)
+    assert lxc_info_state(9720) == "STOPPED"
+    assert archive.exists()  # root's file is copied, never taken
+    assert Backup.objects.get().filename == "vzdump-openvz-9720-2014_05_06-01_02_03.tar.gz"
+    assert not [p for p in os.listdir(settings.UPLOAD_DIR) if not p.startswith(".")]
+
+    # vzdump 1.0's name (no kind, no date): the file's own time.
+    old = openvz_archive(busybox_template, tmp_path / "vzdump-9721.tar", "older.example")
+    os.utime(old, (1262304000, 1262304000))
+    res = vz("vzrestore", str(old), "9721")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert Backup.objects.filter(filename__startswith="vzdump-openvz-9721-2010_01_01-").exists()
+    assert Container.objects.get(ctid=9721).hostname == "older.example"
+
+
+def test_vzrestore_bad_input_is_one_line_and_changes_nothing(vz, admin_user, host, busybox_template, tmp_path):
+    archive = openvz_archive(busybox_template, tmp_path / "vzdump-openvz-9722-2014_05_06-01_02_03.tar", "x.example")
+    (tmp_path / "evil.tar").write_bytes(archive.read_bytes())
+    (tmp_path / "vzdump-openvz-9723-2014_05_06-01_02_03.tar.zst").write_bytes(b"not an archive at all")
+    Container.objects.create(ctid=9724, hostname="taken.example", ostemplate="x", host=host, status="stopped")
+    before = changes()
+    for argv, says in [
+        ((str(tmp_path / "evil.tar"), "9722"), "is not a vzdump archive name"),
+        ((str(tmp_path / "missing.tar"), "9722"), "neither a listed backup nor an archive file"),
+        ((str(archive), "9724"), "CTID 9724 is already in use"),
+        ((str(archive), "12"), "CTID"),
+    ]:
+        res = vz("vzrestore", *argv)
+        assert res.returncode != 0 and says in res.stderr.strip().splitlines()[-1], (argv, res.stderr)
+        assert "Traceback" not in res.stderr and changes() == before
+    # Not an archive inside: the agent refuses it, and keeps nothing of it.
+    res = vz("vzrestore", str(tmp_path / "vzdump-openvz-9723-2014_05_06-01_02_03.tar.zst"), "9723")
+    assert res.returncode != 0 and "not imported" in res.stderr
+    assert not Backup.objects.exists() and not Container.objects.filter(ctid=9723).exists()
+
+
+def test_vzrestore_from_a_file_is_for_root_only(admin_user, host, tmp_path, monkeypatch):
+    (tmp_path / "vzdump-openvz-9725-2014_05_06-01_02_03.tar").write_bytes(b"x")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(CommandError, match="only root restores from a file"):
+        call_command("vzrestore", str(tmp_path / "vzdump-openvz-9725-2014_05_06-01_02_03.tar"), "9725")
+    assert not Task.objects.exists()
