@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 from django.core.management import call_command
@@ -14,7 +15,7 @@ from backups.models import Backup
 from containers.models import Container
 from tasks.models import Task
 
-from .conftest import BASE_DIR, lxc_info_state
+from .conftest import BASE_DIR, lxc_info_state, wait_until
 from .test_backups import _base_members, _info, _tar
 
 pytestmark = pytest.mark.integration
@@ -54,9 +55,9 @@ def vz(agent):
     """Run one of the commands as root at a shell would, with the panel's test settings."""
     env = agent.env()
 
-    def run(*argv):
+    def run(*argv, input=None):
         return subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *argv], cwd=BASE_DIR, env=env,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, input=input)
     return run
 
 
@@ -112,3 +113,88 @@ def test_vzrestore_from_a_file_is_for_root_only(admin_user, host, tmp_path, monk
     with pytest.raises(CommandError, match="only root restores from a file"):
         call_command("vzrestore", str(tmp_path / "vzdump-openvz-9725-2014_05_06-01_02_03.tar"), "9725")
     assert not Task.objects.exists()
+
+
+def test_vzctl_verbs_as_an_openvz_admin_types_them(vz, admin_user, host, template_name, tmp_path):
+    from tenancy.models import Plan
+    assert vz("vzctl", "create", "9701", "--ostemplate", template_name, "--hostname", "ct9701.test").returncode == 0
+    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist unmounted down\n"
+    assert vz("vzctl", "start", "9701").returncode == 0
+    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist mounted running\n"
+    assert vz("vzctl", "status", "9799").stdout == "CTID 9799 deleted unmounted down\n"
+
+    # exec: one word with blanks is a shell command line, as vzctl gave it to the container's shell
+    res = vz("vzctl", "exec", "9701", "echo hi | tr h H; exit 3")
+    assert (res.returncode, res.stdout) == (3, "Hi\n")
+    res = vz("vzctl", "exec2", "9701", "sh", "-c", "exit 5")
+    assert res.returncode == 5
+    res = vz("vzctl", "exec", "9701", "-", input="echo from stdin\nexit 0\n")
+    assert (res.returncode, res.stdout) == (0, "from stdin\n")
+
+    # runscript: a local script, copied in (its #! line counts) and run; nothing of it stays inside
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\necho \"$0 args: $*\"\ncat /etc/hostname\nexit 4\n")
+    res = vz("vzctl", "runscript", "9701", str(script), "a", "b")
+    assert res.returncode == 4, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].endswith(" args: a b") and lines[1] == "ct9701.test"
+    leftover = lines[0].split()[0]
+    assert vz("vzctl", "exec2", "9701", "test", "-e", leftover).returncode == 1
+    res = vz("vzctl", "runscript", "9701", str(tmp_path / "missing.sh"))
+    assert res.returncode != 0 and "No such file or directory" in res.stderr
+
+    # suspend: frozen, said plainly without a checkpoint, and left frozen by the agent's reconcile
+    res = vz("vzctl", "suspend", "9701")
+    assert res.returncode == 0 and "No checkpoint is written" in res.stdout, res.stderr
+    assert lxc_info_state(9701) == "FROZEN"
+    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist mounted down suspended\n"
+    time.sleep(3 * 2)  # a few reconcile passes (PANEL_AGENT_RECONCILE_SECONDS=2 in the tests)
+    assert lxc_info_state(9701) == "FROZEN"
+    res = vz("vzctl", "exec", "9701", "true")
+    assert res.returncode != 0 and "is suspended; resume it" in res.stderr
+    assert vz("vzctl", "resume", "9701").returncode == 0
+    assert lxc_info_state(9701) == "RUNNING"
+    assert vz("vzctl", "resume", "9701").returncode != 0
+
+    # enter: a shell on this machine's container, with the terminal (here a pipe)
+    res = vz("vzctl", "enter", "9701", input="cat /etc/hostname\nexit\n")
+    assert res.returncode == 0 and "ct9701.test" in res.stdout, res.stderr
+
+    # set: --save and --setmode accepted with their meaning here, a plan applied, the rest refused
+    Plan.objects.create(name="vps.basic", ram_mb=256, swap_mb=128, cpus=1, disk_mb=2048)
+    res = vz("vzctl", "set", "9701", "--applyconfig", "vps.basic", "--setmode", "restart", "--save")
+    assert res.returncode == 0, res.stderr
+    assert "nothing here needs a restart" in res.stdout
+    ct = Container.objects.get(ctid=9701)
+    assert (ct.ram_mb, ct.swap_mb) == (256, 128)
+    res = vz("vzctl", "set", "9701", "--applyconfig", "vps.nothere")
+    assert res.returncode != 0 and "no plan 'vps.nothere'" in res.stderr
+    before = Task.objects.count()
+    for argv, says in [(("--capability", "sys_time:on"), "--capability: every container here has the same"),
+                       (("--features", "nfs:on", "--ram", "1G"), "--features: OpenVZ's kernel features"),
+                       (("--privvmpages", "1G"), "privvmpages: no limit for this"),
+                       (("--quotaugidlimit", "100"), "--quotaugidlimit: user and group quotas")]:
+        res = vz("vzctl", "set", "9701", *argv, "--save")
+        assert res.returncode != 0 and says in res.stderr and "Nothing was changed" in res.stderr, res.stderr
+    assert Task.objects.count() == before and Container.objects.get(ctid=9701).ram_mb == 256
+    for verb in ("console", "chkpnt", "snapshot", "quotaon", "mount", "umount"):
+        res = vz("vzctl", verb, "9701")
+        assert res.returncode != 0 and res.stderr.startswith(f"CommandError: vzctl {verb}: "), res.stderr
+    help_text = vz("vzctl", "--help").stdout
+    for verb in ("create", "destroy", "start", "stop", "restart", "status", "set", "exec", "exec2", "runscript",
+                 "enter", "suspend", "resume", "mount", "umount", "console"):
+        assert f"\n    {verb} " in help_text
+
+    assert vz("vzctl", "stop", "9701").returncode == 0
+    assert vz("vzctl", "delete", "9701").returncode == 0
+    assert lxc_info_state(9701) == "ABSENT"
+    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 deleted unmounted down\n"
+
+
+def test_vzctl_enter_refuses_a_container_elsewhere_naming_its_host(admin_user, host, tmp_path):
+    from hosts.models import Host
+    other = Host.objects.create(name="vzt-elsewhere", lxcpath=str(tmp_path / "lxc"), template_dir=str(tmp_path),
+                                dump_dir=str(tmp_path))
+    Container.objects.create(ctid=9702, hostname="far.example", ostemplate="x", host=other, status="running")
+    with pytest.raises(CommandError, match="Container 9702 is on host vzt-elsewhere, not this machine"):
+        call_command("vzctl", "enter", "9702")
