@@ -103,3 +103,11 @@ def test_counts_with_a_unit_are_refused_as_vzctl_refused_them(text):
         vzctl_set("--numproc", text)
     with pytest.raises(CommandError):
         vzctl_set("--diskinodes", text)
+
+
+def test_a_vswap_physpages_barrier_of_0_means_no_barrier():
+    """PHYSPAGES="0:262144", as every vswap sample has it: no barrier, a 1 GiB limit."""
+    from containers.management.commands.vzctl import limit_changes
+    opts = vzctl_set("--physpages", "0:262144")
+    assert limit_changes(opts) == {"ram_barrier_mb": None, "ram_mb": 1024}
+    assert limit_changes(vzctl_set("--physpages", "128M:256M")) == {"ram_barrier_mb": 128, "ram_mb": 256}

@@ -147,7 +147,8 @@ def limit_changes(opts: dict) -> dict:
     if opts.get("numproc") is not None:
         changes["numproc"] = opts["numproc"][1]  # pids has a limit only
     if opts.get("physpages") is not None:
-        changes["ram_barrier_mb"], changes["ram_mb"] = opts["physpages"]
+        barrier, changes["ram_mb"] = opts["physpages"]
+        changes["ram_barrier_mb"] = barrier or None  # vswap's PHYSPAGES="0:LIMIT": no barrier
     if opts.get("swappages") is not None:
         changes["swap_mb"] = opts["swappages"][1]
     if opts.get("diskspace") is not None:
