@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -51,14 +52,34 @@ def openvz_archive(busybox_template, path, hostname: str):
     return path
 
 
+SHELL_COMMANDS = ("vzctl", "vzlist", "vzdump", "vzrestore", "vzmigrate", "vzcalc", "vzmemcheck")
+
+
+def install_shell_commands(sbin: Path, **variables) -> subprocess.CompletedProcess:
+    """`make shell-commands` into `sbin` (never the real /usr/local/sbin in a test)."""
+    args = [f"{k}={v}" for k, v in {"SBIN_DIR": sbin, "VENV_DIR": sys.prefix, **variables}.items()]
+    return subprocess.run(["make", "-s", "-C", str(BASE_DIR), "shell-commands", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sbin(tmp_path_factory):
+    sbin = tmp_path_factory.mktemp("sbin")
+    res = install_shell_commands(sbin)
+    assert res.returncode == 0, res.stderr
+    return sbin
+
+
 @pytest.fixture
-def vz(agent):
-    """Run one of the commands as root at a shell would, with the panel's test settings."""
-    env = agent.env()
+def vz(agent, sbin):
+    """Run a command as root types it at a plain shell: found on PATH (the wrappers `make
+    shell-commands` wrote), no virtualenv on PATH, only the panel's settings in the environment."""
+    env = {"PATH": f"{sbin}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+           **{k: v for k, v in agent.env().items() if k.startswith(("PANEL_", "VZPANEL_", "DJANGO_", "REDIS_"))}}
 
     def run(*argv, input=None):
-        return subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *argv], cwd=BASE_DIR, env=env,
-                              capture_output=True, text=True, timeout=300, input=input)
+        return subprocess.run(list(argv), cwd="/", env=env, capture_output=True, text=True, timeout=300,
+                              input=input)
     return run
 
 
@@ -283,3 +304,48 @@ def test_vzlist_and_vzctl_status_match_recorded_openvz_output(vz, admin_user, ho
     res = vz("vzlist", "-o", "ctid,kmemsize")
     assert res.returncode != 0 and "unknown field 'kmemsize'" in res.stderr
     assert "physpages.m" in vz("vzlist", "-L").stdout.split()
+
+
+def test_shell_commands_are_thin_wrappers_and_never_replace_what_is_not_ours(tmp_path):
+    res = install_shell_commands(tmp_path, ENV_FILE="/etc/vzpanel/vzpanel.env", APP_DIR=BASE_DIR)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SHELL_COMMANDS)
+    lines = (tmp_path / "vzrestore").read_text().splitlines()
+    assert lines[0] == "#!/bin/sh" and lines[1].startswith("# vzpanel shell command")
+    assert lines[2:] == ['set -a; . "/etc/vzpanel/vzpanel.env" || exit 1; set +a',
+                         f'exec "{sys.prefix}/bin/python" "{BASE_DIR}/manage.py" vzrestore "$@"']
+    assert os.stat(tmp_path / "vzctl").st_mode & 0o777 == 0o755
+    assert install_shell_commands(tmp_path).returncode == 0  # ours: written again
+    (tmp_path / "vzcalc").write_text("#!/bin/sh\necho somebody else's\n")
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    res = install_shell_commands(tmp_path, VENV_DIR="/nonexistent")
+    assert res.returncode != 0 and "no /nonexistent/bin/python" in res.stderr
+    res = install_shell_commands(tmp_path)
+    assert res.returncode != 0 and f"{tmp_path}/vzcalc is not vzpanel's; nothing was installed" in res.stderr
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
+
+def test_vzdump_vzmigrate_vzcalc_vzmemcheck_at_the_shell(vz, admin_user, host, template_name):
+    assert vz("vzctl", "create", "9706", "--ostemplate", template_name, "--hostname", "dump.example").returncode == 0
+    res = vz("vzdump", "9706", "--compress", "gzip")
+    assert res.returncode == 0, res.stderr
+    backup = Backup.objects.get(ctid=9706)
+    assert backup.filename.startswith("vzdump-lxc-9706-") and backup.filename.endswith(".tar.gz")
+    res = vz("vzrestore", backup.filename, "9707")
+    assert res.returncode == 0, res.stderr
+    assert Container.objects.get(ctid=9707).hostname == "dump.example" and lxc_info_state(9707) == "STOPPED"
+    assert vz("vzctl", "start", "9706").returncode == 0
+    wait_until(lambda: Container.objects.get(ctid=9706).host.stats.get("mem_total"), 30, message="host stats")
+    res = vz("vzcalc", "9706")
+    assert res.returncode == 0, res.stderr
+    rows = {line[:12].strip(): line[12:].split() for line in res.stdout.splitlines()[1:]}
+    assert set(rows) == {"Total RAM", "Mem + Swap", "CPUs", "Disk"}
+    assert float(rows["Total RAM"][1]) > 0  # 512 MiB of the host's memory promised
+    res = vz("vzmemcheck", "-v")
+    assert res.returncode == 0 and res.stdout.startswith("Output values in %"), res.stderr
+    assert [line.split()[0] for line in res.stdout.splitlines() if line[:4].isdigit()] == ["9706", "9707"]
+    assert vz("vzmemcheck", "-A").stdout.startswith("Output values in MiB")
+    res = vz("vzmigrate", "nowhere", "9706")
+    assert res.returncode != 0 and "no host 'nowhere'" in res.stderr
+    res = vz("vzcalc", "9798")
+    assert res.returncode != 0 and "Container 9798 does not exist" in res.stderr
