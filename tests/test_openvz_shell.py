@@ -107,6 +107,15 @@ def test_vzrestore_takes_openvz_archives_by_path(vz, admin_user, host, busybox_t
     assert Backup.objects.filter(filename__startswith="vzdump-openvz-9721-2010_01_01-").exists()
     assert Container.objects.get(ctid=9721).hostname == "older.example"
 
+    # Copied into the host's dump directory by hand, under its vzdump name: listed where it is.
+    Path(host.dump_dir).mkdir(parents=True, exist_ok=True)
+    in_place = openvz_archive(busybox_template, Path(host.dump_dir) / "vzdump-openvz-9726-2014_05_06-01_02_03.tar",
+                              "in-place.example")
+    res = vz("vzrestore", str(in_place), "9726")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert Backup.objects.get(ctid=9726).filename == in_place.name and in_place.exists()
+    assert Container.objects.get(ctid=9726).hostname == "in-place.example"
+
 
 def test_vzrestore_bad_input_is_one_line_and_changes_nothing(vz, admin_user, host, busybox_template, tmp_path):
     archive = openvz_archive(busybox_template, tmp_path / "vzdump-openvz-9722-2014_05_06-01_02_03.tar", "x.example")

@@ -53,7 +53,7 @@ class Command(BaseCommand):
         from django.core.files import File
 
         from backups.models import Backup
-        from backups.services import archive_name, import_upload
+        from backups.services import archive_name, import_archive, import_upload
         from containers.models import Container
         from panel.uploads import UploadRefused
         if not os.path.isfile(path):
@@ -72,12 +72,18 @@ class Command(BaseCommand):
             tenant = creatable_tenants(user).filter(slug=opts["tenant"]).first()
             if tenant is None:
                 raise CommandError(f"no tenant {opts['tenant']!r} that you may import into")
-        with open(path, "rb") as fh:
-            try:
-                task = import_upload(user, host, File(fh), os.path.basename(path), tenant=tenant,
-                                     mtime=os.fstat(fh.fileno()).st_mtime)
-            except UploadRefused as exc:
-                raise CommandError(str(exc)) from None
+        real = os.path.realpath(path)
+        if os.path.dirname(real) == os.path.realpath(host.dump_dir) and archive_name(os.path.basename(real)) == \
+                os.path.basename(real):
+            # Already in the host's dump directory under its vzdump name: listed where it is.
+            task = import_archive(user, host, real, tenant=tenant, size=os.path.getsize(real))
+        else:
+            with open(path, "rb") as fh:
+                try:
+                    task = import_upload(user, host, File(fh), os.path.basename(path), tenant=tenant,
+                                         mtime=os.fstat(fh.fileno()).st_mtime)
+                except UploadRefused as exc:
+                    raise CommandError(str(exc)) from None
         task = finish_task(task, self.stdout)
         self.stdout.write(f"Imported {path} as {task.result['filename']}\n")
         return Backup.objects.get(pk=task.result["backup"])
