@@ -216,6 +216,13 @@ def test_vzctl_verbs_as_an_openvz_admin_types_them(vz, admin_user, host, templat
                  "enter", "suspend", "resume", "mount", "umount", "console"):
         assert f"\n    {verb} " in help_text
 
+    res = vz("vzctl", "create", "9708", "--ostemplate", template_name, "--private", "/vz/private/9708")
+    assert res.returncode != 0 and "--private: where a container lives" in res.stderr
+    assert not Container.objects.filter(ctid=9708).exists()
+    res = vz("vzctl", "create", "9708", "--ostemplate", template_name, "--ipadd", "198.51.100.98")
+    assert res.returncode == 0, res.stderr
+    assert vz("vzlist", "-a", "-H", "-o", "ip", "9708").stdout.split() == ["198.51.100.98"]
+
     assert vz("vzctl", "stop", "9701").returncode == 0
     assert vz("vzctl", "delete", "9701").returncode == 0
     assert lxc_info_state(9701) == "ABSENT"

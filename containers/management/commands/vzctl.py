@@ -101,6 +101,13 @@ UNMAPPED_OPTIONS = {
     "mount_opts": "the disk image's mount options are the panel's",
     "applyconfig_map": "--applyconfig applies a plan's limits; there are no groups of them",
 }
+# vzctl create options that mean nothing here, and why.
+CREATE_UNMAPPED = {
+    "private": UNMAPPED_OPTIONS["private"],
+    "root": UNMAPPED_OPTIONS["root"],
+    "layout": "there is one disk layout here: an XFS image",
+    "ve_layout": "there is one disk layout here: an XFS image",
+}
 # vzctl verbs that have no counterpart (yet), and why.
 UNMAPPED_VERBS = {
     "console": "the container console is not available here yet; use vzctl enter",
@@ -198,6 +205,9 @@ class Command(BaseCommand):
                        help="plan name (named limits, as vzctl's --config took a sample like vps.basic)")
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
+        p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="routed (venet) addresses, once created")
+        for name in CREATE_UNMAPPED:
+            p.add_argument(f"--{name}", metavar="VALUE", help=argparse.SUPPRESS)
         for verb, what in (("destroy", "destroy a stopped container: its disk and settings"),
                            ("delete", "the same as destroy"),
                            ("start", "start a container"), ("stop", "stop a container (clean shutdown, then kill)"),
@@ -374,6 +384,9 @@ class Command(BaseCommand):
         return did
 
     def _create(self, user, opts):
+        reasons = [f"--{name}: {why}" for name, why in CREATE_UNMAPPED.items() if opts.get(name) is not None]
+        if reasons:
+            raise CommandError("; ".join(reasons) + ". Nothing was created.")
         hosts = placeable_hosts(user)
         host = hosts.filter(name=opts["host"]).first() if opts["host"] else None
         if opts["host"] and host is None:
@@ -397,6 +410,9 @@ class Command(BaseCommand):
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
             description=opts["description"], tenant=tenant, plan=plan)
         self._finish(task, opts)
+        if opts["ipadd"]:
+            from network import services as net
+            self._finish(net.add_addresses(task.container, user, opts["ipadd"]), opts)
 
     def _finish(self, task, opts):
         finish_task(task, self.stdout, timeout=opts["timeout"])
