@@ -19,10 +19,48 @@ NODE_DEBS := nodejs npm
 PRODUCTION_DEBS := $(RUN_DEBS) $(AGENT_DEBS) nginx
 
 .PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean \
-        install-production upgrade-production production-debs wheelhouse
+        install-production upgrade-production production-debs wheelhouse shell-commands
 
-run: install setup
+run: install setup shell-commands
 	$(PY) manage.py runpanel
+
+# OpenVZ's commands on root's PATH: each a two-line wrapper that runs this checkout's
+# `manage.py COMMAND "$@"` with its virtualenv (and ENV_FILE's settings, when given): no second
+# implementation. A file there that is not ours (no marker line) is never overwritten: nothing
+# is written then. The production install calls this with its own directories:
+#   make shell-commands SBIN_DIR=/usr/local/sbin APP_DIR=/opt/vzpanel/app VENV_DIR=/opt/vzpanel/venv \
+#                       ENV_FILE=/etc/vzpanel/vzpanel.env
+# (CHECK_PATHS=no: the install is staged under another root, where those do not exist yet.)
+SBIN_DIR ?= /usr/local/sbin
+APP_DIR ?= $(CURDIR)
+VENV_DIR ?= $(CURDIR)/$(VENV)
+ENV_FILE ?=
+SHELL_COMMANDS := vzctl vzlist vzdump vzrestore vzmigrate vzcalc vzmemcheck
+SHELL_COMMAND_MARK := \# vzpanel shell command
+
+shell-commands:
+	@for dir in "$(SBIN_DIR)" "$(APP_DIR)" "$(VENV_DIR)" "$(ENV_FILE)"; do \
+	  case "$$dir" in *[\'\"\$$\`\\]*) echo "make shell-commands: $$dir: no quotes, \$$, \` or \\ in paths" >&2; exit 2;; esac; \
+	done; \
+	if [ "$(CHECK_PATHS)" != no ]; then \
+	  test -x "$(VENV_DIR)/bin/python" || { echo "make shell-commands: no $(VENV_DIR)/bin/python" >&2; exit 2; }; \
+	  test -f "$(APP_DIR)/manage.py" || { echo "make shell-commands: no $(APP_DIR)/manage.py" >&2; exit 2; }; \
+	fi; \
+	for cmd in $(SHELL_COMMANDS); do \
+	  if [ -e "$(SBIN_DIR)/$$cmd" ] && ! grep -q '^$(SHELL_COMMAND_MARK)' "$(SBIN_DIR)/$$cmd"; then \
+	    echo "make shell-commands: $(SBIN_DIR)/$$cmd is not vzpanel's; nothing was installed" >&2; exit 1; \
+	  fi; \
+	done; \
+	mkdir -p "$(SBIN_DIR)"; \
+	for cmd in $(SHELL_COMMANDS); do \
+	  tmp=$$(mktemp "$(SBIN_DIR)/.$$cmd.XXXXXX") || exit 1; \
+	  { echo '#!/bin/sh'; \
+	    echo "$(SHELL_COMMAND_MARK): OpenVZ's $$cmd is the panel's own (make shell-commands writes this; edits are lost)"; \
+	    if [ -n "$(ENV_FILE)" ]; then echo 'set -a; . "$(ENV_FILE)" || exit 1; set +a'; fi; \
+	    echo "exec \"$(VENV_DIR)/bin/python\" \"$(APP_DIR)/manage.py\" $$cmd \"\$$@\""; } > "$$tmp"; \
+	  chmod 755 "$$tmp" && mv -f "$$tmp" "$(SBIN_DIR)/$$cmd" || { rm -f "$$tmp"; exit 1; }; \
+	done; \
+	echo "Installed in $(SBIN_DIR): $(SHELL_COMMANDS)"
 
 # The whole suite in three pytest processes at once (tests/run_suite.py): the main lane on
 # SQLite; long, mostly waiting tests (marked own_lane) beside it; and the database-touching

@@ -1,24 +1,30 @@
 """Backups over REST: list, look at, annotate, protect, verify, restore, download, delete.
 Long operations answer 202 with the task's URL; invisible backups 404; read-only users 403."""
+import os
+
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import renderers, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from accounts.permissions import get_backup_for_user, manageable_backups, visible_backups
+from accounts.permissions import (creatable_tenants, get_backup_for_user, manageable_backups, manages_hosts,
+                                  visible_backups)
 from containers.api.views import accepted, refused
 from containers.validators import CTID_MAX
 from hosts.models import Host
 from panel.pagination import checked_query_number, ctid_query_parameter
 from panel.schema import EMPTY_MEANS_ANY
+from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, stream_uploads_to_disk
 from tasks.api.serializers import TaskAcceptedSerializer
 from panel.fields import AsciiIntegerSerializerField
 from tasks.services import TaskError
+from tenancy.models import Tenant
 
 from . import services
 from .models import Backup
-from .views import archive_response
+from .views import archive_response, upload_allowance
 
 
 class BackupSerializer(serializers.ModelSerializer):
@@ -59,6 +65,23 @@ class RestoreSerializer(serializers.Serializer):
     start = serializers.BooleanField(default=False)
 
 
+class ImportSerializer(serializers.Serializer):
+    """An archive to import, as the Backups page's upload takes it (multipart/form-data)."""
+
+    archive = serializers.FileField(help_text="vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst], OpenVZ's "
+                                              ".tgz or vzdump-CTID.tar names; up to 64 GiB")
+    host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.none(),
+                                        help_text="the host whose agent checks and keeps it")
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none(), required=False,
+                                          allow_null=True, help_text="whose backup space it counts against")
+
+    def __init__(self, *args, user=None, **kwargs):
+        from accounts.permissions import creatable_tenants, placeable_hosts
+        super().__init__(*args, **kwargs)
+        self.fields["host"].queryset = placeable_hosts(user)
+        self.fields["tenant"].queryset = creatable_tenants(user)
+
+
 class ArchiveRenderer(renderers.JSONRenderer):
     """Lets clients ask for the archive by its type; refusals still come out as JSON."""
 
@@ -88,6 +111,12 @@ class BackupViewSet(viewsets.GenericViewSet):
             if not manageable_backups(self.request.user).filter(pk=backup.pk).exists():
                 raise PermissionDenied(f"You may look at backup {backup.filename} but not change it.")
         return backup
+
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        if self.action == "import_archive":  # the archive streams into the uploads directory, never memory
+            stream_uploads_to_disk(request, MAX_UPLOAD_BYTES, "The archive")
+        return drf_request
 
     def finalize_response(self, request, response, *args, **kwargs):
         # A refusal of an archive download is JSON, and says so (not application/octet-stream).
@@ -151,6 +180,29 @@ class BackupViewSet(viewsets.GenericViewSet):
                                            force=d["force"], confirm=d.get("confirm"), start=d["start"])
         except TaskError as exc:
             return refused(exc)
+        return accepted(request, task)
+
+    @extend_schema(request={"multipart/form-data": ImportSerializer}, responses={202: TaskAcceptedSerializer})
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
+    def import_archive(self, request):
+        """Import an uploaded archive (ours or OpenVZ's), as the Backups page's upload does: the
+        host's agent checks it, reads its configuration and lists it as a backup."""
+        if not (manages_hosts(request.user) or creatable_tenants(request.user).exists()):
+            raise PermissionDenied("You may not import archives.")
+        if getattr(request, "upload_refused", None):  # past 64 GiB: the stream was stopped and removed
+            return Response({"detail": request.upload_refused}, status=413)
+        ser = ImportSerializer(data=request.data, user=request.user)
+        ser.is_valid(raise_exception=True)
+        upload = ser.validated_data["archive"]
+        if upload.size > upload_allowance(request.user):
+            return Response({"detail": "The archive is larger than the backup space you have left."}, status=413)
+        try:
+            task = services.import_upload(request.user, ser.validated_data["host"], upload,
+                                          os.path.basename(upload.name or ""), tenant=ser.validated_data.get("tenant"))
+        except TaskError as exc:
+            return refused(exc)
+        except UploadRefused as exc:
+            return Response({"detail": str(exc)}, status=409)
         return accepted(request, task)
 
     @extend_schema(responses={(200, "application/*"): bytes})  # zstd, gzip or tar, by the archive

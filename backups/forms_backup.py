@@ -120,7 +120,8 @@ class PruneForm(forms.Form):
 
 
 class UploadForm(forms.Form):
-    archive = forms.FileField(help_text="vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst], up to 64 GiB")
+    archive = forms.FileField(help_text="vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst], "
+                                                 "or OpenVZ's .tgz and vzdump-CTID.tar names, up to 64 GiB")
     host = forms.ModelChoiceField(queryset=Host.objects.none(), to_field_name="name")
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), required=False, empty_label="no tenant",
                                     to_field_name="slug")
@@ -135,15 +136,17 @@ class UploadForm(forms.Form):
     def clean(self):
         import os
         from accounts.permissions import manages_hosts
-        from .services import ARCHIVE_RE
+        from .services import InvalidRequest, archive_name
         data = super().clean()
         if self.refused:
             raise forms.ValidationError(self.refused)
         upload = data.get("archive")
         name = os.path.basename(upload.name or "") if upload is not None else None
-        if name is not None and not ARCHIVE_RE.match(name):
-            self.add_error("archive", f"{name!r} is not a vzdump archive name "
-                                      "(vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS.tar[.gz|.zst]).")
+        if name is not None:
+            try:
+                archive_name(name)
+            except InvalidRequest as exc:
+                self.add_error("archive", str(exc))
         if not self.has_error("tenant") and data.get("tenant") is None and not manages_hosts(self.user):
             self.add_error("tenant", "Choose the tenant the archive belongs to.")
         return data

@@ -3,6 +3,7 @@ the scheduler alike. Each checks permission and quota and queues a task; the age
 from __future__ import annotations
 
 import re
+import time
 
 from django.db import transaction
 
@@ -21,6 +22,11 @@ from .models import Backup, BackupMode, BackupStorage, Compression
 COMPRESSIONS = tuple(Compression.values)
 ARCHIVE_RE = re.compile(r"^vzdump-(lxc|openvz)-([0-9]+)-[0-9]{4}_[0-9]{2}_[0-9]{2}-[0-9]{2}_[0-9]{2}_[0-9]{2}"
                         r"\.tar(\.gz|\.zst)?\Z")
+# The names vzdump gave over the years: vzdump 1.0's vzdump-CTID.tar|.tgz (no kind, no date),
+# vzdump 1.2's vzdump-openvz-CTID-DATE.tgz, and ours.
+ARCHIVE_NAMES = re.compile(r"^vzdump-(?:(lxc|openvz)-([0-9]{1,10})(-[0-9]{4}_[0-9]{2}_[0-9]{2}-[0-9]{2}_[0-9]{2}_[0-9]{2})"
+                           r"|([0-9]{1,10}))\.(tar|tar\.gz|tgz|tar\.zst)\Z", re.ASCII)
+ARCHIVE_SUFFIXES = {"tar": ".tar", "tar.gz": ".tar.gz", "tgz": ".tar.gz", "tar.zst": ".tar.zst"}
 
 
 def storage_path(host, storage: BackupStorage | None) -> str:
@@ -198,6 +204,33 @@ def import_archive(user, host, path: str, tenant=None, size: int | None = None) 
         check_quota(tenant, backups=1, backup_mb=-(-(size or 0) // (1 << 20)))
         return submit_task(type=TaskType.BACKUP_IMPORT, host=host, user=user,
                            params={"path": path, "tenant": tenant.pk if tenant else None})
+
+
+def archive_name(name: str, mtime: float | None = None) -> str:
+    """The name an archive is listed under (ARCHIVE_RE), from any name OpenVZ's vzdump gave it:
+    .tgz is .tar.gz; a name without kind is OpenVZ's; one without a date takes `mtime`'s (the
+    file's time, local as vzdump wrote it), or now."""
+    match = ARCHIVE_NAMES.match(name)
+    if not match:
+        raise InvalidRequest(f"{name!r} is not a vzdump archive name: vzdump-lxc|openvz-CTID-YYYY_MM_DD-HH_MM_SS "
+                             "or vzdump-CTID, with .tar, .tar.gz, .tgz or .tar.zst")
+    kind, ctid, stamp, old_ctid, suffix = match.groups()
+    stamp = stamp or time.strftime("-%Y_%m_%d-%H_%M_%S", time.localtime(mtime))
+    return f"vzdump-{kind or 'openvz'}-{int(ctid or old_ctid)}{stamp}{ARCHIVE_SUFFIXES[suffix]}"
+
+
+def import_upload(user, host, upload, name: str, tenant=None, mtime: float | None = None) -> Task:
+    """Import an archive that arrives as a file (a browser or API upload, or a file root names at
+    the shell): kept in the uploads directory under its vzdump name, then import_archive(). What is
+    refused leaves nothing there."""
+    from panel.uploads import MAX_UPLOAD_BYTES, save_upload, upload_dir
+    final = archive_name(name, mtime)
+    dest = save_upload(upload, upload_dir() / final, f"an archive named {final}", MAX_UPLOAD_BYTES)
+    try:
+        return import_archive(user, host, str(dest), tenant=tenant, size=dest.stat().st_size)
+    except Exception:
+        dest.unlink(missing_ok=True)
+        raise
 
 
 def save_storage(user, *, host, name: str, path: str, enabled: bool = True, **retention) -> BackupStorage:

@@ -27,7 +27,7 @@ from containers.services import next_free_ctid
 from containers.services import InvalidState
 from panel.forms import ActionForm, form_response
 from panel.redirects import local_path
-from panel.uploads import MAX_UPLOAD_BYTES, save_upload, stream_uploads_to_disk, upload_dir
+from panel.uploads import MAX_UPLOAD_BYTES, stream_uploads_to_disk
 from panel.validators import is_ascii_number
 from tasks.services import TaskError
 
@@ -264,14 +264,8 @@ def _backup_upload(request, no_space: str | None):
     def act(form):
         upload, host, tenant = form.cleaned_data["archive"], form.cleaned_data["host"], form.cleaned_data["tenant"]
         name = os.path.basename(upload.name or "")
-        dest = save_upload(upload, upload_dir() / name, f"an archive named {name}", MAX_UPLOAD_BYTES)
-        written = dest.stat().st_size
-        try:
-            task = services.import_archive(user, host, str(dest), tenant=tenant, size=written)
-        except TaskError:
-            dest.unlink(missing_ok=True)
-            raise
-        messages.success(request, f"Task #{task.pk} queued: import {name} ({written} bytes) on {host.name}.")
+        task = services.import_upload(user, host, upload, name, tenant=tenant)
+        messages.success(request, f"Task #{task.pk} queued: import {name} ({upload.size} bytes) on {host.name}.")
         return redirect("task-detail", task.pk)
     form = UploadForm(request.POST, request.FILES, user=user,
                       refused=no_space or getattr(request, "upload_refused", None))

@@ -32,14 +32,16 @@ class Action(models.TextChoices):
     DESTROY = "destroy", "destroy"
     EXEC = "exec", "exec"
     SET = "set", "set"
+    SUSPEND = "suspend", "suspend"
+    RESUME = "resume", "resume"
 
 
 # Which actions make sense in which state; the service refuses the rest with a reason.
 ALLOWED_ACTIONS = {
     ContainerStatus.CREATING: set(),
     ContainerStatus.STOPPED: {Action.START, Action.DESTROY, Action.SET},
-    ContainerStatus.RUNNING: {Action.STOP, Action.RESTART, Action.EXEC, Action.SET},
-    ContainerStatus.FROZEN: {Action.STOP, Action.SET},
+    ContainerStatus.RUNNING: {Action.STOP, Action.RESTART, Action.EXEC, Action.SET, Action.SUSPEND},
+    ContainerStatus.FROZEN: {Action.STOP, Action.SET, Action.RESUME},
     ContainerStatus.MISSING: {Action.DESTROY, Action.SET},
     ContainerStatus.UNKNOWN: {Action.START, Action.STOP, Action.SET},
 }
@@ -51,6 +53,11 @@ REFUSAL_REASONS = {
     (ContainerStatus.STOPPED, Action.EXEC): "is stopped; start it to run commands in it",
     (ContainerStatus.RUNNING, Action.DESTROY): "is running; stop it first",
     (ContainerStatus.FROZEN, Action.DESTROY): "is frozen; stop it first",
+    (ContainerStatus.FROZEN, Action.SUSPEND): "is already suspended",
+    (ContainerStatus.FROZEN, Action.EXEC): "is suspended; resume it to run commands in it",
+    (ContainerStatus.RUNNING, Action.RESUME): "is not suspended",
+    (ContainerStatus.STOPPED, Action.SUSPEND): "is stopped; only a running container can be suspended",
+    (ContainerStatus.STOPPED, Action.RESUME): "is stopped, not suspended",
 }
 
 

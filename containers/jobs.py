@@ -242,21 +242,56 @@ def _apply_limit_changes(task, ct, lxc, old: dict, keys: set, running: bool, log
         + ("" if running else " (the cgroup limits apply at the next start)"))
 
 
-@handler(TaskType.CT_EXEC, detached=True)
-def exec_command(task, log):
+def _container_in(task, lxc_state: str, what: str) -> tuple[Container, Lxc]:
+    """The task's container and its host's LXC, if LXC says it is in `lxc_state`; else the row is
+    put right and the task fails saying the container is not `what`."""
     ct = _container(task)
     lxc = lxc_for(task.host)
-    if lxc.state(ct.ctid) != "RUNNING":
+    if lxc.state(ct.ctid) != lxc_state:
         refresh_state(ct, lxc)
-        raise TaskFailed(f"container {ct.ctid} is not running")
+        raise TaskFailed(f"container {ct.ctid} is not {what}")
+    return ct, lxc
+
+
+@handler(TaskType.CT_EXEC, detached=True)
+def exec_command(task, log):
+    ct, lxc = _container_in(task, "RUNNING", "running")
     argv = task.params["argv"]
     log("Running: " + " ".join(argv))
-    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60), keep_last=MAX_EXEC_OUTPUT)
+    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60), input_text=task.params.get("stdin"),
+                     keep_last=MAX_EXEC_OUTPUT)
     stdout, stderr = res.stdout[-MAX_EXEC_OUTPUT:], res.stderr[-MAX_EXEC_OUTPUT:]
     for line in (stdout + stderr).splitlines()[-200:]:
         log(f"| {line}")
     log(f"Exit status {res.returncode}")
     return {"exit_code": res.returncode, "stdout": stdout, "stderr": stderr}
+
+
+@handler(TaskType.CT_SUSPEND)
+def suspend(task, log):
+    """vzctl suspend: freeze every process; the row says frozen, which the agent's reconcile
+    respects (a container frozen without that is thawed). No checkpoint is written: the state
+    stays in memory, and a host reboot loses it, as vzctl chkpnt --suspend without --dump did."""
+    ct, lxc = _container_in(task, "RUNNING", "running")
+    criu = (task.host.capabilities or {}).get("criu") or {"ok": False, "reason": "not checked by the agent"}
+    lxc.freeze(ct.ctid)
+    refresh_state(ct, lxc)
+    if criu.get("ok"):
+        log("No checkpoint is written: CRIU works on this host, but the panel suspends by freezing only")
+    else:
+        log(f"No checkpoint is written: CRIU is unavailable on this host ({criu.get('reason')})")
+    log(f"Container {ct.ctid} is suspended (frozen in memory; vzctl resume {ct.ctid} thaws it; "
+        "a reboot of the host loses it)")
+    return {"status": ct.status, "checkpoint": False}
+
+
+@handler(TaskType.CT_RESUME)
+def resume(task, log):
+    ct, lxc = _container_in(task, "FROZEN", "suspended")
+    lxc.unfreeze(ct.ctid)
+    refresh_state(ct, lxc)
+    log(f"Container {ct.ctid} is running again")
+    return {"status": ct.status}
 
 
 @handler(TaskType.CT_RESET)

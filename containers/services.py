@@ -358,14 +358,65 @@ def reset_container(ct: Container, user, confirm: str | int | None) -> Task:
     return _submit_locked(ct, Action.DESTROY, TaskType.CT_RESET, user)
 
 
+MAX_EXEC_INPUT = 256 * 1024  # what a command may be given on its standard input (vzctl runscript's script)
+
+
 @audited("container.exec")
-def exec_in_container(ct: Container, user, argv: list[str], timeout: int = 60) -> Task:
+def exec_in_container(ct: Container, user, argv: list[str], timeout: int = 60, stdin: str | None = None) -> Task:
+    """vzctl exec: run argv inside the running container; `stdin`, if given, is its standard input."""
     try:
         validate_command(argv)
         timeout = whole_number(timeout, "The timeout (seconds)", 1, 3600)
     except ValidationError as exc:
         raise InvalidRequest(messages(exc)) from None
-    return _submit_locked(ct, Action.EXEC, TaskType.CT_EXEC, user, params={"argv": list(argv), "timeout": timeout})
+    params = {"argv": list(argv), "timeout": timeout}
+    if stdin is not None:
+        if len(stdin.encode("utf-8", "surrogateescape")) > MAX_EXEC_INPUT or "\x00" in stdin:
+            raise InvalidRequest(f"The input is at most {MAX_EXEC_INPUT // 1024} KiB of text, without NUL characters.")
+        params["stdin"] = stdin
+    return _submit_locked(ct, Action.EXEC, TaskType.CT_EXEC, user, params=params)
+
+
+# vzctl runscript: the script is copied in (a file of its own, so its #! line counts), run, removed.
+RUNSCRIPT = ('f=$(mktemp) || exit 1; cat > "$f" && chmod 700 "$f" && "$f" "$@"; s=$?; rm -f "$f"; exit $s')
+
+
+def run_script(ct: Container, user, script: str, args: list[str] = (), timeout: int = 600) -> Task:
+    """vzctl runscript CTID FILE: the local script's text, copied into the container and run there,
+    through exec_in_container (its checks, lock and audit record)."""
+    return exec_in_container(ct, user, ["/bin/sh", "-c", RUNSCRIPT, "runscript", *args], timeout, stdin=script)
+
+
+@audited("container.suspend")
+def suspend_container(ct: Container, user) -> Task:
+    """vzctl suspend: freeze every process of the container (in memory; see jobs.suspend)."""
+    return _submit_locked(ct, Action.SUSPEND, TaskType.CT_SUSPEND, user)
+
+
+@audited("container.resume")
+def resume_container(ct: Container, user) -> Task:
+    """vzctl resume: thaw a suspended container."""
+    return _submit_locked(ct, Action.RESUME, TaskType.CT_RESUME, user)
+
+
+@audited("container.enter")
+def enter_argv(ct: Container, user, local_host) -> list[str]:
+    """vzctl enter: the lxc-attach command line for an interactive shell in the running container,
+    for root on the machine the container is on. Checked here like every other operation, and
+    recorded; the shell itself belongs to the caller's terminal, not to a task."""
+    import os
+    _check_manage(ct, user)
+    ct = _reload(ct)
+    if ct.status != ContainerStatus.RUNNING:
+        raise InvalidState(f"Container {ct.ctid} is {ct.status}; only a running container can be entered.")
+    if local_host is None or ct.host_id != local_host.pk:
+        raise InvalidRequest(f"Container {ct.ctid} is on host {ct.host.name}, not this machine: "
+                             f"run vzctl enter {ct.ctid} there.")
+    if os.geteuid() != 0:
+        raise NotAllowed("vzctl enter is for root on the container's host.")
+    return ["lxc-attach", "-n", str(ct.ctid), "-P", ct.host.lxcpath, "--clear-env",
+            "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--set-var", f"TERM={os.environ.get('TERM', 'linux')}", "--set-var", "HOME=/root"]
 
 
 _SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"

@@ -197,6 +197,9 @@ units() {
     install -D -m 0644 "$ROOT$APP/deploy/systemd/lxc.service.d/vzpanel.conf" \
         "$ROOT/etc/systemd/system/lxc.service.d/vzpanel.conf"
     install -D -m 0755 "$ROOT$APP/deploy/vzpanel-manage" "$ROOT/usr/local/sbin/vzpanel-manage"
+    # OpenVZ's own command names (vzctl, vzlist, vzdump, ...) on root's PATH, with this configuration.
+    make -s -C "$SRC" shell-commands SBIN_DIR="$ROOT/usr/local/sbin" APP_DIR="$APP" VENV_DIR="$VENV" \
+        ENV_FILE="$ENV_FILE" CHECK_PATHS=${ROOT:+no}  # staged: no virtualenv was made
     system systemctl daemon-reload
 }
 

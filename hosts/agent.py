@@ -216,7 +216,9 @@ class Agent:
             if ct.lock_task_id or ct.status == ContainerStatus.CREATING:
                 continue
             state = seen.get(str(ct.ctid), "ABSENT")
-            if state == "FROZEN" and recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
+            # Frozen with a row that says so is a vzctl suspend; frozen otherwise, a task's leftover.
+            if state == "FROZEN" and ct.status != ContainerStatus.FROZEN and \
+                    recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
                 continue
             record_state(ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None)
         unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]

@@ -64,3 +64,41 @@ def capacity_refusal(host, exclude=None, ram_mb: int = 0, cpus: int = 0, disk_mb
                     f"this one would add {wanted}{unit}, and the host can promise {have[key]}{unit}. "
                     "An administrator can override.")
     return None
+
+
+def _percent(part, whole) -> float | None:
+    return round(100 * part / whole, 2) if part is not None and whole else None
+
+
+def container_shares(ct) -> list[tuple[str, float | None, float | None]]:
+    """vzcalc: the share of its host one container uses now (its last sample) and is promised
+    (its limits), in percent of what the host has; None where either is not known."""
+    from metrics.models import Sample
+    stats = ct.host.stats or {}
+    sample = Sample.objects.filter(container=ct, tier=0).order_by("-at").first() if ct.status == "running" else None
+    mem, swap = stats.get("mem_total"), stats.get("swap_total", 0)
+
+    def now(field):
+        return getattr(sample, field, None) if sample else (0 if ct.status != "running" else None)
+    used_mem, used_swap = now("mem_bytes"), now("swap_bytes")
+    cpu = now("cpu_pct")
+    return [
+        ("Total RAM", _percent(used_mem, mem), _percent(ct.ram_mb * MIB, mem)),
+        ("Mem + Swap", _percent(None if used_mem is None else used_mem + (used_swap or 0), (mem or 0) + swap),
+         _percent((ct.ram_mb + ct.swap_mb) * MIB, (mem or 0) + swap)),
+        ("CPUs", _percent(cpu, 100 * stats.get("cpu_count", 0)), _percent(ct.cpus, stats.get("cpu_count"))),
+        ("Disk", _percent(now("disk_used"), stats.get("disk_total")), _percent(ct.disk_mb * MIB, stats.get("disk_total"))),
+    ]
+
+
+def memcheck(host) -> tuple[list[tuple[int, list[float | None]]], list[float | None]]:
+    """vzmemcheck: per container on `host`, RAM and RAM+swap used now and promised, in percent of the
+    host's; and their sums. (The panel has no low memory or allocated memory to speak of.)"""
+    from containers.models import Container
+    rows, totals = [], [0.0, 0.0, 0.0, 0.0]
+    for ct in Container.objects.filter(host=host).order_by("ctid"):
+        shares = dict((name, (now, promised)) for name, now, promised in container_shares(ct))
+        values = [*shares["Total RAM"], *shares["Mem + Swap"]]
+        rows.append((ct.ctid, values))
+        totals = [t + (v or 0) for t, v in zip(totals, values)]
+    return rows, [round(t, 2) for t in totals]

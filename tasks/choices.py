@@ -35,6 +35,8 @@ class TaskType(models.TextChoices):
     CT_DESTROY = "ct.destroy", "destroy"
     CT_SET = "ct.set", "set"
     CT_EXEC = "ct.exec", "exec"
+    CT_SUSPEND = "ct.suspend", "suspend"
+    CT_RESUME = "ct.resume", "resume"
     CT_RESET = "ct.reset", "reset to template"
     CT_USERPASSWD = "ct.userpasswd", "set password"
     CT_SSHKEY = "ct.sshkey", "add SSH key"

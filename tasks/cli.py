@@ -27,6 +27,28 @@ def acting_user(username: str | None):
     return user
 
 
+def local_host():
+    """The panel's host for this machine: the one named PANEL_HOST_NAME, else the one host whose
+    agent reported this machine's id; None when neither is known."""
+    from django.conf import settings
+
+    from containers.engine.transfer import machine_id
+    from hosts.models import Host
+    host = Host.objects.filter(name=settings.PANEL_HOST_NAME).first()
+    if host is None:
+        mine = list(Host.objects.filter(machine_id=machine_id())[:2])
+        host = mine[0] if len(mine) == 1 else None
+    return host
+
+
+def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
+    """wait_for_task(), and a CommandError with the task's one-line reason unless it ended ok."""
+    task = wait_for_task(task, out, timeout=timeout, quiet=quiet)
+    if task.status != TaskStatus.OK:
+        raise CommandError(task.error or f"task #{task.pk} {task.status}")
+    return task
+
+
 def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
     """Follow a task until it finishes, printing new log lines as they arrive."""
     out = out or sys.stdout

@@ -588,3 +588,37 @@ def test_storages_are_defined_by_admins_and_operators_only(client, people, host,
     assert "/mnt/nfs" in client.get(f"/hosts/{host.name}/").content.decode()
     client.post(f"/hosts/{host.name}/storages/{storage.pk}/delete/")
     assert not BackupStorage.objects.exists()
+
+
+# -- import through the API -----------------------------------------------------------------
+@pytest.mark.parametrize("name,listed", [
+    ("vzdump-openvz-101-2019_03_04-05_06_07.tgz", "vzdump-openvz-101-2019_03_04-05_06_07.tar.gz"),
+    ("vzdump-openvz-102-2019_03_04-05_06_07.tar", "vzdump-openvz-102-2019_03_04-05_06_07.tar"),
+    ("vzdump-lxc-103-2019_03_04-05_06_07.tar.zst", "vzdump-lxc-103-2019_03_04-05_06_07.tar.zst"),
+])
+def test_api_import_takes_an_upload_as_the_page_does(admin_user, host, dump_dir, name, listed):
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    data = os.urandom(50_000)
+    response = api.post("/api/backups/import/", {"archive": SimpleUploadedFile(name, data), "host": host.name},
+                        format="multipart")
+    assert response.status_code == 202, response.content
+    task = _task("backup.import")
+    assert response.json()["task"]["id"] == task.pk
+    assert task.params == {"path": str(dump_dir / "uploads" / listed), "tenant": None}
+    assert (dump_dir / "uploads" / listed).read_bytes() == data
+    assert sorted(p.name for p in (dump_dir / "uploads").iterdir()) == [listed]
+
+
+def test_api_import_refuses_bad_names_and_who_may_not(people, admin_user, host, dump_dir):
+    before = snapshot()
+    api = _api(people, admin_user, "admin")
+    response = api.post("/api/backups/import/", {"archive": SimpleUploadedFile("evil.sh", b"x"), "host": host.name},
+                        format="multipart")
+    assert response.status_code == 400 and "is not a vzdump archive name" in response.json()["detail"]
+    api = _api(people, admin_user, "student")
+    response = api.post("/api/backups/import/", {"archive": SimpleUploadedFile(NAME, b"x"), "host": host.name},
+                        format="multipart")
+    assert response.status_code == 403
+    assert snapshot() == before
+    assert not (dump_dir / "uploads").exists() or not any((dump_dir / "uploads").iterdir())

@@ -100,6 +100,9 @@ def test_install_lays_out_code_units_site_and_state(installed):
     assert site.read_text() == (REPO / "deploy/nginx/vzpanel.conf").read_text()
     assert os.readlink(root / "etc/nginx/sites-enabled/vzpanel") == "/etc/nginx/sites-available/vzpanel"
     assert os.access(root / "usr/local/sbin/vzpanel-manage", os.X_OK)
+    for command in ("vzctl", "vzlist", "vzdump", "vzrestore", "vzmigrate", "vzcalc", "vzmemcheck"):
+        wrapper = (root / "usr/local/sbin" / command).read_text()  # OpenVZ's names, this configuration
+        assert '. "/etc/vzpanel/vzpanel.env"' in wrapper and f"/opt/vzpanel/app/manage.py\" {command} " in wrapper
     state = root / "var/lib/vzpanel"
     assert stat.S_IMODE(state.stat().st_mode) == 0o755 and state.stat().st_uid == 0
     agent = state / "agent"

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from .units import BadAmount, parse_amount
+from .units import BLOCK, PAGE, BadAmount, parse_amount, parse_count
 
-PAGE = 4096
 _WHOLE = re.compile(r"[0-9]{1,18}")
 FIELDS = ("hostname", "ram_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc", "disk_mb", "disk_soft_mb",
           "diskinodes", "diskinodes_soft", "ioprio", "onboot", "nameservers", "searchdomain", "addresses",
@@ -54,15 +53,17 @@ def parse_pct_conf(text: str) -> dict:
     return out
 
 
-def _amount(text: str, unit_bytes: int) -> int | None:
-    """A vzctl value in bytes (units.parse_amount); None: unlimited, or not a value at all."""
+def _amount(text: str, unit_bytes: int | None) -> int | None:
+    """A vzctl value in bytes (units.parse_amount), or a count when `unit_bytes` is None
+    (units.parse_count); None: unlimited, or not a value at all."""
     try:
-        return parse_amount(text, unit_bytes)
+        return parse_count(text) if unit_bytes is None else parse_amount(text, unit_bytes)
     except BadAmount:
         return None
 
 
-def _pair(text: str, unit_bytes: int) -> tuple[int | None, int | None]:
+def _pair(text: str, unit_bytes: int | None) -> tuple[int | None, int | None]:
+    """barrier[:limit] as vzctl reads it: one value is both."""
     soft, _, hard = text.partition(":")
     return _amount(soft, unit_bytes), _amount(hard or soft, unit_bytes)
 
@@ -95,13 +96,13 @@ def parse_vps_conf(text: str) -> dict:
     _, swap = _pair(env.get("SWAPPAGES", ""), PAGE)
     if swap is not None:
         out["swap_mb"] = _mb(swap)
-    soft, hard = _pair(env.get("DISKSPACE", ""), 1024)
+    soft, hard = _pair(env.get("DISKSPACE", ""), BLOCK)
     if hard is not None:
         out["disk_mb"], out["disk_soft_mb"] = _mb(hard), _mb(soft)
-    soft, hard = _pair(env.get("DISKINODES", ""), 1)
+    soft, hard = _pair(env.get("DISKINODES", ""), None)
     if hard is not None:
         out["diskinodes"], out["diskinodes_soft"] = hard, soft
-    _, numproc = _pair(env.get("NUMPROC", ""), 1)
+    _, numproc = _pair(env.get("NUMPROC", ""), None)
     if numproc is not None:
         out["numproc"] = numproc
     for key, field in (("CPUUNITS", "cpuunits"), ("CPULIMIT", "cpulimit"), ("CPUS", "cpus"), ("IOPRIO", "ioprio")):

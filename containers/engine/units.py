@@ -1,8 +1,14 @@
 """vzctl's sizes and counts, read strictly: one parser for the CLI, forms and archives' configs.
 
-"512M", "2G", "2.2G", "1048576K", or a bare count of some unit (1 KiB blocks for diskspace,
-4 KiB pages for physpages); ASCII digits only (Python's int() also takes "٣" and "²"), no
-signs, blanks, exponents, "inf" or "nan". "unlimited" and LONG_MAX mean no limit (None).
+What vzctl 4 accepted, with its meaning (vzctl(8), "Resource limits"): a bare number counts the
+parameter's own unit (4 KiB pages for the page-based beancounters, 1 KiB blocks for diskspace,
+bytes for kmemsize and the buffers); a suffix names the unit instead: K, M, G, T (KiB to TiB),
+P (memory pages, 4 KiB here) or B (bytes), either case; a fraction with a suffix ("2.2G",
+"1.5M") is that many bytes, rounded down (vzctl then rounded down to whole units); "unlimited" and LONG_MAX mean no limit
+(None). Counts (numproc, diskinodes: the parameters whose names start with num, and inodes)
+take no suffix. Stricter than vzctl where vzctl read past garbage: ASCII digits only (Python's
+int() also takes "٣" and "²"), no signs, blanks, exponents, "inf" or "nan", and no fraction
+without a suffix (vzctl silently dropped it).
 """
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ import re
 
 UNLIMITED = 9223372036854775807  # LONG_MAX: vzctl's "unlimited"
 MIB = 1024 * 1024
-_AMOUNT = re.compile(r"([0-9]{1,19})(?:\.([0-9]{1,6}))?([KMGTP]?)", re.IGNORECASE | re.ASCII)
-_FACTORS = {"": None, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+PAGE = 4096  # vzctl's P suffix and the unit of physpages, swappages and the other *pages
+BLOCK = 1024  # the unit of diskspace
+_AMOUNT = re.compile(r"([0-9]{1,19})(?:\.([0-9]{1,6}))?([KMGTPB]?)", re.IGNORECASE | re.ASCII)
+_FACTORS = {"": None, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": PAGE}
+_COUNT = re.compile(r"[0-9]{1,19}", re.ASCII)
 MAX_BYTES = 1 << 62  # past this nothing is a real limit: it is read as unlimited
 
 
@@ -20,7 +29,7 @@ class BadAmount(ValueError):
 
 
 def parse_amount(text: str, unit_bytes: int = 1) -> int | None:
-    """Bytes (or a count, with unit_bytes=1 and no suffix), or None for unlimited."""
+    """Bytes (a bare number counts `unit_bytes` units), or None for unlimited."""
     if not isinstance(text, str):
         raise BadAmount(f"{text!r} is not a size like 512M or 2G")
     if text.lower() == "unlimited":
@@ -36,6 +45,15 @@ def parse_amount(text: str, unit_bytes: int = 1) -> int | None:
         raise BadAmount(f"{text!r}: a fraction needs a unit, as in 2.5G")
     value = int(whole) * factor + (int(fraction) * factor // 10 ** len(fraction) if fraction else 0)
     return None if value >= MAX_BYTES else value
+
+
+def parse_count(text: str) -> int | None:
+    """A count (processes, inodes): ASCII digits, no unit; None for unlimited."""
+    if not isinstance(text, str) or not (text.lower() == "unlimited" or _COUNT.fullmatch(text)):
+        raise BadAmount(f"{text!r} is not a whole number (counts take no unit)")
+    if text.lower() == "unlimited" or int(text) >= UNLIMITED:
+        return None
+    return int(text)
 
 
 def parse_mb(text: str, unit_bytes: int = MIB) -> int | None:

@@ -1,13 +1,16 @@
 """vzctl for the panel: the OpenVZ verbs, going through the same tasks as the UI and the API.
 
-    manage.py vzctl create CTID --ostemplate NAME [--hostname H] [--name N]
-    manage.py vzctl start|stop|restart|destroy|status CTID
-    manage.py vzctl set CTID [--hostname H] [--name N] [--onboot yes|no] [--description D] --save
-    manage.py vzctl exec CTID -- COMMAND [ARGS...]
+    vzctl create CTID --ostemplate NAME [--config PLAN] [--hostname H] [--name N]
+    vzctl start|stop|restart|suspend|resume|destroy|status CTID
+    vzctl set CTID [--hostname H] [--ram 1G] [--diskspace 2G:2.2G] ... [--applyconfig PLAN] [--save]
+    vzctl exec|exec2 CTID COMMAND [ARGS...]      vzctl runscript CTID FILE      vzctl enter CTID
+
+OpenVZ verbs and options that have no meaning here are refused with the reason.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from django.core.exceptions import PermissionDenied
@@ -16,16 +19,15 @@ from django.http import Http404
 
 from accounts.permissions import get_container_for_user, placeable_hosts
 from containers import services
-from containers.engine.units import MIB
+from containers.engine.units import BLOCK, MIB, PAGE
 from panel import validators
 from panel.validators import argparse_type
-from tasks.choices import TaskStatus
-from tasks.cli import acting_user, wait_for_task
+from tasks.cli import acting_user, finish_task, local_host
 from tasks.services import TaskError
 
 
 def _size_or_unit(unit_bytes: int):
-    """A vzctl value in MiB: with a K/M/G/T suffix a size, without one a count of `unit_bytes` units."""
+    """A vzctl value in MiB: with a K/M/G/T suffix a size (P: 4 KiB pages, B: bytes), without one a count of `unit_bytes` units."""
     return argparse_type(lambda text: validators.size_mb(text, unit_bytes))
 
 
@@ -42,8 +44,15 @@ def pair(convert):
 
 
 count = argparse_type(lambda text: validators.whole_number(text, "The number", 0))
-diskspace_mb = pair(_size_or_unit(1024))       # 1K blocks unless suffixed
-pages_mb = pair(_size_or_unit(4096))            # 4 KiB pages unless suffixed
+
+
+def count_or_unlimited(text: str) -> int | None:
+    """vzctl --numproc: a count (no unit suffix), or "unlimited" (None: no process limit)."""
+    return None if text == "unlimited" else count(text)
+
+
+diskspace_mb = pair(_size_or_unit(BLOCK))      # 1K blocks unless suffixed
+pages_mb = pair(_size_or_unit(PAGE))           # 4 KiB pages unless suffixed
 counts = pair(count)
 hostname = argparse_type(validators.validate_hostname)
 # "" clears the name, as on the settings page.
@@ -64,13 +73,79 @@ def yes_no(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected yes or no, not {value!r}")
 
 
-def limit_changes(opts: dict) -> dict:
-    """The container fields a `vzctl set` command line changes."""
+# vzctl set options that mean nothing here, and why: refused rather than silently dropped.
+UNMAPPED_OPTIONS = {
+    "capability": "every container here has the same capabilities inside its own user namespace; none are granted",
+    "devnodes": "containers get no host device nodes here",
+    "devices": "containers get no host devices here",
+    "features": "OpenVZ's kernel features (nfs, sit, ipip, ppp, ipgre, bridge, nfsd) have no switch on this kernel",
+    "iptables": "netfilter modules belong to the host kernel, not to a container",
+    "netfilter": "netfilter modules belong to the host kernel, not to a container",
+    "netdev_add": "host network devices are not moved into containers here; use --netif_add",
+    "netdev_del": "host network devices are not moved into containers here; use --netif_del",
+    "quotatime": "the disk quota is the container's own XFS disk image: there is no grace time",
+    "quotaugidlimit": "user and group quotas inside a container are not offered here",
+    "meminfo": "/proc/meminfo inside a container is LXC's, set from --ram",
+    "cpumask": "containers are not pinned to CPUs here; use --cpus",
+    "nodemask": "containers are not pinned to NUMA nodes here",
+    "vm_overcommit": "memory is limited by --ram and --swap (cgroups), not by an overcommit ratio",
+    "disabled": "there is no disabled flag here; stop the container, or let an administrator expire it",
+    "noatime": "the disk image's mount options are the panel's",
+    "bootorder": "containers with --onboot yes start in CTID order",
+    "iolimit": "I/O is weighted by --ioprio here; there is no bandwidth limit",
+    "iopslimit": "I/O is weighted by --ioprio here; there is no IOPS limit",
+    "ha_enable": "there is no HA cluster here; vzmigrate moves containers",
+    "ha_prio": "there is no HA cluster here; vzmigrate moves containers",
+    "private": "where a container lives is the host's lxcpath",
+    "root": "where a container lives is the host's lxcpath",
+    "mount_opts": "the disk image's mount options are the panel's",
+    "applyconfig_map": "--applyconfig applies a plan's limits; there are no groups of them",
+}
+# vzctl create options that mean nothing here, and why.
+CREATE_UNMAPPED = {
+    "private": UNMAPPED_OPTIONS["private"],
+    "root": UNMAPPED_OPTIONS["root"],
+    "layout": "there is one disk layout here: an XFS image",
+    "ve_layout": "there is one disk layout here: an XFS image",
+}
+# vzctl verbs that have no counterpart (yet), and why.
+UNMAPPED_VERBS = {
+    "console": "the container console is not available here yet; use vzctl enter",
+    "chkpnt": "no checkpoints are written here (see vzctl suspend)",
+    "restore": "no checkpoints are written here, so none can be restored; vzrestore restores backups",
+    "snapshot": "the containers' storage here cannot take snapshots yet",
+    "snapshot-switch": "the containers' storage here cannot take snapshots yet",
+    "snapshot-delete": "the containers' storage here cannot take snapshots yet",
+    "snapshot-mount": "the containers' storage here cannot take snapshots yet",
+    "snapshot-umount": "the containers' storage here cannot take snapshots yet",
+    "snapshot-list": "the containers' storage here cannot take snapshots yet",
+    "quotaon": "the disk quota is the container's own XFS image: it is always on",
+    "quotaoff": "the disk quota is the container's own XFS image: it is always on",
+    "quotainit": "the disk quota is the container's own XFS image: nothing to initialise",
+    "convert": "there is one disk layout here (an XFS image), nothing to convert to",
+    "compact": "the disk image is sparse; there is nothing to compact",
+    "mount": "the root filesystem here is a disk image the agent keeps mounted at LXCPATH/CTID/rootfs while the "
+             "container exists: read it there, or use vzctl exec while it runs",
+    "umount": "the root filesystem here is a disk image the agent keeps mounted while the container exists; "
+              "stopping the container is what takes it out of use",
+}
+
+
+def refuse_unmapped(opts: dict) -> None:
+    """Refuse OpenVZ options that have no meaning here, each with its reason; nothing is changed."""
     unmapped = [n for n in UNMAPPED_COUNTERS if opts.get(n) is not None]
     if unmapped:
         raise CommandError(f"{', '.join(unmapped)}: no limit for this on a mainline kernel (cgroups have no "
                            "counterpart, or this kernel ignores it); the panel shows it as measured or not measured. "
                            "Nothing was changed.")
+    reasons = [f"--{name}: {why}" for name, why in UNMAPPED_OPTIONS.items() if opts.get(name) is not None]
+    if reasons:
+        raise CommandError("; ".join(reasons) + ". Nothing was changed.")
+
+
+def limit_changes(opts: dict) -> dict:
+    """The container fields a `vzctl set` command line changes."""
+    refuse_unmapped(opts)
     changes = {}
     for opt, key in (("ram", "ram_mb"), ("swap", "swap_mb"), ("cpus", "cpus"), ("cpuunits", "cpuunits"),
                      ("cpulimit", "cpulimit"), ("ioprio", "ioprio")):
@@ -79,7 +154,8 @@ def limit_changes(opts: dict) -> dict:
     if opts.get("numproc") is not None:
         changes["numproc"] = opts["numproc"][1]  # pids has a limit only
     if opts.get("physpages") is not None:
-        changes["ram_barrier_mb"], changes["ram_mb"] = opts["physpages"]
+        barrier, changes["ram_mb"] = opts["physpages"]
+        changes["ram_barrier_mb"] = barrier or None  # vswap's PHYSPAGES="0:LIMIT": no barrier
     if opts.get("swappages") is not None:
         changes["swap_mb"] = opts["swappages"][1]
     if opts.get("diskspace") is not None:
@@ -89,12 +165,34 @@ def limit_changes(opts: dict) -> dict:
     return changes
 
 
+def status_line(ctid, ct) -> str:
+    """`vzctl status` in vzctl's own words: CTID N exist|deleted mounted|unmounted running|down [suspended]."""
+    if ct is None:
+        return f"CTID {ctid} deleted unmounted down"
+    if ct.status == "running":
+        return f"CTID {ct.ctid} exist mounted running"
+    if ct.status == "frozen":
+        return f"CTID {ct.ctid} exist mounted down suspended"
+    return f"CTID {ct.ctid} exist unmounted down"
+
+
+def shell_words(words: list[str]) -> list[str]:
+    """vzctl exec's command: after an optional --, the words to run; one word with blanks is a shell
+    command line, as vzctl gave it to the container's shell ("ps ax | grep sshd")."""
+    words = words[1:] if words[:1] == ["--"] else words
+    if len(words) == 1 and any(c.isspace() for c in words[0]):
+        return ["/bin/sh", "-c", words[0]]
+    return words
+
+
 class Command(BaseCommand):
     help = "Manage containers with OpenVZ's vzctl verbs (queued as tasks, run by the host agent)."
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="act as this panel user (default: the first superuser)")
         parser.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+        parser.add_argument("--quiet", action="store_true", help="print no task log, only errors")
+        parser.add_argument("--verbose", action="store_true", help="accepted for vzctl compatibility")
         sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
         p = sub.add_parser("create", help="create a container from an OS template")
         p.add_argument("ctid", type=argparse_type(validators.parse_ctid))
@@ -103,14 +201,23 @@ class Command(BaseCommand):
         p.add_argument("--name", type=name_alias)
         p.add_argument("--host", help="the host to create it on (default: the panel picks one by capacity)")
         p.add_argument("--tenant", help="tenant slug: whose quota it counts against")
-        p.add_argument("--plan", help="plan name (named limits, like a vps.basic sample)")
+        p.add_argument("--plan", "--config", dest="plan",
+                       help="plan name (named limits, as vzctl's --config took a sample like vps.basic)")
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
-        for verb in ("start", "stop", "restart", "status"):
-            sub.add_parser(verb).add_argument("ctid")
-        p = sub.add_parser("destroy", help="destroy a stopped container")
-        p.add_argument("ctid")
-        p = sub.add_parser("set", help="change settings")
+        p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="routed (venet) addresses, once created")
+        for name in CREATE_UNMAPPED:
+            p.add_argument(f"--{name}", metavar="VALUE", help=argparse.SUPPRESS)
+        for verb, what in (("destroy", "destroy a stopped container: its disk and settings"),
+                           ("delete", "the same as destroy"),
+                           ("start", "start a container"), ("stop", "stop a container (clean shutdown, then kill)"),
+                           ("restart", "stop and start a container"),
+                           ("status", "exist/deleted, mounted, running/down, in vzctl's words"),
+                           ("suspend", "freeze a running container (no checkpoint is written)"),
+                           ("resume", "thaw a suspended container"),
+                           ("enter", "a root shell inside (root, on its host)")):
+            sub.add_parser(verb, help=what).add_argument("ctid")
+        p = sub.add_parser("set", help="change settings and limits (always saved here)")
         p.add_argument("ctid")
         p.add_argument("--hostname", type=hostname)
         p.add_argument("--name", type=name_alias)
@@ -122,13 +229,14 @@ class Command(BaseCommand):
         p.add_argument("--cpuunits", type=count, help="relative CPU weight (default 1000)")
         p.add_argument("--cpulimit", type=count, help="percent of one CPU; 0 = no limit")
         p.add_argument("--ioprio", type=count, help="I/O priority 0..7 (default 4)")
-        p.add_argument("--numproc", type=counts, help="processes, barrier[:limit]")
+        p.add_argument("--numproc", type=pair(count_or_unlimited), help="processes, barrier[:limit] or unlimited")
         p.add_argument("--physpages", type=pages_mb, help="RAM barrier[:limit], in 4 KiB pages or with a suffix")
         p.add_argument("--swappages", type=pages_mb, help="swap [barrier:]limit, in 4 KiB pages or with a suffix")
-        p.add_argument("--diskspace", type=diskspace_mb, help="soft[:hard], 1K blocks or with a suffix (2G:2200M)")
+        p.add_argument("--diskspace", type=diskspace_mb, help="soft[:hard], 1K blocks or with a suffix (2G:2.2G)")
         p.add_argument("--diskinodes", type=counts, help="soft[:hard] inodes")
-        for name in UNMAPPED_COUNTERS:
-            p.add_argument(f"--{name}", metavar="BARRIER[:LIMIT]", help=argparse.SUPPRESS)
+        p.add_argument("--applyconfig", metavar="PLAN", help="take the limits of this plan (like a vps.basic sample)")
+        for name in (*UNMAPPED_COUNTERS, *UNMAPPED_OPTIONS):
+            p.add_argument(f"--{name}", metavar="VALUE", help=argparse.SUPPRESS)
         p.add_argument("--userpasswd", metavar="USER:PASSWORD",
                        help="set a password inside the running container (never stored or logged)")
         p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="add a routed (venet) address")
@@ -142,15 +250,31 @@ class Command(BaseCommand):
         p.add_argument("--searchdomain", type=argparse_type(validators.clean_searchdomain))
         p.add_argument("--override-capacity", action="store_true",
                        help="administrators: raise limits even past what the host can promise")
-        p.add_argument("--save", action="store_true", help="accepted for vzctl compatibility: settings are always saved")
-        p = sub.add_parser("exec", help="run a command inside; exits with its status")
+        p.add_argument("--save", action="store_true", help="accepted: every set is saved here")
+        p.add_argument("--setmode", choices=("restart", "ignore"),
+                       help="accepted: nothing here waits for a restart (limits apply at once)")
+        for verb, what in (("exec", "run a command inside; exits with its status"),
+                           ("exec2", "the same as exec: exits with the command's status")):
+            p = sub.add_parser(verb, help=what)
+            p.add_argument("ctid")
+            p.add_argument("--exec-timeout", type=count, default=600)
+            p.add_argument("command", nargs=argparse.REMAINDER)
+        p = sub.add_parser("runscript", help="copy a local script in and run it there")
         p.add_argument("ctid")
+        p.add_argument("script", help="the script's path on this machine")
         p.add_argument("--exec-timeout", type=count, default=600)
-        p.add_argument("command", nargs=argparse.REMAINDER)
+        p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARG")
+        for verb, why in UNMAPPED_VERBS.items():
+            p = sub.add_parser(verb, help="not available here (it says why)")
+            p.add_argument("rest", nargs=argparse.REMAINDER)
 
     def handle(self, *args, **opts):
-        user = acting_user(opts["user"])
         verb = opts["verb"]
+        if verb in UNMAPPED_VERBS:
+            raise CommandError(f"vzctl {verb}: {UNMAPPED_VERBS[verb]}")
+        user = acting_user(opts["user"])
+        if opts["quiet"]:
+            self.stdout = type(self.stdout)(open(os.devnull, "w"))
         try:
             if verb == "create":
                 return self._create(user, opts)
@@ -158,47 +282,85 @@ class Command(BaseCommand):
         except TaskError as exc:
             raise CommandError(str(exc)) from None
         except Http404:
+            if verb == "status":
+                self.stdout.write(status_line(opts["ctid"], None))
+                return
             raise CommandError(f"Container {opts['ctid']} does not exist") from None
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from None
         try:
             if verb == "status":
-                self.stdout.write(f"CTID {ct.ctid} exist {'mounted ' if ct.status == 'running' else ''}{ct.status}"
-                                  + (f" (locked by task #{ct.lock_task_id})" if ct.lock_task_id else ""))
+                self.stdout.write(status_line(ct.ctid, ct))
+                if ct.lock_task_id:
+                    self.stderr.write(f"(locked by task #{ct.lock_task_id})")
                 return
-            if verb in ("start", "stop", "restart"):
+            if verb == "enter":
+                argv = services.enter_argv(ct, user, local_host())
+                self.stderr.write(f"entered into CT {ct.ctid}")
+                sys.stdout.flush()
+                os.execvp(argv[0], argv)
+            if verb in ("start", "stop", "restart", "suspend", "resume"):
                 task = getattr(services, f"{verb}_container")(ct, user)
-            elif verb == "destroy":
+            elif verb in ("destroy", "delete"):
                 task = services.destroy_container(ct, user, confirm=ct.ctid)
             elif verb == "set":
-                changes = {k: opts[k] for k in ("hostname", "name", "onboot", "description") if opts.get(k) is not None}
-                changes.update(limit_changes(opts))
-                did = False
-                if opts.get("userpasswd"):
-                    who, sep, password = opts["userpasswd"].partition(":")
-                    if not sep:
-                        raise CommandError("--userpasswd takes USER:PASSWORD")
-                    self._finish(services.set_user_password(ct, user, who, password), opts)
-                    did = True
-                did = self._network(ct, user, opts) or did
-                if did and not changes:
-                    return
-                if not changes:
-                    raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, a limit "
-                                       "(--ram, --swap, --cpus, --cpuunits, --cpulimit, --numproc, --physpages, "
-                                       "--diskspace, --diskinodes, --ioprio), --userpasswd or a network option "
-                                       "(--ipadd, --ipdel, --netif_add, --netif_del, --nameserver, --searchdomain)")
-                task = services.update_container(ct, user, override_capacity=opts["override_capacity"], **changes)
-                if task is None:
-                    self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
-                    return
-            elif verb == "exec":
-                argv = opts["command"][1:] if opts["command"][:1] == ["--"] else opts["command"]
-                task = services.exec_in_container(ct, user, argv, opts["exec_timeout"])
+                return self._set(ct, user, opts)
+            elif verb in ("exec", "exec2"):
+                argv = shell_words(opts["command"])
+                stdin = None
+                if argv == ["-"]:  # vzctl exec CTID -: the commands come on standard input
+                    argv, stdin = ["/bin/sh", "-s"], sys.stdin.read()
+                task = services.exec_in_container(ct, user, argv, opts["exec_timeout"], stdin=stdin)
+                return self._exec(task, opts)
+            elif verb == "runscript":
+                try:
+                    with open(opts["script"], encoding="utf-8", errors="surrogateescape") as fh:
+                        script = fh.read(services.MAX_EXEC_INPUT + 1)
+                except OSError as exc:
+                    raise CommandError(f"{opts['script']}: {exc.strerror}") from None
+                task = services.run_script(ct, user, script, opts["script_args"], opts["exec_timeout"])
                 return self._exec(task, opts)
         except TaskError as exc:
             raise CommandError(str(exc)) from None
         self._finish(task, opts)
+
+    def _set(self, ct, user, opts):
+        changes = {k: opts[k] for k in ("hostname", "name", "onboot", "description") if opts.get(k) is not None}
+        changes.update(limit_changes(opts))
+        if opts.get("applyconfig"):
+            changes = {**self._plan_limits(user, opts["applyconfig"]), **changes}
+        if not opts["save"]:
+            self.stdout.write("Note: every set is saved here, as with --save")
+        if opts.get("setmode"):
+            self.stdout.write(f"Note: --setmode {opts['setmode']}: nothing here needs a restart to take effect")
+        did = False
+        if opts.get("userpasswd"):
+            who, sep, password = opts["userpasswd"].partition(":")
+            if not sep:
+                raise CommandError("--userpasswd takes USER:PASSWORD")
+            self._finish(services.set_user_password(ct, user, who, password), opts)
+            did = True
+        did = self._network(ct, user, opts) or did
+        if did and not changes:
+            return
+        if not changes:
+            raise CommandError("nothing to set: give --hostname, --name, --onboot, --description, a limit "
+                               "(--ram, --swap, --cpus, --cpuunits, --cpulimit, --numproc, --physpages, "
+                               "--diskspace, --diskinodes, --ioprio), --applyconfig, --userpasswd or a network "
+                               "option (--ipadd, --ipdel, --netif_add, --netif_del, --nameserver, --searchdomain)")
+        task = services.update_container(ct, user, override_capacity=opts["override_capacity"], **changes)
+        if task is None:
+            self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
+            return
+        self._finish(task, opts)
+
+    def _plan_limits(self, user, name: str) -> dict:
+        """vzctl set --applyconfig NAME: the limits of the plan NAME (the panel's config samples)."""
+        from accounts.permissions import visible_plans
+        plan = visible_plans(user).filter(name=name).first()
+        if plan is None:
+            raise CommandError(f"no plan {name!r} offered to you (plans are the panel's vps.basic-like samples)")
+        return plan.limits()
 
     def _network(self, ct, user, opts) -> bool:
         """The network options of `vzctl set`, each its own task, in vzctl's order. True if any."""
@@ -222,6 +384,9 @@ class Command(BaseCommand):
         return did
 
     def _create(self, user, opts):
+        reasons = [f"--{name}: {why}" for name, why in CREATE_UNMAPPED.items() if opts.get(name) is not None]
+        if reasons:
+            raise CommandError("; ".join(reasons) + ". Nothing was created.")
         hosts = placeable_hosts(user)
         host = hosts.filter(name=opts["host"]).first() if opts["host"] else None
         if opts["host"] and host is None:
@@ -245,16 +410,15 @@ class Command(BaseCommand):
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
             description=opts["description"], tenant=tenant, plan=plan)
         self._finish(task, opts)
+        if opts["ipadd"]:
+            from network import services as net
+            self._finish(net.add_addresses(task.container, user, opts["ipadd"]), opts)
 
     def _finish(self, task, opts):
-        task = wait_for_task(task, self.stdout, timeout=opts["timeout"])
-        if task.status != TaskStatus.OK:
-            raise CommandError(task.error or f"task #{task.pk} {task.status}")
+        finish_task(task, self.stdout, timeout=opts["timeout"])
 
     def _exec(self, task, opts):
-        task = wait_for_task(task, self.stdout, timeout=opts["timeout"], quiet=True)
-        if task.status != TaskStatus.OK:
-            raise CommandError(task.error or f"task #{task.pk} {task.status}")
+        task = finish_task(task, self.stdout, timeout=opts["timeout"], quiet=True)
         sys.stdout.write(task.result.get("stdout", ""))
         sys.stderr.write(task.result.get("stderr", ""))
         sys.stdout.flush()
