@@ -13,7 +13,8 @@ RUN_DEBS := lxc uidmap redis-server rsync zstd xz-utils busybox-static python3-v
             openssh-client criu
 # A host that receives migrations runs sshd; the tests run one in a network namespace.
 AGENT_DEBS := openssh-server
-TEST_DEBS := chromium postgresql gcc $(AGENT_DEBS)
+# The VM lab (tests/vmlab): QEMU boots Debian 12 machines built with debootstrap.
+TEST_DEBS := chromium postgresql gcc qemu-system-x86 qemu-utils $(AGENT_DEBS)
 NODE_DEBS := nodejs npm
 
 .PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean
