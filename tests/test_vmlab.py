@@ -22,6 +22,13 @@ def step(name: str):
     print(f"vmlab: {name}: {time.monotonic() - started:.1f} s", flush=True)
 
 
+def fetch_through_forwarded_port(vm) -> bytes:
+    """What busybox httpd in the VM serves from /srv/www, read from the host's forwarded port."""
+    vm.run(["busybox", "httpd", "-p", str(GUEST_HTTP_PORT), "-h", "/srv/www"])
+    with urllib.request.urlopen(f"http://127.0.0.1:{vm.forward(GUEST_HTTP_PORT)}/index.html", timeout=30) as resp:
+        return resp.read()
+
+
 def test_vm_boots_systemd_on_cgroup2_only_and_comes_back_from_a_reboot(vm, tmp_path):
     if vm.image.built_in is not None:
         print(f"vmlab: image built in {vm.image.built_in:.0f} s")
@@ -46,9 +53,7 @@ def test_vm_boots_systemd_on_cgroup2_only_and_comes_back_from_a_reboot(vm, tmp_p
     (payload / "index.html").write_text("served from the VM\n")
     with step("copy_in and a forwarded port"):
         vm.copy_in(payload, "/srv/www")
-        vm.run(["busybox", "httpd", "-p", str(GUEST_HTTP_PORT), "-h", "/srv/www"])
-        with urllib.request.urlopen(f"http://127.0.0.1:{vm.forward(GUEST_HTTP_PORT)}/index.html", timeout=30) as resp:
-            assert resp.read() == b"served from the VM\n"
+        assert fetch_through_forwarded_port(vm) == b"served from the VM\n"
 
     failed = vm.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
     assert (failed.returncode, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
@@ -59,3 +64,4 @@ def test_vm_boots_systemd_on_cgroup2_only_and_comes_back_from_a_reboot(vm, tmp_p
     assert vm.boot_id() != old_boot
     assert vm.run("systemctl is-active ssh").stdout.strip() == "active"
     assert vm.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"]).stdout.strip() == "cgroup2fs"
+    assert fetch_through_forwarded_port(vm) == b"served from the VM\n", "the disk and the host ports survive"
