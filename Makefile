@@ -13,13 +13,15 @@ RUN_DEBS := lxc uidmap redis-server rsync zstd xz-utils busybox-static python3-v
             openssh-client criu
 # A host that receives migrations runs sshd; the tests run one in a network namespace.
 AGENT_DEBS := openssh-server
-TEST_DEBS := chromium postgresql gcc systemd $(AGENT_DEBS)
+# The VM lab (tests/vmlab): QEMU boots Debian 12 machines built with debootstrap (with
+# PRODUCTION_DEBS, read with `make -s print-production-debs`).
+TEST_DEBS := chromium postgresql gcc systemd qemu-system-x86 qemu-utils $(AGENT_DEBS)
 NODE_DEBS := nodejs npm
 # A production install (deploy/install.sh) adds its HTTPS front; front-end files come from the checkout.
 PRODUCTION_DEBS := $(RUN_DEBS) $(AGENT_DEBS) nginx
 
 .PHONY: run test agent install install-test debs test-debs agent-debs venv assets setup clean \
-        install-production upgrade-production production-debs wheelhouse shell-commands
+        install-production upgrade-production production-debs print-production-debs wheelhouse shell-commands
 
 run: install setup shell-commands
 	$(PY) manage.py runpanel
@@ -115,6 +117,9 @@ agent-debs:
 
 test-debs:
 	$(call install_debs,$(TEST_DEBS))
+
+print-production-debs:
+	@echo $(PRODUCTION_DEBS)
 
 production-debs:
 	$(call install_debs,$(PRODUCTION_DEBS))
