@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from containers.engine.lxc import Lxc
 from containers.engine.terminal import Terminal, console_argv, shell_argv
+from containers.models import Container
 from tasks.queue import redis_connection
 
 from . import relay
@@ -141,6 +142,11 @@ class ConsoleServer:
 
     # -- one session ------------------------------------------------------------
     def _announce_close(self, session: ConsoleSession, reason: str) -> None:
+        """Write why into the terminal and tell the browser's end; the reason of whoever closed the
+        row first (the web at logout, say) is the one told."""
+        current = fresh(session.pk)
+        if current is not None and current.closed_at:
+            reason = current.close_reason or reason
         out = relay.session_key(self.host.pk, session.pk, "out")
         try:
             with redis_connection().pipeline(transaction=False) as pipe:
@@ -210,11 +216,20 @@ class ConsoleServer:
                     return reason
 
     def _why_gone(self, session: ConsoleSession) -> str:
-        try:
-            if self.lxc.state(session.ctid) != "RUNNING":
-                return "the container stopped"
-        except Exception:
-            pass
+        """The program ended: because the container is stopping (a task stops it, or LXC no longer
+        has it running a moment later: a halt from inside), or on its own."""
+        from tasks.choices import TaskType
+        stopping = (TaskType.CT_STOP, TaskType.CT_RESTART, TaskType.CT_DESTROY, TaskType.CT_MIGRATE)
+        lock = Container.objects.filter(pk=session.container_id).values_list("lock_task__type", flat=True).first()
+        if lock in stopping:
+            return "the container stopped"
+        for _ in range(4):
+            try:
+                if self.lxc.state(session.ctid) != "RUNNING":
+                    return "the container stopped"
+            except Exception:
+                break
+            time.sleep(0.25)
         return "the shell exited" if session.mode == ConsoleMode.SHELL else "the console detached"
 
 

@@ -114,7 +114,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         """The agent's stream to the browser, until the agent says the session closed."""
         last = "0-0"
         while True:
-            found = await self.redis.xread({self.keys["out"]: last}, count=200, block=5000)
+            found = await self.redis.xread({self.keys["out"]: last}, count=200, block=1000)
             last, messages = relay.read_back(found, last)
             for message in messages:
                 if message.kind == relay.DATA:

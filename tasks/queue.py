@@ -78,7 +78,7 @@ def async_connection():
     connection: it lives on that connection's event loop)."""
     from redis.asyncio import from_url
     username, password = _identity or _web_credentials(parse_url(settings.REDIS_URL))
-    return from_url(settings.REDIS_URL, username=username, password=password)
+    return from_url(settings.REDIS_URL, username=username, password=password, socket_timeout=30)
 
 
 def host_queue(host) -> Queue:

@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import termios
+import tty
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +44,9 @@ class Terminal:
     def __init__(self, argv: Sequence[str], cols: int = 80, rows: int = 24):
         master, slave = os.openpty()
         try:
+            # Raw: the PTY only carries bytes between us and lxc-attach, whose own terminal inside the
+            # container does the line discipline (else every newline is translated twice).
+            tty.setraw(slave)
             _set_size(slave, cols, rows)
             self.proc = subprocess.Popen(
                 ["setsid", "--ctty", "setpriv", "--pdeathsig", "KILL", "--", *argv],
