@@ -86,6 +86,13 @@ class Console:
             pass
         return self.closed_reason
 
+    async def run(self, command: str, expected: bytes):
+        """At the shell's prompt, type `command` and wait for `expected` in what follows."""
+        await self.until(lambda: b"# " in self.output, "the prompt")
+        start = len(self.output)
+        await self.type(f"{command}\r")
+        await self.until(lambda: expected in self.output[start:], repr(expected))
+
     async def type(self, text: str):
         await self.ws.send_bytes(text.encode())
 
@@ -100,9 +107,7 @@ def test_a_shell_types_resizes_and_closes_when_its_user_logs_out(running, people
 
     async def use():
         await console.open()
-        await console.until(lambda: b"# " in console.output, "the prompt")
-        await console.type("echo $((6*7))\r")
-        await console.until(lambda: b"\n42\r" in console.output, "42")
+        await console.run("echo $((6*7))", b"\n42\r")
         await console.ws.send_json({"type": "resize", "cols": 101, "rows": 31})
         await console.type("stty size\r")
         await console.until(lambda: b"31 101" in console.output, "the new size")
@@ -161,9 +166,7 @@ def test_a_console_closes_with_a_message_when_the_agent_goes_away_or_the_contain
 
     async def container_stops():
         await console.open()
-        await console.until(lambda: b"# " in console.output, "the prompt")
-        await console.type("echo ready\r")
-        await console.until(lambda: b"\nready\r" in console.output, "the shell")
+        await console.run("echo ready", b"\nready\r")
         ct = await asyncio.get_running_loop().run_in_executor(None, lambda: Container.objects.get(ctid=CTID))
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: wait_task(services.stop_container(ct, people["student"])))
