@@ -70,8 +70,23 @@ def test_a_student_types_into_the_console_tab_and_reads_the_answer(
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => window.vzConsole.text().split('\\n').some(line => line.trim().endsWith(' {new_cols}'))")
 
+    # A network blip: the page gets a new ticket and a new shell by itself.
+    page.evaluate("() => { window.droppedSocket = window.vzConsole.socket(); window.droppedSocket.close(); }")
+    page.wait_for_function("""() => window.vzConsole.socket() !== window.droppedSocket
+                              && document.getElementById('console-status').textContent.startsWith('Connected')""")
+    page.click("#console")
+    page.keyboard.type("echo again-$((2*3))")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.vzConsole.text().includes('again-6')")
+
+    # The container's own console.
+    page.click("label[for=mode-console]")
+    page.wait_for_selector("#console-status:has-text('Connected (console)')")
+    from consoles.models import ConsoleSession
+    assert list(ConsoleSession.objects.order_by("pk").values_list("mode", "close_reason")) == [
+        ("shell", "the browser disconnected"), ("shell", "the browser disconnected"), ("console", "")]
+
     page.click("nav button:has-text('Log out')")
     page.wait_for_selector("#id_username")
-    from consoles.models import ConsoleSession
     wait_until(lambda: ConsoleSession.objects.filter(close_reason="the user logged out").exists(), 30,
                message="the console to close at logout")

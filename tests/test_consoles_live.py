@@ -101,7 +101,17 @@ def session_row() -> ConsoleSession:
     return ConsoleSession.objects.latest("pk")
 
 
-def test_a_shell_types_resizes_and_closes_when_its_user_logs_out(running, people):
+def test_a_shell_types_resizes_and_closes_when_its_user_logs_out(running, people, host):
+    from consoles import relay
+    from tasks.queue import redis_connection
+    # Forged requests on the real agent's list: refused and listed on the host page, nothing opened.
+    redis_connection().rpush(relay.open_list(host.pk), "424242", "rm -rf /")
+
+    def refused_both():
+        host.refresh_from_db()
+        reasons = " ".join(entry["reason"] for entry in host.queue_refusals)
+        return "no such console session" in reasons and "not a session id" in reasons
+    wait_until(refused_both, WAIT, message="the agent to refuse the forged requests")
     client = logged_in(people["student"])
     console = Console(client, running)
 
@@ -146,6 +156,19 @@ def test_idle_consoles_close_and_the_console_mode_shows_the_containers_console(r
     row = session_row()
     assert row.mode == "console" and row.close_reason == "the browser disconnected"
     wait_until(lambda: not attached_processes(), WAIT, message="the console's process to end")
+
+    # The student loses the container (or their tenant): an open console closes.
+    console = Console(client, running)
+
+    async def lose_it():
+        await console.open()
+        await console.run("echo still-mine", b"\nstill-mine\r")
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: Container.objects.filter(ctid=CTID).update(owner=None))
+        return await console.closed()
+    assert asyncio.run(lose_it()) == "the user may no longer manage this container"
+    assert b"Console closed: the user may no longer manage this container." in console.output
+    wait_until(lambda: not attached_processes(), WAIT, message="the shell to end")
 
 
 def test_a_console_closes_with_a_message_when_the_agent_goes_away_or_the_container_stops(

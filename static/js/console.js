@@ -112,7 +112,8 @@
     mode = input.value;
     restart();
   }));
-  window.vzConsole = {term: term, text: () => {
+  // For the tests (and the curious at the browser's console): the terminal, its socket, its text.
+  window.vzConsole = {term: term, socket: () => socket, text: () => {
     const buffer = term.buffer.active;
     const lines = [];
     for (let i = 0; i < buffer.length; i += 1) lines.push(buffer.getLine(i).translateToString(true));
