@@ -174,6 +174,7 @@ class ConsoleServer:
                 terminal = Terminal(argv)
                 logger.info("console session %s: %s on CT %s for %s", session.pk, session.mode, session.ctid,
                             session.username)
+                relay_.renew()  # alive before the browser's end hears of it, which then watches for it
                 relay_.send(relay.Message(relay.OPENED))
                 reason = self._relay(session, terminal, relay_)
         except Exception as exc:

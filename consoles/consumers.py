@@ -69,8 +69,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.keys = {kind: relay.session_key(host_id, session_id, kind) for kind in ("in", "out", "alive")}
         self.redis = async_connection()
         self.opened = False
+        self.tasks = []
+        try:
+            await self.redis.rpush(relay.open_list(host_id), str(session_id))
+        except Exception as exc:  # Redis down: say so rather than leave the terminal blank
+            logger.warning("cannot ask for console session %s: %s", session_id, exc)
+            reason = "the panel cannot reach Redis to ask the host's agent"
+            await database_sync_to_async(services.close_session)(self.session, reason)
+            return await self._finish(reason, notice=True)
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._watch())]
-        await self.redis.rpush(relay.open_list(host_id), str(session_id))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.session is None or self.finished:

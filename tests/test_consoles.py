@@ -88,6 +88,27 @@ def test_permission_is_checked_again_when_the_ticket_is_used(cts, people, acme):
         ticket(people["tadmin"], cts[0])
 
 
+def test_what_ends_an_open_session(cts, people, host):
+    """The agent and the consumer both ask end_reason every second; each change ends the session."""
+    from consoles.services import end_reason, fresh
+    from tenancy.models import Membership
+    session = redeemed(people["student"], cts[0])
+    assert end_reason(fresh(session.pk)) is None
+    people["student"].is_active = False
+    people["student"].save()
+    assert end_reason(fresh(session.pk)) == "the user was disabled"
+    people["student"].is_active = True
+    people["student"].save()
+    admins = redeemed(people["tadmin"], cts[0])
+    assert end_reason(fresh(admins.pk)) is None
+    Membership.objects.filter(user=people["tadmin"]).delete()  # the tenant admin leaves the tenant
+    assert end_reason(fresh(admins.pk)) == "the user may no longer manage this container"
+    Container.objects.filter(pk=cts[0].pk).update(status="stopped")
+    assert end_reason(fresh(session.pk)) == "the container stopped"
+    Container.objects.filter(pk=cts[0].pk).delete()
+    assert end_reason(fresh(session.pk)) == "the container was destroyed"
+
+
 def test_no_ticket_for_another_tenants_container_nor_a_read_only_user(cts, people, client):
     _, theirs = cts
     for who in ("student", "tadmin", "auditor"):
