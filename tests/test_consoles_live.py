@@ -171,9 +171,20 @@ def test_idle_consoles_close_and_the_console_mode_shows_the_containers_console(r
     wait_until(lambda: not attached_processes(), WAIT, message="the shell to end")
 
 
-def test_a_console_closes_with_a_message_when_the_agent_goes_away_or_the_container_stops(
+def test_a_console_closes_with_a_message_when_the_agent_stops_or_dies_or_the_container_stops(
         running, people, agent):
     client = logged_in(people["student"])
+    console = Console(client, running)
+
+    async def agent_stops():
+        await console.open()
+        await asyncio.get_running_loop().run_in_executor(None, agent.stop)
+        return await console.closed()
+    assert asyncio.run(agent_stops()) == "the host agent stopped"
+    assert b"Console closed: the host agent stopped." in console.output
+    wait_until(lambda: not attached_processes(), WAIT, message="lxc-attach to end with its agent")
+
+    agent.start()
     console = Console(client, running)
 
     async def agent_dies():
