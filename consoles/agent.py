@@ -88,7 +88,9 @@ class ConsoleServer:
         self._stop_reason = reason
         self._stop.set()
         deadline = time.monotonic() + wait
-        for thread in [*self._sessions.values(), *([self._listener] if self._listener else [])]:
+        with self._lock:
+            threads = list(self._sessions.values())
+        for thread in [*threads, *([self._listener] if self._listener else [])]:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
@@ -267,6 +269,8 @@ class _Relay:
                 continue
             last, messages = relay.read_back(found, last)
             for message in messages:
+                if self.done.is_set():
+                    return  # the terminal is being closed
                 if message.kind == relay.DATA:
                     self.last_input = time.monotonic()
                     terminal.write(message.data)

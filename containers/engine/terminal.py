@@ -62,7 +62,8 @@ class Terminal:
 
     def resize(self, cols: int, rows: int) -> None:
         """TIOCSWINSZ on the PTY: the program gets SIGWINCH and reads its new size."""
-        _set_size(self.fd, cols, rows)
+        if self.fd >= 0:
+            _set_size(self.fd, cols, rows)
 
     def read(self, timeout: float) -> bytes | None:
         """What the program wrote (b"" if nothing within `timeout`), or None once it has gone
@@ -80,19 +81,20 @@ class Terminal:
             raise
 
     def write(self, data: bytes, timeout: float = 5.0) -> None:
-        """Type `data`; a program that reads nothing for `timeout` loses the rest."""
+        """Type `data`; a program that reads nothing for `timeout` loses the rest, and so does one
+        that has gone or whose PTY was just closed."""
         view = memoryview(data)
-        while view:
-            _, ready, _ = select.select([], [self.fd], [], timeout)
-            if not ready:
-                return
-            try:
-                view = view[os.write(self.fd, view):]
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno == errno.EIO:
+        try:
+            while view and self.fd >= 0:
+                _, ready, _ = select.select([], [self.fd], [], timeout)
+                if not ready:
                     return
+                try:
+                    view = view[os.write(self.fd, view):]
+                except BlockingIOError:
+                    continue
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EIO, errno.EBADF):
                 raise
 
     def close(self) -> int | None:
