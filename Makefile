@@ -139,7 +139,8 @@ static/vendor/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor
 	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js \
-	   node_modules/chart.js/dist/chart.umd.js static/vendor/
+	   node_modules/chart.js/dist/chart.umd.js node_modules/@xterm/xterm/lib/xterm.js \
+	   node_modules/@xterm/xterm/css/xterm.css node_modules/@xterm/addon-fit/lib/addon-fit.js static/vendor/
 	touch $@
 
 setup:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -24,7 +24,7 @@ ACTIONS = {
     "stop": services.stop_container,
     "restart": services.restart_container,
 }
-TABS = ("overview", "resources", "events", "network", "backups")
+TABS = ("overview", "console", "resources", "events", "network", "backups")
 
 
 @login_required
@@ -101,6 +101,10 @@ def container_page(request, ct, tab: str = "overview", status: int = 200, **form
         mark_seen(snapshot)
     elif tab == "events":
         context["events"] = ct.events.all()[:200]
+    elif tab == "console":
+        from django.conf import settings
+        context["console_idle_minutes"] = max(1, settings.CONSOLE_IDLE_SECONDS // 60)
+        context["console_browser_port"] = settings.CONSOLE_BROWSER_PORT
     elif tab == "network":
         from network.views import container_network
         context.update(container_network(ct, request.user, context["can_manage"]))
@@ -214,3 +218,19 @@ def container_sshkey(request, ident):
     return container_form(request, ident, "sshkey_form", lambda ct: SSHKeyForm(request.POST), lambda ct, f: (
         _queued_here(request, ct, services.set_ssh_key(ct, request.user, f.cleaned_data["key"], f.cleaned_data["user"]),
                      "add the SSH key")))
+
+
+@login_required
+@require_POST
+def container_console_ticket(request, ident):
+    """A one-time ticket for the Console tab's WebSocket (consoles/): JSON {url} to open it with,
+    or {error} with 409 (the container is not running, no such mode)."""
+    from accounts.middleware import client_address
+    from consoles.services import ConsoleRefused, new_ticket
+    ct = get_container_for_user(request.user, ident, manage=True)
+    try:
+        session, ticket = new_ticket(request.user, ct, request.POST.get("mode", ""), client_address(request),
+                                     request.session.session_key)
+    except ConsoleRefused as exc:
+        return JsonResponse({"error": str(exc)}, status=409)
+    return JsonResponse({"url": f"/ws/containers/{ct.ctid}/console/{session.mode}/?ticket={ticket}"})

@@ -31,8 +31,8 @@ ETC=/etc/vzpanel
 ENV_FILE=$ETC/vzpanel.env
 STATE=/var/lib/vzpanel
 VAR_DIR=$STATE/panel
-SERVICES="vzpanel-redis.service vzpanel-agent.service vzpanel-scheduler.service vzpanel-web.service"
-UNITS="vzpanel.target vzpanel-web.socket $SERVICES"
+SERVICES="vzpanel-redis.service vzpanel-agent.service vzpanel-scheduler.service vzpanel-web.service vzpanel-consoles.service"
+UNITS="vzpanel.target vzpanel-web.socket vzpanel-consoles.socket $SERVICES"
 
 say() { echo "[vzpanel] $*"; }
 die() { echo "[vzpanel] error: $*" >&2; exit 1; }
@@ -227,11 +227,12 @@ start_services() {
     if [ "$MODE" = install ]; then
         say "Debian's own redis-server (no password, 127.0.0.1:6379) is not used: disabling it"
         system systemctl disable --now redis-server.service
-        system systemctl enable vzpanel.target vzpanel-web.socket $SERVICES
+        system systemctl enable vzpanel.target vzpanel-web.socket vzpanel-consoles.socket $SERVICES
         system systemctl start vzpanel.target
     else
         system systemctl start vzpanel-redis.service  # kept running: it runs none of the panel's code
-        system systemctl restart vzpanel-web.service vzpanel-scheduler.service
+        system systemctl enable vzpanel-consoles.socket vzpanel-consoles.service  # new in an upgrade
+        system systemctl restart vzpanel-web.service vzpanel-consoles.service vzpanel-scheduler.service
         say "restarting the host agent last: its running tasks get up to PANEL_STOP_GRACE seconds"
         system systemctl restart vzpanel-agent.service
     fi

@@ -27,6 +27,7 @@ import containers.template_jobs  # noqa: F401  (registers the OS template task h
 import network.jobs  # noqa: F401  (registers the network task handlers)
 from containers.jobs import lxc_for, record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
+from consoles.agent import ConsoleServer
 from tasks.choices import TaskStatus, TaskType
 from tasks.models import Task
 from tasks.queue import host_queue, job_id_for, redis_connection, use_identity
@@ -56,6 +57,7 @@ class Agent:
         self.lxc = lxc_for(host)  # refuses an lxcpath that anyone but root could change
         self._stop = threading.Event()
         self.revoked = False
+        self.consoles = ConsoleServer(host, self.lxc)
 
     # -- identity ---------------------------------------------------------
     def check_token(self) -> None:
@@ -325,6 +327,8 @@ class Agent:
         if self._stop_requested_at is not None:
             return
         self._stop_requested_at = time.monotonic()
+        # Consoles end at once, each saying why in its terminal (not in the signal handler: it waits).
+        threading.Thread(target=self.consoles.stop, name="consoles-stop", daemon=True).start()
         grace = settings.AGENT_STOP_GRACE
         recovery.note_stopping(Path(settings.AGENT_DATA_DIR), grace)
         logger.warning("stopping: running tasks get %s s to finish (PANEL_STOP_GRACE)", grace)
@@ -359,6 +363,8 @@ class Agent:
         self.sync_authorized_keys()
         self.heartbeat()
         self.recover()
+        self.consoles.recover()
+        self.consoles.start()
         self.sync_templates()
         self.reconcile()
         self.warn_privileged()
@@ -379,5 +385,6 @@ class Agent:
                 self._grace_over()  # does not return
             else:
                 recovery.clear_stopping(Path(settings.AGENT_DATA_DIR))
+            self.consoles.stop()
             self._stop.set()
             thread.join(timeout=10)

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "hosts",
     "tasks",
     "containers",
+    "consoles",
 ]
 
 MIDDLEWARE = [
@@ -279,6 +280,15 @@ MIGRATE_QUEUE_TIMEOUT = envint("PANEL_MIGRATE_QUEUE_TIMEOUT", 60)
 MIGRATE_STEP_TIMEOUT = envint("PANEL_MIGRATE_STEP_TIMEOUT", 0)
 MIGRATE_IO_TIMEOUT = envint("PANEL_MIGRATE_IO_TIMEOUT", 60)
 SCHEDULER_SECONDS = envint("PANEL_SCHEDULER_SECONDS", 60)
+# Browser consoles (consoles/): a console with no keystroke for this long is closed; a ticket must be
+# used within seconds of the Console tab asking for it; at most this many consoles per host at once.
+CONSOLE_IDLE_SECONDS = envint("PANEL_CONSOLE_IDLE_MINUTES", 30) * 60
+CONSOLE_TICKET_SECONDS = envint("PANEL_CONSOLE_TICKET_SECONDS", 30)
+CONSOLE_MAX_SESSIONS = envint("PANEL_CONSOLE_MAX_SESSIONS", 100)
+# Where runpanel's WebSocket server (uvicorn) listens, and the port browsers reach it on: in
+# development that port of the page's own host; in production none, nginx passes /ws/ to it.
+CONSOLE_BIND = env("PANEL_CONSOLE_BIND", "127.0.0.1:8001") or "127.0.0.1:8001"
+CONSOLE_BROWSER_PORT = env("PANEL_CONSOLE_BROWSER_PORT", "" if PRODUCTION else CONSOLE_BIND.rpartition(":")[2]) or ""
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -73,6 +73,14 @@ def redis_connection() -> Redis:
     return _clients[key]
 
 
+def async_connection():
+    """A new asyncio client as this process's Redis user, for a WebSocket consumer (one per
+    connection: it lives on that connection's event loop)."""
+    from redis.asyncio import from_url
+    username, password = _identity or _web_credentials(parse_url(settings.REDIS_URL))
+    return from_url(settings.REDIS_URL, username=username, password=password, socket_timeout=30)
+
+
 def host_queue(host) -> Queue:
     return Queue(host.queue_name, connection=redis_connection(), serializer=SERIALIZER)
 

@@ -10,6 +10,9 @@
   secrets; on other hosts' queues only what putting a child task there takes (RPUSH, HSET, SADD),
   as a migration's source does. It cannot read, pop or delete another host's queue or jobs, nor
   read another host's secrets.
+- Browser consoles (consoles/relay.py): a host's user alone reaches its host's console keys
+  (`vzpanel:console:h<host id>:*`: pops session ids, reads keystrokes, writes output); the web
+  user pushes session ids, adds to and reads the streams, and reads nothing else there.
 No user but the administrator gets an administrative command (ACL, CONFIG, DEBUG, MODULE, FLUSH*,
 KEYS, SCAN, INFO, SHUTDOWN...): every user below gets a list of commands, never a category.
 The commands are what RQ 2 was seen to send (MONITOR) when it enqueues, works, fails and cancels.
@@ -30,6 +33,7 @@ WEB_USER = "vzpanel-web"
 HOST_USER_PREFIX = "vzpanel-host-"
 QUEUE_PREFIX = "rq:queue:vzpanel.host."
 ALL_JOBS = "rq:job:vzpanel-h*"
+CONSOLE_PREFIX = "vzpanel:console:"
 
 # A connection and a transaction. (AUTH and HELLO need no permission.)
 _SESSION = ["+ping", "+select", "+client|setname", "+client|getname", "+multi", "+exec", "+discard",
@@ -53,7 +57,9 @@ def web_rules() -> list[str]:
             f"(%W~{QUEUE_PREFIX}* +rpush +lrem)",          # enqueue, cancel
             f"(%W~{ALL_JOBS} +hset +del)",                 # enqueue, cancel
             "(%W~rq:queues +sadd)",
-            f"(%W~vzpanel:task-secret:* %W~{SCHEDULER_LOCK_KEY} +set)"]
+            f"(%W~vzpanel:task-secret:* %W~{SCHEDULER_LOCK_KEY} +set)",
+            f"(%W~{CONSOLE_PREFIX}* +rpush +xadd +expire)",    # ask for a console, type into it
+            f"(%R~{CONSOLE_PREFIX}* +xread +exists)"]          # read its output, is its agent there
 
 
 def worker_name_prefix(host_name: str) -> str:
@@ -71,8 +77,8 @@ def host_rules(name: str, host_id: int) -> list[str]:
              ("wip", "finished", "failed", "deferred", "scheduled", "canceled", "clean_registries", "workers")),
            # RQ also writes rq:job::ID:dependencies (sic).
            *(f"{kind}{jobs}*" for kind in ("rq:job:", "rq:job::", "rq:results:", "rq:executions:", "rq:execution:")),
-           f"rq:worker:{worker}*", f"vzpanel:task-secret:{name}:*"]
-    return [*_SESSION, *_WORKER, *(f"~{pattern}" for pattern in own),
+           f"rq:worker:{worker}*", f"vzpanel:task-secret:{name}:*", f"{CONSOLE_PREFIX}h{int(host_id)}:*"]
+    return [*_SESSION, *_WORKER, "+xread", "+blpop", *(f"~{pattern}" for pattern in own),
             "%W~rq:workers", "%W~rq:queues", "%R~rq:suspended", "%R~rq:groups", f"&rq:pubsub:{worker}*",
             *_ENQUEUE_ANYWHERE]
 

@@ -7,11 +7,12 @@ from pathlib import Path
 def test_web_process_does_not_import_host_facing_code():
     code = (
         "import django, sys; django.setup(); "
-        "from panel.wsgi import application; import panel.urls; "
+        "from panel.wsgi import application; import panel.urls; import panel.asgi; "
         "from django.urls import resolve; resolve('/'); "
         "bad = [m for m in sys.modules if m.startswith('containers.engine.lxc') or m in "
         "('containers.jobs', 'hosts.agent', 'tasks.runner', 'subprocess_tee', 'containers.migration', "
-        "'containers.engine.transfer', 'containers.engine.commands')]; print(bad)"
+        "'containers.engine.transfer', 'containers.engine.commands', 'consoles.agent', "
+        "'containers.engine.terminal')]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout
@@ -20,6 +21,6 @@ def test_web_process_does_not_import_host_facing_code():
 
 def test_no_shell_true_anywhere():
     root = Path(__file__).resolve().parent.parent
-    offenders = [str(p) for d in ("panel", "containers", "hosts", "tasks", "accounts")
+    offenders = [str(p) for d in ("panel", "containers", "hosts", "tasks", "accounts", "consoles")
                  for p in (root / d).rglob("*.py") if "shell=True" in p.read_text()]
     assert offenders == []

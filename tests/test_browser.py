@@ -33,12 +33,16 @@ def page(tmp_path):
             browser.close()
 
 
-def test_login_create_start_and_see_running(page, live_server, agent, host, admin_user, template_name):
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass-123")
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_selector("text=Dashboard")
+
+
+def test_login_create_start_and_see_running(page, live_server, agent, host, admin_user, template_name):
+    log_in(page, live_server.url, "admin", "admin-pass-123")
 
     page.click("nav >> text=Containers")
     page.click("text=Create container")
@@ -72,11 +76,7 @@ def test_student_sees_only_their_container_starts_it_and_sets_root_password(
                                          hostname=f"c{ctid}.test", host=host, tenant=acme, plan=plan, owner=owner)
         assert wait_task(task).status == "ok"
 
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "student")
-    page.fill("#id_password", "student-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Dashboard")
+    log_in(page, live_server.url, "student", "student-pass-123")
     page.click("nav >> text=Containers")
     page.wait_for_selector("tr[data-ctid='9301']")
     assert page.query_selector("tr[data-ctid='9302']") is None  # the peer's container is not shown
@@ -112,11 +112,7 @@ def test_resources_tab_draws_charts_from_samples(page, live_server, agent, host,
     wait_until(lambda: Sample.objects.filter(container=ct, tier=0).count() >= 3, 30,
                message="three samples of CT 9401")
 
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Dashboard")
+    log_in(page, live_server.url, "admin", "admin-pass-123")
     page.goto(f"{live_server.url}/containers/9401/")
     page.click("#ct-tabs >> text=Resources")
     page.wait_for_selector("#beancounters-card tr[data-resource='physpages']")
@@ -138,11 +134,7 @@ def test_form_errors_appear_in_place_for_an_htmx_form_and_a_plain_one(page, live
     (a plain POST) comes back with 400, the error and the input. Rows only: no container runs."""
     Container.objects.create(ctid=78210, hostname="form.example", ostemplate=template_name, host=host,
                              status="stopped")
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Dashboard")
+    log_in(page, live_server.url, "admin", "admin-pass-123")
 
     page.goto(f"{live_server.url}/containers/78210/")
     page.evaluate("window.stillThisDocument = true")  # gone if the browser loaded a new document

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install.sh"
 UNIT_DIR = REPO / "deploy" / "systemd"
 WEB_USER = "vzpanel"
-SERVICES = ["vzpanel-redis.service", "vzpanel-agent.service", "vzpanel-scheduler.service", "vzpanel-web.service"]
+SERVICES = ["vzpanel-redis.service", "vzpanel-agent.service", "vzpanel-scheduler.service", "vzpanel-web.service",
+            "vzpanel-consoles.service"]
 
 
 def _web_user_exists() -> bool:
@@ -93,7 +94,7 @@ def test_install_lays_out_code_units_site_and_state(installed):
         info = path.stat()
         assert (info.st_uid, info.st_gid) == (0, 0) and not info.st_mode & 0o022, path
     assert "django>=5.2" in (root / "opt/vzpanel/requirements.txt").read_text().lower()
-    for unit in ["vzpanel.target", "vzpanel-web.socket", *SERVICES]:
+    for unit in ["vzpanel.target", "vzpanel-web.socket", "vzpanel-consoles.socket", *SERVICES]:
         assert (root / "etc/systemd/system" / unit).read_text() == (UNIT_DIR / unit).read_text()
     assert (root / "etc/systemd/system/lxc.service.d/vzpanel.conf").is_file()
     site = root / "etc/nginx/sites-available/vzpanel"
@@ -241,19 +242,25 @@ def test_units_key_settings():
     assert agent["Service"]["ExecStart"][0].endswith("manage.py agent --issue-token")
     after = agent["Unit"]["After"][0].split()
     assert {"network-online.target", "vzpanel-redis.service", "lxc.service"} <= set(after)
-    for name in ("vzpanel-web.service", "vzpanel-scheduler.service"):
+    for name in ("vzpanel-web.service", "vzpanel-consoles.service", "vzpanel-scheduler.service"):
         assert units[name]["Service"]["User"] == [WEB_USER] and units[name]["Service"]["Group"] == [WEB_USER]
         assert units[name]["Service"]["NoNewPrivileges"] == ["yes"]
     redis = units["vzpanel-redis.service"]["Service"]
     assert redis["User"] == ["redis"] and redis["ExecStartPre"][0].startswith("+")
-    socket = units["vzpanel-web.socket"]["Socket"]
-    assert socket["ListenStream"] == ["/run/vzpanel/web.sock"]
-    assert (socket["SocketGroup"], socket["SocketMode"]) == (["www-data"], ["0660"])
+    for name, path in (("vzpanel-web.socket", "/run/vzpanel/web.sock"),
+                       ("vzpanel-consoles.socket", "/run/vzpanel/consoles.sock")):
+        socket = units[name]["Socket"]
+        assert socket["ListenStream"] == [path]
+        assert (socket["SocketGroup"], socket["SocketMode"]) == (["www-data"], ["0660"])
     site = (REPO / "deploy/nginx/vzpanel.conf").read_text()
     assert "server unix:/run/vzpanel/web.sock;" in site and "alias /opt/vzpanel/static/;" in site
     for header in ("X-Forwarded-Proto $scheme", "X-Real-IP $remote_addr"):
         assert f"proxy_set_header {header};" in site
     assert "return 301 https://$host$request_uri;" in site
+    # The consoles' WebSockets: upgraded, to their own server.
+    assert "server unix:/run/vzpanel/consoles.sock;" in site and "proxy_pass http://vzpanel_consoles;" in site
+    for header in ("Upgrade $http_upgrade", 'Connection "upgrade"'):
+        assert f"proxy_set_header {header};" in site
 
 
 @pytest.mark.parametrize("configured, sent, seen", [

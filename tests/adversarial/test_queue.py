@@ -260,6 +260,40 @@ def test_a_host_user_reaches_only_its_own_queue_and_secrets(host, second_host, r
     assert admin.get(secret_a) == b"vzt-host's secret" and admin.exists(job_a)
 
 
+def test_a_host_user_reaches_only_its_own_consoles(host, second_host, redis_conn):
+    """Console keys (consoles/relay.py) are named by host id: another host's agent can neither read
+    a terminal's output or keystrokes, nor type into it, nor take or push its open requests."""
+    from consoles import relay
+    h2, _ = second_host
+    give_token(host.name)
+    token_b = give_token(h2.name)
+    reconcile_now()
+    b, w = host_user(h2, token_b), web()
+    w.rpush(relay.open_list(host.pk), "7")
+    w.xadd(relay.session_key(host.pk, 7, "in"), relay.data(b"secret keystrokes").fields())
+    redis_admin().xadd(relay.session_key(host.pk, 7, "out"), relay.data(b"secret output").fields())
+    for kind in ("in", "out", "alive"):
+        theirs = relay.session_key(host.pk, 7, kind)
+        for attempt in (lambda: b.xread({theirs: "0-0"}), lambda: b.xadd(theirs, {"t": "d", "d": "x"}),
+                        lambda: b.delete(theirs), lambda: b.set(theirs, "1")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                attempt()
+    for attempt in (lambda: b.blpop([relay.open_list(host.pk)], timeout=1), lambda: b.lpop(relay.open_list(host.pk)),
+                    lambda: b.rpush(relay.open_list(host.pk), "8")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attempt()
+    # Its own are its to serve; the web pushes requests and relays, and pops or deletes nothing.
+    w.rpush(relay.open_list(h2.pk), "9")
+    assert b.blpop([relay.open_list(h2.pk)], timeout=1) == (relay.open_list(h2.pk).encode(), b"9")
+    b.xadd(relay.session_key(h2.pk, 9, "out"), relay.data(b"hi").fields())
+    assert relay.read_back(w.xread({relay.session_key(h2.pk, 9, "out"): "0-0"}), "0-0")[1] == [relay.data(b"hi")]
+    for attempt in (lambda: w.lpop(relay.open_list(host.pk)), lambda: w.delete(relay.session_key(host.pk, 7, "in")),
+                    lambda: w.set(relay.session_key(host.pk, 7, "alive"), "1")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attempt()
+    assert redis_admin().llen(relay.open_list(host.pk)) == 1
+
+
 def test_the_web_user_administers_nothing_and_reads_no_job_or_secret(transactional_db, host, redis_conn):
     task = submit_task(type="noop", host=host)
     stash_secret(task.pk, "a secret")

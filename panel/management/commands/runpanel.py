@@ -1,4 +1,5 @@
-"""Start the whole panel under one supervisor: redis-server, the host agent, the scheduler, gunicorn.
+"""Start the whole panel under one supervisor: redis-server, the host agent, the scheduler, gunicorn
+(pages) and uvicorn (the browser consoles' WebSockets).
 
 A process that dies is started again after a back-off (1 s, doubling to a minute; back to 1 s once
 it has run for a minute) while the others keep serving; each death is logged and written to
@@ -24,7 +25,8 @@ from panel.env import env, envint
 
 
 class Command(BaseCommand):
-    help = "Run redis-server (unless REDIS_URL is set), the host agent, the scheduler and the web server."
+    help = ("Run redis-server (unless REDIS_URL is set), the host agent, the scheduler, the web server and "
+            "the consoles' WebSocket server.")
 
     def handle(self, *args, **opts):
         var = Path(settings.VAR_DIR)
@@ -81,6 +83,12 @@ class Command(BaseCommand):
                       "--no-control-socket",
                       "--workers", env("PANEL_WEB_WORKERS", "3"), "--access-logfile", "-",
                       "--forwarded-allow-ips", "127.0.0.1"])
+        # The browser consoles' WebSockets (consoles/): Django Channels under uvicorn, beside gunicorn,
+        # whose sync workers keep streaming uploads to disk as they come (Django under ASGI would not).
+        console_host, _, console_port = settings.CONSOLE_BIND.rpartition(":")
+        spawn("consoles", [*unprivileged, python, "-m", "uvicorn", "panel.asgi:application",
+                           "--host", console_host.strip("[]"), "--port", console_port, "--no-access-log",
+                           "--ws-max-size", "1048576"])
         self.stdout.write(f"[runpanel] the panel is at http://{bind}/  (Ctrl-C stops everything)")
 
         stopping = False
