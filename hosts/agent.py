@@ -358,7 +358,6 @@ class Agent:
         self.reconcile_redis_users(all_rules=True)
         self.connect_to_redis()
         serve_host(self.host)
-        Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
         self.publish_identity()
         self.sync_authorized_keys()
         self.heartbeat()
@@ -370,6 +369,8 @@ class Agent:
         self.warn_privileged()
         self.log_capabilities()
         self.start_onboot()
+        # Started = serving: recovery, reconcile and onboot are done (tests wait for this too).
+        Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
         thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
         thread.start()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)

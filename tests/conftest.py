@@ -249,8 +249,7 @@ class AgentProcess:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"agent exited: {self.log_path.read_text()[-2000:]}")
                 return h.agent_started_at and h.agent_started_at != started_before and h.agent_seen_at
-            wait_until(ready, 30, message="the agent to start")
-            time.sleep(0.3)  # past recovery and onboot, into the worker loop
+            wait_until(ready, 60, message="the agent to start")  # past recovery, reconcile and onboot
         return self
 
     def stop(self):

@@ -79,8 +79,8 @@ def backup_cut_at(agent_process, host, admin_user, template_name, ctid: int, mod
 @pytest.mark.parametrize("ctid, mode, point", [
     (9120, "suspend", "backup.copied"),   # before the frozen window
     (9121, "suspend", "backup.frozen"),   # in it
-    (9125, "suspend", "backup.thawed"),   # just after it
-    (9126, "snapshot", "backup.frozen"),  # snapshot mode on a filesystem that cannot snapshot: frozen too
+    (9133, "suspend", "backup.thawed"),   # just after it
+    (9134, "snapshot", "backup.frozen"),  # snapshot mode on a filesystem that cannot snapshot: frozen too
 ])
 def test_agent_killed_around_a_suspend_backups_frozen_window(agent_process, host, admin_user, template_name,
                                                               ctid, mode, point):
