@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""`make test`: the whole suite in three pytest processes at once, each with its own run
+"""`make test`: the whole suite in four pytest processes at once, each with its own run
 directory, redis-server and agents (tests/settings.py), so that the machine's idle time while
 containers start, Debian builds and VMs boot is used:
 
-- the main lane: every test except those marked `own_lane` or `alone`, on SQLite, reported as it runs;
-- the own lane: tests marked `own_lane`, long and mostly waiting (a Debian template build, the
-  real-host VM lab, backups and crash recovery), with CTIDs no other test uses;
+- the main lane: every test except those marked `vm`, `own_lane` or `alone`, on SQLite, reported
+  as it runs;
+- the VM lane: tests marked `vm` (a real Debian 12 host under QEMU: tests/vmlab);
+- the own lane: tests marked `own_lane`, long and mostly waiting (a Debian template build,
+  backups and crash recovery), with CTIDs no other test uses;
 - the database-touching tests again on a real PostgreSQL (tests/with_postgres.py).
 
-The two side lanes' reports follow the main one. Then the tests marked `alone` run by themselves:
-they change host-wide state that starting a container reads (/etc/subuid). The forwarding switches the agents turn on for
-venet are saved before and put back after all three (a lane that ended first must not switch
-them off under another). Usage: run_suite.py [PYTEST ARGS FOR THE MAIN LANE...]
+The side lanes' reports follow the main one. Then the tests marked `alone` run by themselves:
+they change host-wide state that starting a container reads (/etc/subuid). The forwarding
+switches the agents turn on for venet are saved before and put back after all of them (a lane
+that ended first must not switch them off under another). Usage: run_suite.py [PYTEST ARGS FOR THE MAIN LANE...]
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SYSCTLS = [Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/conf/all/forwarding")]
 PYTEST = [sys.executable, "-m", "pytest"]
 SIDE_LANES = {
-    "own lane (Debian template build, real-host VM lab, backups, crash recovery)":
-        [*PYTEST, "-q", "-p", "no:cacheprovider", "-m", "own_lane"],
+    "a real host (tests/test_real_host.py: a Debian 12 VM installed for production, used, rebooted)":
+        [*PYTEST, "-q", "-s", "-p", "no:cacheprovider", "-m", "vm"],
+    "own lane (Debian template build, backups, crash recovery)":
+        [*PYTEST, "-q", "-p", "no:cacheprovider", "-m", "own_lane and not vm"],
     "database-touching tests on PostgreSQL":
         [sys.executable, str(BASE_DIR / "tests" / "with_postgres.py"), "-q", "-p", "no:cacheprovider",
          "-m", "not integration and not browser and not contract and not alone"],
@@ -45,7 +49,7 @@ def main() -> int:
             with open(log, "w") as out:
                 side[name] = (subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT),
                               log)
-        main_rc = subprocess.call([*PYTEST, "-m", "not own_lane and not alone", *sys.argv[1:]], cwd=BASE_DIR,
+        main_rc = subprocess.call([*PYTEST, "-m", "not own_lane and not alone and not vm", *sys.argv[1:]], cwd=BASE_DIR,
                                   env=env)
         failed = [] if main_rc == 0 else ["main lane"]
         for name, (proc, log) in side.items():
