@@ -21,7 +21,7 @@ class ConsoleSession(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     username = models.CharField(max_length=150)
     container = models.ForeignKey("containers.Container", null=True, on_delete=models.SET_NULL, related_name="+")
-    ctid = models.PositiveIntegerField()
+    ctid = models.PositiveIntegerField(db_column="ct_id")  # "ctid" is a system column in PostgreSQL
     # The host the container was on when the ticket was made: only that host's agent opens it.
     host = models.ForeignKey("hosts.Host", null=True, on_delete=models.SET_NULL, related_name="+")
     mode = models.CharField(max_length=8, choices=ConsoleMode.choices)

@@ -24,3 +24,13 @@ def test_no_shell_true_anywhere():
     offenders = [str(p) for d in ("panel", "containers", "hosts", "tasks", "accounts", "consoles")
                  for p in (root / d).rglob("*.py") if "shell=True" in p.read_text()]
     assert offenders == []
+
+
+def test_no_column_is_named_like_a_postgresql_system_column():
+    """A model field called ctid (the OpenVZ word) must store under another column name: "ctid",
+    "xmin", "oid" and the others are PostgreSQL's own, and every test fails there otherwise."""
+    from django.apps import apps
+    system = {"ctid", "oid", "tableoid", "xmin", "xmax", "cmin", "cmax"}
+    clashes = [f"{model._meta.label}.{field.name}" for model in apps.get_models()
+               for field in model._meta.concrete_fields if field.column in system]
+    assert clashes == []

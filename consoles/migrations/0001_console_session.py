@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('username', models.CharField(max_length=150)),
-                ('ctid', models.PositiveIntegerField()),
+                ('ctid', models.PositiveIntegerField(db_column='ct_id')),
                 ('mode', models.CharField(choices=[('shell', 'shell (lxc-attach)'), ('console', 'console (lxc-console)')], max_length=8)),
                 ('ticket_hash', models.CharField(max_length=64, unique=True)),
                 ('login_session_hash', models.CharField(blank=True, db_index=True, max_length=64)),
