@@ -41,6 +41,33 @@ def local_host():
     return host
 
 
+def follow_output(task: Task, out, err, timeout: float | None = None) -> bool:
+    """vzctl exec: print the command's output as the agent streams it (consoles/relay.py's task
+    output stream) until its end, the task's end, or `timeout`. True if the stream carried the
+    output (else the caller prints the task's result)."""
+    from consoles import relay
+
+    from .queue import redis_connection
+    key = relay.task_output_key(task.host_id, task.pk)
+    deadline = time.monotonic() + timeout if timeout else None
+    last, streamed, ended = "0-0", False, False
+    while not (deadline and time.monotonic() > deadline):
+        found = redis_connection().xread({key: last}, count=200, block=None if ended else 250)
+        last, messages = relay.read_back(found, last)
+        for message in messages:
+            if message.kind == relay.CLOSE:
+                return True
+            streamed = True
+            target = out if message.kind == relay.DATA else err
+            target.write(message.data)
+            target.flush()
+        if ended:
+            return streamed
+        task.refresh_from_db(fields=["status"])
+        ended = task.status not in ACTIVE_STATES  # one more read: what came before the end
+    return streamed
+
+
 def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
     """wait_for_task(), and a CommandError with the task's one-line reason unless it ended ok."""
     task = wait_for_task(task, out, timeout=timeout, quiet=quiet)
