@@ -83,15 +83,28 @@ def test_the_run_a_command_box_shows_each_line_as_it_is_written(
     base = live_server.url.replace("localhost", "127.0.0.1")
     log_in(page, base, "student", "student-pass-123")
     page.goto(f"{base}/containers/{CTID}/")
+    page.evaluate("window.stillThisDocument = true")  # gone if the browser loaded a new document
     page.fill("#exec-form input[name=command]", "sh -c 'echo first; sleep 3; echo second'")
     page.click("#exec-form button")
-    page.wait_for_selector("#task-log:has-text('| first')", timeout=WAIT * 1000)
-    # The first line is on the page while the command still runs: streamed, not shown at the end.
-    assert "| second" not in page.inner_text("#task-log")
-    assert page.get_attribute("#task-live", "data-live") == "stream"
+    box = "#exec-box"
+    page.wait_for_selector(f"{box} #task-log:has-text('| first')", timeout=WAIT * 1000)
+    # The first line is in the box while the command still runs: streamed, not shown at the end.
+    assert "| second" not in page.inner_text(f"{box} #task-log")
+    assert page.get_attribute(f"{box} #task-live", "data-live") == "stream"
     assert Task.objects.get(type="ct.exec").status == "running"
-    page.wait_for_selector("#task-log:has-text('| second')", timeout=WAIT * 1000)
-    page.wait_for_selector("#task-status:has-text('ok')", timeout=WAIT * 1000)
-    log = page.inner_text("#task-log")
+    page.wait_for_selector(f"{box} #task-log:has-text('| second')", timeout=WAIT * 1000)
+    page.wait_for_selector(f"{box} :text('Exit status 0')", timeout=WAIT * 1000)
+    log = page.inner_text(f"{box} #task-log")
     assert log.index("| first") < log.index("| second") < log.index("Exit status 0")
     assert wait_task(Task.objects.get(type="ct.exec")).status == "ok"
+    assert page.evaluate("window.stillThisDocument === true") and page.url == f"{base}/containers/{CTID}/"
+
+    # The task's own page follows a running command the same way.
+    page.fill("#exec-form input[name=command]", "sh -c 'echo one; sleep 3; echo two'")
+    page.click("#exec-form button")
+    page.click(f"{box} a:has-text('Task #')")
+    page.wait_for_selector("#task-log:has-text('| one')", timeout=WAIT * 1000)
+    page.wait_for_selector("#task-log:has-text('| two')", timeout=WAIT * 1000)
+    page.wait_for_selector("#task-status:has-text('ok')", timeout=WAIT * 1000)
+    log = page.inner_text("#task-log")
+    assert log.index("| one") < log.index("| two") < log.index("Exit status 0")
