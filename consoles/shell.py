@@ -26,6 +26,7 @@ ESCAPE, LEAVE = b"\x01", (b"q", b"Q")
 # How a session that ended normally ended: vzctl exits 0 for these, 1 for anything else.
 NORMAL_ENDS = ("the shell exited", "the console detached", "left with Ctrl-a q")
 READ_SIZE = 4096
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 logger = logging.getLogger("vzpanel.console")
 
 
@@ -154,10 +155,14 @@ async def _relay(session: ConsoleSession, stdin_fd: int, stdout_fd: int, interac
             spawn(client.type(_read_all(stdin_fd)))
         if interactive:
             loop.add_signal_handler(signal.SIGWINCH, lambda: spawn(send_size()))
+    for stop in STOP_SIGNALS:  # the terminal went, or vzctl was told to stop: close the session now
+        loop.add_signal_handler(stop, lambda name=stop.name: ended.done() or ended.set_result(f"vzctl got {name}"))
     try:
         return await ended
     finally:
         loop.remove_reader(stdin_fd)
+        for stop in STOP_SIGNALS:
+            loop.remove_signal_handler(stop)
         if interactive:
             loop.remove_signal_handler(signal.SIGWINCH)
         try:
@@ -165,7 +170,7 @@ async def _relay(session: ConsoleSession, stdin_fd: int, stdout_fd: int, interac
         except TimeoutError:
             pass
         sender.cancel()
-        await client.leave("the shell's user left")
+        await client.leave(ended.result() if ended.done() else "vzctl stopped")
 
 
 def _read_all(fd: int) -> bytes:

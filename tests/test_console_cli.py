@@ -4,6 +4,8 @@ real container. Never a timing: only the order of what is read, each wait bounde
 import fcntl
 import os
 import select
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from consoles.shell import EscapeFilter
 from tasks.models import Task
 
 from .conftest import BASE_DIR, LXCPATH, redis_admin, subprocess_env, wait_until
+from .hosts_fixtures import second_host  # noqa: F401
 from .tenancy_fixtures import students_running_container
 
 pytestmark = pytest.mark.integration
@@ -100,12 +103,18 @@ def on_pty():
         command.close()
 
 
-def test_vzctl_enter_gives_a_shell_through_the_agent_and_restores_the_terminal(running, people, on_pty):
-    shell = on_pty("--user", "student", "enter", str(CTID))
-    shell.read_until(b"entered into CT 9900", "vzctl's greeting")
+def enter_and_ask(on_pty, ctid: int) -> "PtyCommand":
+    """vzctl enter CTID as the student, at a terminal; the shell answers 6*7."""
+    shell = on_pty("--user", "student", "enter", str(ctid))
+    shell.read_until(f"entered into CT {ctid}".encode(), "vzctl's greeting")
     shell.read_until(b"# ", "the container's prompt")
     shell.type(b"echo $((6*7))\r")
     shell.read_until(b"\n42\r", "the answer")
+    return shell
+
+
+def test_vzctl_enter_gives_a_shell_through_the_agent_and_restores_the_terminal(running, people, on_pty):
+    shell = enter_and_ask(on_pty, CTID)
     shell.resize(101, 31)  # the kernel tells vzctl (SIGWINCH), vzctl tells the agent
     wait_until(lambda: resizes_sent(ConsoleSession.objects.get()) == [(101, 31)], WAIT, message="the resize")
     shell.type(b"stty size\r")
@@ -119,6 +128,12 @@ def test_vzctl_enter_gives_a_shell_through_the_agent_and_restores_the_terminal(r
     assert row.opened_at and row.close_reason == "the shell exited"
     assert AuditEvent.objects.filter(action="console.open", username="student", result="ok").exists()
     assert AuditEvent.objects.filter(action="console.close", username="student", object_id=str(CTID)).exists()
+
+    # The terminal goes away (SIGHUP): the session closes at once, not at the idle timeout.
+    hung_up = enter_and_ask(on_pty, CTID)
+    hung_up.proc.send_signal(signal.SIGHUP)
+    assert hung_up.proc.wait(WAIT) == 1
+    assert ConsoleSession.objects.latest("pk").close_reason == "vzctl got SIGHUP"
 
 
 def test_vzctl_console_shows_the_containers_console_and_ctrl_a_q_leaves(running, people, on_pty):
@@ -182,3 +197,18 @@ def test_ctrl_a_q_is_the_only_escape_other_keys_after_ctrl_a_pass_unchanged():
     assert escape.feed(b"\x01") == (b"\x01\x01", False)   # Ctrl-a Ctrl-a: for lxc-console to make one
     assert escape.feed(b"a\x01x") == (b"a\x01x", False)
     assert escape.feed(b"abc\x01q--") == (b"abc", True)
+
+
+def test_vzctl_enter_reaches_a_container_on_another_host_through_its_agent(
+        second_host, busybox_template, template_name, acme, plan, people, on_pty):
+    h2, h2_agent = second_host
+    shutil.copy(busybox_template, h2.template_dir)  # listed by its agent at start
+    h2_agent.start()
+    students_running_container(CTID + 1, "elsewhere.test", h2, template_name, acme, plan, people)
+    shell = enter_and_ask(on_pty, CTID + 1)
+    shell.type(b"hostname\r")
+    shell.read_until(b"\nelsewhere.test\r", "the other host's container's name")
+    shell.type(b"exit\r")
+    assert shell.finish() == 0
+    row = ConsoleSession.objects.get()
+    assert row.host_id == h2.pk and row.opened_at and row.close_reason == "the shell exited"
