@@ -50,7 +50,7 @@ def follow_output(task: Task, out, err, timeout: float | None = None) -> bool:
     from .queue import redis_connection
     key = relay.task_output_key(task.host_id, task.pk)
     deadline = time.monotonic() + timeout if timeout else None
-    last, streamed, ended = "0-0", False, False
+    last, streamed, ended, warned_offline = "0-0", False, False, False
     while not (deadline and time.monotonic() > deadline):
         found = redis_connection().xread({key: last}, count=200, block=None if ended else 250)
         last, messages = relay.read_back(found, last)
@@ -65,7 +65,17 @@ def follow_output(task: Task, out, err, timeout: float | None = None) -> bool:
             return streamed
         task.refresh_from_db(fields=["status"])
         ended = task.status not in ACTIVE_STATES  # one more read: what came before the end
+        if not warned_offline and (note := waiting_note(task)):
+            sys.stderr.write(note)
+            warned_offline = True
     return streamed
+
+
+def waiting_note(task: Task) -> str | None:
+    """What to tell someone waiting for a queued task whose host's agent is not there."""
+    if task.status == TaskStatus.QUEUED and not task.host.agent_online:
+        return f"Waiting: host {task.host.name} {task.host.agent_status_text}\n"
+    return None
 
 
 def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
@@ -90,8 +100,8 @@ def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: boo
             printed = len(task.log)
         if task.status not in ACTIVE_STATES:
             return task
-        if task.status == TaskStatus.QUEUED and not warned_offline and not task.host.agent_online:
-            out.write(f"Waiting: host {task.host.name} {task.host.agent_status_text}\n")
+        if not warned_offline and (note := waiting_note(task)):
+            out.write(note)
             warned_offline = True
         if deadline and time.monotonic() > deadline:
             raise CommandError(f"task #{task.pk} still {task.status} after {timeout:g} s")
