@@ -8,6 +8,9 @@ Every key of a session is named by its host's id and the session's id, under
 - `...:s<id>:in`: a stream, web -> agent: keystrokes, resizes, "close".
 - `...:s<id>:out`: a stream, agent -> web: "opened", output, "closed" with the reason.
 - `...:s<id>:alive`: a key the agent renews while it serves the session; gone, the agent is.
+- `...:t<task id>:out`: a stream, agent -> vzctl exec: a command's standard output (DATA) and
+  error (ERROR_DATA) as it writes them, then CLOSE (reason "exit N"). Read only by the CLI of the
+  user who ran the command; the task's log and result keep what the page shows.
 Plain Python (no Django): both sides and the tests use it.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ KEY_TTL = 3600                # seconds a stream outlives its last message
 ALIVE_TTL = 10                # seconds the agent's alive key lasts unless renewed
 _SESSION_ID = re.compile(rb"[1-9][0-9]{0,17}")
 
-DATA, RESIZE, CLOSE, OPENED = b"d", b"r", b"x", b"o"
+DATA, RESIZE, CLOSE, OPENED, ERROR_DATA = b"d", b"r", b"x", b"o", b"e"
 
 
 def host_prefix(host_id: int) -> str:
@@ -37,6 +40,11 @@ def open_list(host_id: int) -> str:
 def session_key(host_id: int, session_id: int, kind: str) -> str:
     """kind: in, out or alive."""
     return f"{host_prefix(host_id)}s{int(session_id)}:{kind}"
+
+
+def task_output_key(host_id: int, task_id: int) -> str:
+    """The stream of a vzctl exec task's output (the host's agent writes it, the CLI reads it)."""
+    return f"{host_prefix(host_id)}t{int(task_id)}:out"
 
 
 def parse_session_id(raw: bytes) -> int | None:
@@ -55,8 +63,8 @@ class Message:
     reason: str = ""
 
     def fields(self) -> dict[bytes, bytes]:
-        if self.kind == DATA:
-            return {b"t": DATA, b"d": self.data}
+        if self.kind in (DATA, ERROR_DATA):
+            return {b"t": self.kind, b"d": self.data}
         if self.kind == RESIZE:
             return {b"t": RESIZE, b"c": str(self.cols).encode(), b"r": str(self.rows).encode()}
         if self.kind == CLOSE:
@@ -66,6 +74,11 @@ class Message:
 
 def data(chunk: bytes) -> Message:
     return Message(DATA, data=chunk)
+
+
+def error_data(chunk: bytes) -> Message:
+    """Bytes a command wrote on its standard error (vzctl exec's stream only)."""
+    return Message(ERROR_DATA, data=chunk)
 
 
 def resize(cols: int, rows: int) -> Message:
@@ -90,8 +103,8 @@ def parse(fields: dict) -> Message | None:
                                               for k, v in fields.items()):
         return None
     kind = fields.get(b"t")
-    if kind == DATA and set(fields) == {b"t", b"d"} and len(fields[b"d"]) <= MAX_DATA:
-        return data(fields[b"d"])
+    if kind in (DATA, ERROR_DATA) and set(fields) == {b"t", b"d"} and len(fields[b"d"]) <= MAX_DATA:
+        return Message(kind, data=fields[b"d"])
     if kind == RESIZE and set(fields) == {b"t", b"c", b"r"}:
         cols, rows = _size(fields[b"c"]), _size(fields[b"r"])
         return resize(cols, rows) if cols and rows else None

@@ -1,6 +1,8 @@
 """What the host agent does for each container task. Runs only in the agent process."""
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -22,6 +24,10 @@ from .engine.templates import find_template
 from .models import Container
 
 MAX_EXEC_OUTPUT = 1 << 20  # keep at most 1 MiB of a command's output in the task
+MAX_LOGGED_LINES = 1000    # of a command's output into the task log as it comes
+MAX_LOGGED_LINE = 4096     # bytes: a longer line (or one without an end) is logged in pieces
+MAX_STREAMED = 16 << 20    # bytes of a command's output streamed to vzctl exec as it comes
+logger = logging.getLogger(__name__)
 
 
 def lxc_for(host) -> Lxc:
@@ -258,13 +264,86 @@ def exec_command(task, log):
     ct, lxc = _container_in(task, "RUNNING", "running")
     argv = task.params["argv"]
     log("Running: " + " ".join(argv))
-    res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60), input_text=task.params.get("stdin"),
-                     keep_last=MAX_EXEC_OUTPUT)
-    stdout, stderr = res.stdout[-MAX_EXEC_OUTPUT:], res.stderr[-MAX_EXEC_OUTPUT:]
-    for line in (stdout + stderr).splitlines()[-200:]:
-        log(f"| {line}")
+    live = LiveOutput(task, log)
+    try:
+        res = lxc.attach(ct.ctid, argv, timeout=task.params.get("timeout", 60),
+                         input_text=task.params.get("stdin"), keep_last=MAX_EXEC_OUTPUT, on_output=live)
+    except BaseException:
+        live.finish(None)
+        raise
+    live.finish(res.returncode)
     log(f"Exit status {res.returncode}")
-    return {"exit_code": res.returncode, "stdout": stdout, "stderr": stderr}
+    return {"exit_code": res.returncode, "stdout": res.stdout[-MAX_EXEC_OUTPUT:], "stderr": res.stderr[-MAX_EXEC_OUTPUT:]}
+
+
+class LiveOutput:
+    """A command's output as it comes (called from the threads reading it): line by line into the
+    task log ("| ..."; the task page shows it live), and byte for byte into the task's output
+    stream in Redis, which vzctl exec prints from (consoles/relay.py), ending with its exit status.
+    Both are bounded; past that the result's last MAX_EXEC_OUTPUT bytes are what is kept."""
+
+    def __init__(self, task, log):
+        from consoles import relay
+        self.relay = relay
+        self.log = log
+        self.key = relay.task_output_key(task.host_id, task.pk)
+        self.partial = {"stdout": b"", "stderr": b""}
+        self.lock = threading.Lock()
+        self.logged = self.streamed = 0
+        self.streaming = True
+
+    def __call__(self, name: str, chunk: bytes) -> None:
+        self._stream((self.relay.data if name == "stdout" else self.relay.error_data)(chunk), len(chunk))
+        with self.lock:
+            *lines, rest = (self.partial[name] + chunk).split(b"\n")
+            while len(rest) > MAX_LOGGED_LINE:
+                lines.append(rest[:MAX_LOGGED_LINE])
+                rest = rest[MAX_LOGGED_LINE:]
+            self.partial[name] = rest
+            for line in lines:
+                self._log_line(line)
+
+    def finish(self, exit_code: int | None) -> None:
+        """The command ended (None: it could not be run to its end): what is left of a last line
+        into the log, and the end of the stream."""
+        with self.lock:
+            for name, rest in self.partial.items():
+                if rest:
+                    self._log_line(rest)
+                self.partial[name] = b""
+        self._stream(self.relay.close("" if exit_code is None else f"exit {exit_code}"), 0, force=True)
+
+    def _log_line(self, line: bytes) -> None:
+        self.logged += 1
+        if self.logged <= MAX_LOGGED_LINES:
+            self.log("| " + line.decode(errors="replace").rstrip("\r"))
+        elif self.logged == MAX_LOGGED_LINES + 1:
+            self.log(f"| ... (more output than {MAX_LOGGED_LINES} lines: the result keeps its last "
+                     f"{MAX_EXEC_OUTPUT >> 20} MiB)")
+
+    def _stream(self, message, size: int, force: bool = False) -> None:
+        from tasks.queue import redis_connection
+        relay = self.relay
+        with self.lock:
+            if not self.streaming or (self.streamed + size > MAX_STREAMED and not force):
+                if self.streaming:
+                    self.streaming = False
+                    message = relay.error_data(f"\n[vzpanel] more than {MAX_STREAMED >> 20} MiB of output: "
+                                               "the rest is not shown\n".encode())
+                elif not force:
+                    return
+            self.streamed += size
+            try:
+                with redis_connection().pipeline(transaction=False) as pipe:
+                    for start in range(0, max(1, len(message.data)), relay.MAX_DATA):
+                        part = relay.Message(message.kind, data=message.data[start:start + relay.MAX_DATA],
+                                             reason=message.reason)
+                        pipe.xadd(self.key, part.fields(), maxlen=relay.STREAM_MAXLEN, approximate=True)
+                    pipe.expire(self.key, relay.KEY_TTL)
+                    pipe.execute()
+            except Exception:
+                logger.exception("cannot stream the output of a command")
+                self.streaming = False
 
 
 @handler(TaskType.CT_SUSPEND)

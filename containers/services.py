@@ -399,26 +399,6 @@ def resume_container(ct: Container, user) -> Task:
     return _submit_locked(ct, Action.RESUME, TaskType.CT_RESUME, user)
 
 
-@audited("container.enter")
-def enter_argv(ct: Container, user, local_host) -> list[str]:
-    """vzctl enter: the lxc-attach command line for an interactive shell in the running container,
-    for root on the machine the container is on. Checked here like every other operation, and
-    recorded; the shell itself belongs to the caller's terminal, not to a task."""
-    import os
-    _check_manage(ct, user)
-    ct = _reload(ct)
-    if ct.status != ContainerStatus.RUNNING:
-        raise InvalidState(f"Container {ct.ctid} is {ct.status}; only a running container can be entered.")
-    if local_host is None or ct.host_id != local_host.pk:
-        raise InvalidRequest(f"Container {ct.ctid} is on host {ct.host.name}, not this machine: "
-                             f"run vzctl enter {ct.ctid} there.")
-    if os.geteuid() != 0:
-        raise NotAllowed("vzctl enter is for root on the container's host.")
-    return ["lxc-attach", "-n", str(ct.ctid), "-P", ct.host.lxcpath, "--clear-env",
-            "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--set-var", f"TERM={os.environ.get('TERM', 'linux')}", "--set-var", "HOME=/root"]
-
-
 _SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
                          r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]{16,8192}( [^\r\n\x00]{0,200})?")
 

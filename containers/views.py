@@ -159,8 +159,14 @@ def container_settings(request, ident):
 @login_required
 @require_POST
 def container_exec(request, ident):
+    """The Run-a-command box: from htmx, the box again with the task's output as it comes (on the
+    container page); a plain POST goes to the task's page, which shows the same."""
     def act(ct, form):
         task = services.exec_in_container(ct, request.user, form.cleaned_data["command"], form.cleaned_data["timeout"])
+        if wants_fragment(request):
+            from django.conf import settings
+            return render(request, "containers/_exec_box.html", {
+                "ct": ct, "exec_form": form, "exec_task": task, "ws_port": settings.CONSOLE_BROWSER_PORT})
         return redirect("task-detail", task.pk)
     return container_form(request, ident, "exec_form", lambda ct: ExecForm(request.POST), act)
 

@@ -1,5 +1,5 @@
 """The web process as an ASGI application: Django's pages over HTTP, and the browser consoles'
-WebSockets (consoles/consumers.py) with the same login (the session cookie). A WebSocket from
+WebSockets (consoles/consumers.py) and the live task logs (tasks/consumers.py) with the same login (the session cookie). A WebSocket from
 another site's page is refused by its Origin (AllowedHostsOriginValidator); a console needs a
 ticket that only a page of the panel gets (a POST with the CSRF token)."""
 import os
@@ -14,9 +14,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from consoles.routing import websocket_urlpatterns  # noqa: E402
+from consoles.routing import websocket_urlpatterns as console_urls  # noqa: E402
+from tasks.routing import websocket_urlpatterns as task_log_urls  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(console_urls + task_log_urls))),
 })

@@ -41,6 +41,43 @@ def local_host():
     return host
 
 
+def follow_output(task: Task, out, err, timeout: float | None = None) -> bool:
+    """vzctl exec: print the command's output as the agent streams it (consoles/relay.py's task
+    output stream) until its end, the task's end, or `timeout`. True if the stream carried the
+    output (else the caller prints the task's result)."""
+    from consoles import relay
+
+    from .queue import redis_connection
+    key = relay.task_output_key(task.host_id, task.pk)
+    deadline = time.monotonic() + timeout if timeout else None
+    last, streamed, ended, warned_offline = "0-0", False, False, False
+    while not (deadline and time.monotonic() > deadline):
+        found = redis_connection().xread({key: last}, count=200, block=None if ended else 250)
+        last, messages = relay.read_back(found, last)
+        for message in messages:
+            if message.kind == relay.CLOSE:
+                return True
+            streamed = True
+            target = out if message.kind == relay.DATA else err
+            target.write(message.data)
+            target.flush()
+        if ended:
+            return streamed
+        task.refresh_from_db(fields=["status"])
+        ended = task.status not in ACTIVE_STATES  # one more read: what came before the end
+        if not warned_offline and (note := waiting_note(task)):
+            sys.stderr.write(note)
+            warned_offline = True
+    return streamed
+
+
+def waiting_note(task: Task) -> str | None:
+    """What to tell someone waiting for a queued task whose host's agent is not there."""
+    if task.status == TaskStatus.QUEUED and not task.host.agent_online:
+        return f"Waiting: host {task.host.name} {task.host.agent_status_text}\n"
+    return None
+
+
 def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
     """wait_for_task(), and a CommandError with the task's one-line reason unless it ended ok."""
     task = wait_for_task(task, out, timeout=timeout, quiet=quiet)
@@ -63,8 +100,8 @@ def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: boo
             printed = len(task.log)
         if task.status not in ACTIVE_STATES:
             return task
-        if task.status == TaskStatus.QUEUED and not warned_offline and not task.host.agent_online:
-            out.write(f"Waiting: host {task.host.name} {task.host.agent_status_text}\n")
+        if not warned_offline and (note := waiting_note(task)):
+            out.write(note)
             warned_offline = True
         if deadline and time.monotonic() > deadline:
             raise CommandError(f"task #{task.pk} still {task.status} after {timeout:g} s")

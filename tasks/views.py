@@ -1,4 +1,5 @@
 """Task list and task page with a live log."""
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -30,7 +31,8 @@ def task_detail(request, pk):
 
 def task_page(request, task, status: int = 200, cancel_form=None):
     template = "tasks/_live.html" if wants_fragment(request) else "tasks/detail.html"
-    return render(request, template, {"task": task, "cancel_form": cancel_form or ActionForm()}, status=status)
+    return render(request, template, {"task": task, "cancel_form": cancel_form or ActionForm(),
+                                      "ws_port": settings.CONSOLE_BROWSER_PORT}, status=status)
 
 
 @login_required

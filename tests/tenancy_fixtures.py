@@ -47,3 +47,16 @@ def student_ct(host, template_name, acme, plan, people):
     return Container.objects.create(ctid=501, name="acme-student", hostname="student.acme", ostemplate=template_name,
                                     host=host, tenant=acme, plan=plan, owner=people["student"], status="stopped",
                                     **plan.limits())
+
+
+def students_running_container(ctid, hostname, host, template_name, acme, plan, people) -> Container:
+    """A real container of acme's student, made by acme's admin and started by the student (the
+    agent must run)."""
+    from containers import services
+
+    from .conftest import wait_task
+    task = services.create_container(user=people["tadmin"], ctid=ctid, ostemplate=template_name, hostname=hostname,
+                                     host=host, tenant=acme, plan=plan, owner=people["student"])
+    assert wait_task(task).status == "ok"
+    assert wait_task(services.start_container(Container.objects.get(ctid=ctid), people["student"])).status == "ok"
+    return Container.objects.get(ctid=ctid)

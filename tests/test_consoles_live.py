@@ -14,6 +14,7 @@ from containers import services
 from containers.models import Container
 
 from .conftest import LXCPATH, wait_task, wait_until
+from .tenancy_fixtures import students_running_container
 from .websocket import Websocket
 
 pytestmark = pytest.mark.integration
@@ -23,12 +24,7 @@ WAIT = 60
 
 @pytest.fixture
 def running(agent, host, template_name, acme, plan, people):
-    task = services.create_container(user=people["tadmin"], ctid=CTID, ostemplate=template_name,
-                                     hostname="console.test", host=host, tenant=acme, plan=plan, owner=people["student"])
-    assert wait_task(task).status == "ok"
-    ct = Container.objects.get(ctid=CTID)
-    assert wait_task(services.start_container(ct, people["student"])).status == "ok"
-    return Container.objects.get(ctid=CTID)
+    return students_running_container(CTID, "console.test", host, template_name, acme, plan, people)
 
 
 def logged_in(user) -> Client:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .commands import CommandError, CommandResult, run
+from .commands import CommandError, CommandResult, OutputCallback, run
 from .cgroups import Cgroup, Limits
 from .faults import fault_point
 from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
@@ -538,12 +538,13 @@ class Lxc:
             raise LxcError(_lxc_error_text(res, None))
 
     def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60,
-               input_text: str | None = None, keep_last: int | None = None) -> CommandResult:
+               input_text: str | None = None, keep_last: int | None = None,
+               on_output: OutputCallback | None = None) -> CommandResult:
         """Run argv inside the container; returns its output (the last `keep_last` bytes of each,
-        when given) and exit status."""
+        when given) and exit status. `on_output` sees the output as it comes (with `keep_last`)."""
         env = ["--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         return run(["lxc-attach", *self._base(ctid), *env, "--", *argv], check=False, timeout=timeout,
-                   input_text=input_text, keep_last=keep_last)
+                   input_text=input_text, keep_last=keep_last, on_output=on_output)
 
     def set_password(self, ctid: int, user: str, password: str, running: bool) -> str:
         """Set `user`'s password: with the container's own chpasswd when it has one, otherwise by

@@ -3,7 +3,8 @@
     vzctl create CTID --ostemplate NAME [--config PLAN] [--hostname H] [--name N]
     vzctl start|stop|restart|suspend|resume|destroy|status CTID
     vzctl set CTID [--hostname H] [--ram 1G] [--diskspace 2G:2.2G] ... [--applyconfig PLAN] [--save]
-    vzctl exec|exec2 CTID COMMAND [ARGS...]      vzctl runscript CTID FILE      vzctl enter CTID
+    vzctl exec|exec2 CTID COMMAND [ARGS...]      vzctl runscript CTID FILE
+    vzctl enter|console CTID      (a shell or the console, through the host's agent like the Console tab)
 
 OpenVZ verbs and options that have no meaning here are refused with the reason.
 """
@@ -22,7 +23,7 @@ from containers import services
 from containers.engine.units import BLOCK, MIB, PAGE
 from panel import validators
 from panel.validators import argparse_type
-from tasks.cli import acting_user, finish_task, local_host
+from tasks.cli import acting_user, finish_task, follow_output
 from tasks.services import TaskError
 
 
@@ -110,7 +111,6 @@ CREATE_UNMAPPED = {
 }
 # vzctl verbs that have no counterpart (yet), and why.
 UNMAPPED_VERBS = {
-    "console": "the container console is not available here yet; use vzctl enter",
     "chkpnt": "no checkpoints are written here (see vzctl suspend)",
     "restore": "no checkpoints are written here, so none can be restored; vzrestore restores backups",
     "snapshot": "the containers' storage here cannot take snapshots yet",
@@ -129,6 +129,9 @@ UNMAPPED_VERBS = {
     "umount": "the root filesystem here is a disk image the agent keeps mounted while the container exists; "
               "stopping the container is what takes it out of use",
 }
+
+
+ENTER_PIPE_TIMEOUT = 3600  # seconds: vzctl enter with its commands on a pipe
 
 
 def refuse_unmapped(opts: dict) -> None:
@@ -215,7 +218,8 @@ class Command(BaseCommand):
                            ("status", "exist/deleted, mounted, running/down, in vzctl's words"),
                            ("suspend", "freeze a running container (no checkpoint is written)"),
                            ("resume", "thaw a suspended container"),
-                           ("enter", "a root shell inside (root, on its host)")):
+                           ("enter", "an interactive root shell inside, on whatever host it runs"),
+                           ("console", "attach to its console, where its init runs a getty (Ctrl-a q leaves)")):
             sub.add_parser(verb, help=what).add_argument("ctid")
         p = sub.add_parser("set", help="change settings and limits (always saved here)")
         p.add_argument("ctid")
@@ -294,11 +298,13 @@ class Command(BaseCommand):
                 if ct.lock_task_id:
                     self.stderr.write(f"(locked by task #{ct.lock_task_id})")
                 return
-            if verb == "enter":
-                argv = services.enter_argv(ct, user, local_host())
-                self.stderr.write(f"entered into CT {ct.ctid}")
-                sys.stdout.flush()
-                os.execvp(argv[0], argv)
+            if verb == "enter" and not os.isatty(sys.stdin.fileno()):
+                # Commands on a pipe, not a person at a terminal: root's shell reads them, as with
+                # vzctl exec CTID - (a terminal's shell would ask the pipe where its cursor is).
+                return self._exec(services.exec_in_container(ct, user, ["/bin/sh"], ENTER_PIPE_TIMEOUT,
+                                                             stdin=sys.stdin.read()), opts)
+            if verb in ("enter", "console"):
+                return self._console(ct, user, verb)
             if verb in ("start", "stop", "restart", "suspend", "resume"):
                 task = getattr(services, f"{verb}_container")(ct, user)
             elif verb in ("destroy", "delete"):
@@ -414,12 +420,34 @@ class Command(BaseCommand):
             from network import services as net
             self._finish(net.add_addresses(task.container, user, opts["ipadd"]), opts)
 
+    def _console(self, ct, user, verb: str):
+        """vzctl enter / console: a console session through the host's agent, as in the browser."""
+        from consoles.models import ConsoleMode
+        from consoles.services import ConsoleRefused
+        from consoles.shell import NORMAL_ENDS, attach, open_session
+        try:
+            session = open_session(user, ct, ConsoleMode.SHELL if verb == "enter" else ConsoleMode.CONSOLE)
+        except (PermissionDenied, ConsoleRefused) as exc:
+            raise CommandError(str(exc)) from None
+        plain = str  # a greeting, not an error: no red on a terminal
+        self.stderr.write(f"entered into CT {ct.ctid}" if verb == "enter" else
+                          f"Attached to the console of CT {ct.ctid} (Ctrl-a q to leave)", plain)
+        self.stderr.flush()
+        reason = attach(session)
+        self.stderr.write(f"exited from CT {ct.ctid}" if verb == "enter" else f"Left the console of CT {ct.ctid}",
+                          plain)
+        if reason not in NORMAL_ENDS:
+            sys.exit(1)
+
     def _finish(self, task, opts):
         finish_task(task, self.stdout, timeout=opts["timeout"])
 
     def _exec(self, task, opts):
+        """The command's output as it comes, then its exit status as ours."""
+        streamed = follow_output(task, sys.stdout.buffer, sys.stderr.buffer, timeout=opts["timeout"])
         task = finish_task(task, self.stdout, timeout=opts["timeout"], quiet=True)
-        sys.stdout.write(task.result.get("stdout", ""))
-        sys.stderr.write(task.result.get("stderr", ""))
+        if not streamed:
+            sys.stdout.write(task.result.get("stdout", ""))
+            sys.stderr.write(task.result.get("stderr", ""))
         sys.stdout.flush()
         sys.exit(task.result.get("exit_code", 1))
