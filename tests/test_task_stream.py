@@ -102,6 +102,8 @@ def test_the_run_a_command_box_shows_each_line_as_it_is_written(
     # The task's own page follows a running command the same way.
     page.fill("#exec-form input[name=command]", "sh -c 'echo one; sleep 3; echo two'")
     page.click("#exec-form button")
+    # The box shows the new task (not still the first one's link) before its page is opened.
+    page.wait_for_selector(f"{box} #task-log:has-text('| one')", timeout=WAIT * 1000)
     page.click(f"{box} a:has-text('Task #')")
     page.wait_for_selector("#task-log:has-text('| one')", timeout=WAIT * 1000)
     page.wait_for_selector("#task-log:has-text('| two')", timeout=WAIT * 1000)
