@@ -81,7 +81,9 @@ class Browser:
                                                   urllib.request.HTTPCookieProcessor(self.jar))
 
     def get(self, path: str):
-        return self.opener.open(self.base + path, timeout=60)
+        # Generous: under software emulation the first request starts gunicorn (socket activation),
+        # and importing Django there takes minutes on a busy machine.
+        return self.opener.open(self.base + path, timeout=600)
 
     def login(self, username: str, password: str) -> None:
         page = self.get("/accounts/login/").read().decode()
@@ -90,7 +92,7 @@ class Browser:
                                        "password": password}).encode()
         request = urllib.request.Request(self.base + "/accounts/login/", data=data,
                                          headers={"Referer": self.base + "/accounts/login/"})
-        with self.opener.open(request, timeout=60) as resp:
+        with self.opener.open(request, timeout=600) as resp:
             assert resp.url.rstrip("/") == self.base, f"login did not lead to the dashboard: {resp.url}"
 
 
