@@ -64,9 +64,10 @@ shell-commands:
 	done; \
 	echo "Installed in $(SBIN_DIR): $(SHELL_COMMANDS)"
 
-# The whole suite in four pytest processes at once (tests/run_suite.py): the main lane on
-# SQLite; beside it the real-host VM test, long mostly-waiting tests (marked own_lane), and the
-# database-touching tests again on a real PostgreSQL that tests/with_postgres.py starts and removes.
+# The whole suite in three pytest processes at once (tests/run_suite.py): the main lane on
+# SQLite; beside it long mostly-waiting tests (marked own_lane) and the database-touching tests
+# again on a real PostgreSQL that tests/with_postgres.py starts and removes. The real-host VM
+# test (marked vm) runs by hand for now: see tests/run_suite.py.
 test: install install-test
 	$(PY) tests/run_suite.py
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""`make test`: the whole suite in four pytest processes at once, each with its own run
+"""`make test`: the whole suite in three pytest processes at once, each with its own run
 directory, redis-server and agents (tests/settings.py), so that the machine's idle time while
 containers start, Debian builds and VMs boot is used:
 
 - the main lane: every test except those marked `vm`, `own_lane` or `alone`, on SQLite, reported
   as it runs;
-- the VM lane: tests marked `vm` (a real Debian 12 host under QEMU: tests/vmlab);
 - the own lane: tests marked `own_lane`, long and mostly waiting (a Debian template build,
   backups and crash recovery), with CTIDs no other test uses;
 - the database-touching tests again on a real PostgreSQL (tests/with_postgres.py).
+
+Tests marked `vm` (tests/test_real_host.py: a Debian 12 VM installed for production, used and
+rebooted) are not run here yet: without KVM on this machine QEMU emulates the CPU, and the
+production install alone takes 15 to 24 minutes in the VM. Run them by hand:
+`.venv/bin/python -m pytest -s -m vm`.
 
 The side lanes' reports follow the main one. Then the tests marked `alone` run by themselves:
 they change host-wide state that starting a container reads (/etc/subuid). The forwarding
@@ -28,8 +32,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SYSCTLS = [Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/conf/all/forwarding")]
 PYTEST = [sys.executable, "-m", "pytest"]
 SIDE_LANES = {
-    "a real host (tests/test_real_host.py: a Debian 12 VM installed for production, used, rebooted)":
-        [*PYTEST, "-q", "-s", "-p", "no:cacheprovider", "-m", "vm"],
     "own lane (Debian template build, backups, crash recovery)":
         [*PYTEST, "-q", "-p", "no:cacheprovider", "-m", "own_lane and not vm"],
     "database-touching tests on PostgreSQL":
