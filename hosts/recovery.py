@@ -133,9 +133,17 @@ def kill_own_work() -> None:
     me = psutil.Process()
     for child in me.children(recursive=True):
         try:
-            if any("freezewatch" in part for part in child.cmdline()):
+            if is_freeze_watchdog(child.cmdline()):
                 continue
             child.kill()
         except psutil.Error:
             pass
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def is_freeze_watchdog(cmdline: list[str]) -> bool:
+    """Exactly the watchdog Lxc.frozen starts (this Python, that file): a tenant's exec whose
+    arguments merely mention it (`sleep freezewatch`) is killed like any other."""
+    import sys
+    from containers.engine import freezewatch
+    return len(cmdline) >= 2 and cmdline[0] == sys.executable and cmdline[1] == freezewatch.__file__

@@ -293,3 +293,14 @@ def test_a_task_past_the_stop_grace_period_is_interrupted_with_a_reason_that_say
     assert task.status == TaskStatus.FAILED
     assert "did not finish within the 2 s grace period (PANEL_STOP_GRACE)" in task.error, task.error
     still_usable(ct, admin_user)
+
+
+def test_only_the_real_freeze_watchdog_outlives_a_stopping_agent():
+    """The grace period's end spares the watchdog by its exact command line, never by a word a
+    tenant can put into its own exec's arguments."""
+    import sys
+    from containers.engine import freezewatch
+    from hosts.recovery import is_freeze_watchdog
+    assert is_freeze_watchdog([sys.executable, freezewatch.__file__, "/var/lib/lxc", "101", "60"])
+    assert not is_freeze_watchdog(["lxc-attach", "-n", "101", "--", "sleep", "freezewatch"])
+    assert not is_freeze_watchdog(["/bin/sh", freezewatch.__file__])
