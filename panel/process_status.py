@@ -19,6 +19,19 @@ from pathlib import Path
 from django.conf import settings
 
 STATUS_FILE = "process-status.json"
+# Restart back-off, the same under runpanel and systemd: 1 s after a crash, doubling with each crash
+# that follows a short run, at most BACKOFF_MAX; a process that ran that long starts a new count.
+# (Debian 12's systemd, 252, has no RestartSteps: the units' ExecStartPre waits the back-off.)
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+
+
+def next_backoff(previous: float | None, ran_seconds: float) -> float:
+    """The wait before restarting a process that died after running `ran_seconds`, when the wait
+    before its last start was `previous` (None: it had not crashed before)."""
+    if previous is None or ran_seconds >= BACKOFF_MAX:
+        return BACKOFF_FIRST
+    return min(previous * 2, BACKOFF_MAX)
 
 
 def status_path() -> Path:
@@ -55,7 +68,7 @@ def note_started(name: str, pid: int | None) -> None:
     with _locked(path):
         data = read(path)
         entry = data.setdefault(name, {"restarts": 0, "last_exit": None, "last_exit_at": None})
-        entry["pid"], entry["supervisor"] = pid, "systemd"
+        entry["pid"], entry["supervisor"], entry["started_at"] = pid, "systemd", time.time()
         write(data, path)
 
 
@@ -78,6 +91,20 @@ def note_exited(name: str, failed: bool, status: int | None) -> None:
         entry = data.setdefault(name, {"restarts": 0, "last_exit": None, "last_exit_at": None})
         entry["pid"], entry["supervisor"] = None, "systemd"
         if failed:
+            now = time.time()
             entry["restarts"] = int(entry.get("restarts") or 0) + 1
-            entry["last_exit"], entry["last_exit_at"] = status, time.time()
+            entry["last_exit"], entry["last_exit_at"] = status, now
+            ran = now - float(entry.get("started_at") or 0)
+            entry["backoff"] = next_backoff(entry.get("backoff"), ran)
+        else:
+            entry.pop("backoff", None)  # stopped on purpose: the next start waits for nothing
         write(data, path)
+
+
+def backoff_wait(name: str) -> float:
+    """The seconds a unit's ExecStartPre waits before `name` starts again: the back-off its last
+    crash earned, less the time since that crash (systemd's RestartSec counts too)."""
+    entry = read().get(name) or {}
+    if entry.get("backoff") is None or entry.get("last_exit_at") is None:
+        return 0.0
+    return max(0.0, float(entry["backoff"]) - (time.time() - float(entry["last_exit_at"])))

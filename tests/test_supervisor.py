@@ -169,3 +169,37 @@ def test_a_unit_that_died_under_systemd_is_named_on_the_dashboard(client, admin_
     page = client.get("/").content.decode()
     assert "<strong>agent</strong> process died 1 time\n" in page and "journalctl -u vzpanel-agent" in page
     assert "<strong>web</strong>" not in page
+
+
+def test_restart_back_off_doubles_while_a_process_keeps_crashing_and_starts_over_after_a_long_run():
+    from panel.process_status import BACKOFF_MAX, next_backoff
+    waits, previous = [], None
+    for _ in range(8):  # each run ends within a second of its start
+        previous = next_backoff(previous, ran_seconds=0.5)
+        waits.append(previous)
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert next_backoff(60, ran_seconds=BACKOFF_MAX) == 1  # it ran a minute: a new trouble
+
+
+def test_a_unit_crashing_in_a_loop_waits_its_back_off_before_systemd_starts_it_again(settings, tmp_path, monkeypatch):
+    """systemd 252 restarts at a fixed RestartSec: the unit's ExecStartPre (`process_status backoff`)
+    waits what runpanel would. A stop asked for costs the next start nothing."""
+    from django.core.management import call_command
+    from panel import process_status
+    settings.VAR_DIR = tmp_path
+    slept = []
+    monkeypatch.setattr("panel.management.commands.process_status.time.sleep", slept.append)
+    monkeypatch.setenv("SERVICE_RESULT", "exit-code")
+    monkeypatch.setenv("EXIT_CODE", "exited")
+    monkeypatch.setenv("EXIT_STATUS", "1")
+    for _ in range(4):  # starts, crashes at once, four times over
+        call_command("process_status", "backoff", "scheduler")
+        call_command("process_status", "started", "scheduler", "4242")
+        call_command("process_status", "exited", "scheduler")
+    assert len(slept) == 3 and [round(s) for s in slept] == [1, 2, 4]
+    assert process_status.read()["scheduler"]["backoff"] == 8
+    assert 7 < process_status.backoff_wait("scheduler") <= 8
+    monkeypatch.setenv("SERVICE_RESULT", "success")
+    call_command("process_status", "started", "scheduler", "4243")
+    call_command("process_status", "exited", "scheduler")  # systemctl stop
+    assert process_status.backoff_wait("scheduler") == 0

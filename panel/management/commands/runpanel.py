@@ -139,9 +139,6 @@ class Command(BaseCommand):
             self.stdout.write(f"[runpanel] {name} stopped")
 
 
-BACKOFF_MAX = 60.0
-
-
 class Child:
     """One supervised process and its restarts."""
 
@@ -150,7 +147,7 @@ class Child:
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.restarts = 0
-        self.backoff = 1.0
+        self.backoff: float | None = None  # the last restart's wait; None: no crash yet
         self.restart_at: float | None = None
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
@@ -162,10 +159,7 @@ class Child:
 
     def died(self) -> float:
         """Note the death; returns the seconds until the restart."""
-        if time.monotonic() - self.started >= BACKOFF_MAX:
-            self.backoff = 1.0  # it ran for a while: this is a new trouble, not a crash loop
-        delay = self.backoff
-        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        delay = self.backoff = process_status.next_backoff(self.backoff, time.monotonic() - self.started)
         self.restarts += 1
         self.last_exit, self.last_exit_at = self.proc.returncode, time.time()
         self.restart_at = time.monotonic() + delay
