@@ -34,7 +34,7 @@ VAR_DIR=$STATE/panel
 SERVICES="vzpanel-redis.service vzpanel-agent.service vzpanel-scheduler.service vzpanel-web.service vzpanel-consoles.service"
 UNITS="vzpanel.target vzpanel-web.socket vzpanel-consoles.socket $SERVICES"
 
-say() { echo "[vzpanel] $*"; }
+say() { echo "[vzpanel ${SECONDS}s] $*"; }
 die() { echo "[vzpanel] error: $*" >&2; exit 1; }
 
 # What changes the running system (packages, users, services, the database) goes through here:
@@ -217,13 +217,17 @@ database() {
         say "INSTALL_ROOT is set; would run manage.py migrate, collectstatic and setup_panel"
         return
     fi
+    say "database: migrations"
     manage migrate --noinput -v 0
+    say "static files"
     manage collectstatic --noinput -v 0
+    say "set-up: the admin user, this host, the default OS template"
     manage setup_panel
     chmod o+x "$VAR_DIR"  # setup_panel makes it 0770; redis, not in the group, enters its own two
 }
 
 start_services() {
+    say "services"
     if [ "$MODE" = install ]; then
         say "Debian's own redis-server (no password, 127.0.0.1:6379) is not used: disabling it"
         system systemctl disable --now redis-server.service

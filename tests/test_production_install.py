@@ -29,17 +29,21 @@ SERVICES = ["vzpanel-redis.service", "vzpanel-agent.service", "vzpanel-scheduler
             "vzpanel-consoles.service"]
 
 
-def _web_user_exists() -> bool:
+def _ensure_web_user() -> bool:
+    """The user the install gives files to, made as install.sh and `make run` make it (a fresh
+    machine has none yet: these tests must not depend on another test having made it)."""
+    if os.geteuid() != 0:
+        return False
     try:
         pwd.getpwnam(WEB_USER)
-        return True
     except KeyError:
-        return False
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", WEB_USER], check=True)
+    return True
 
 
 needs_root_and_web_user = pytest.mark.skipif(
-    os.geteuid() != 0 or not _web_user_exists(),
-    reason=f"the install runs as root and gives files to the user {WEB_USER} (`make run` makes it)")
+    not _ensure_web_user(), reason=f"the install runs as root and gives files to the user {WEB_USER}")
 
 
 def run_install(root: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
@@ -72,7 +76,7 @@ def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """One install into a scratch root, as an administrator would run it with a name of their own."""
-    if os.geteuid() != 0 or not _web_user_exists():
+    if not _ensure_web_user():
         pytest.skip(f"the install runs as root and gives files to the user {WEB_USER}")
     root = tmp_path_factory.mktemp("prodroot")
     result = run_install(root, SERVER_NAMES="panel.example.org, 192.0.2.10")

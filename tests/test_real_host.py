@@ -125,6 +125,8 @@ def test_a_fresh_debian_host_installed_for_production_survives_a_reboot(vm, tmp_
     with steps("make install-production"):
         sh("cd /root/vzpanel && make install-production WHEELHOUSE=/root/wheels SERVER_NAMES=localhost "
            "> /root/install.log 2>&1 || { tail -50 /root/install.log; exit 1; }", timeout=1800)
+        print("[real host] install steps:\n" + "\n".join(line for line in sh("cat /root/install.log").splitlines()
+                                                          if line.startswith("[vzpanel ")), flush=True)
     with steps("the services run and the settings pass Django's deploy check"):
         sh("systemctl is-active vzpanel.target vzpanel-redis vzpanel-agent vzpanel-scheduler vzpanel-web.socket "
            "vzpanel-consoles.socket nginx")
