@@ -251,8 +251,11 @@ class Agent:
             OSTemplate.objects.filter(host=self.host).exclude(name__in=[i.name for i in found]).delete()
 
     def log_capabilities(self) -> None:
+        from containers.engine import apparmor
         from containers.engine.probes import host_capabilities
         try:
+            if apparmor.ensure_lxc_profile().blocks_containers:
+                logger.error("host: %s", apparmor.REMEDY)
             for line in host_capabilities().lines():
                 logger.info("host: %s", line)
         except Exception:  # a report only: it must not keep the agent from serving
@@ -361,13 +364,13 @@ class Agent:
         self.publish_identity()
         self.sync_authorized_keys()
         self.heartbeat()
+        self.log_capabilities()  # first: it loads LXC's AppArmor profile if missing, before anything starts
         self.recover()
         self.consoles.recover()
         self.consoles.start()
         self.sync_templates()
         self.reconcile()
         self.warn_privileged()
-        self.log_capabilities()
         self.start_onboot()
         # Started = serving: recovery, reconcile and onboot are done (tests wait for this too).
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())

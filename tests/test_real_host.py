@@ -134,6 +134,8 @@ def test_a_fresh_debian_host_installed_for_production_survives_a_reboot(vm, tmp_
         sh(f"{manage} check --deploy --fail-level WARNING")
         assert sh("stat -c '%a %U %G' /etc/vzpanel/vzpanel.env").split() == ["640", "root", "vzpanel"]
         assert "PANEL_HOST_TOKEN" not in sh("cat /etc/vzpanel/vzpanel.env")
+        # Debian's kernel enforces AppArmor: LXC's container profile must be loaded for any start.
+        assert "lxc-container-default-cgns (enforce)" in sh("cat /sys/kernel/security/apparmor/profiles")
     with steps("HTTPS from this machine: redirect, HSTS, login"):
         vm.copy_out("/etc/vzpanel/tls/cert.pem", tmp_path / "cert.pem")
         browser = Browser(vm.forward(443), tmp_path / "cert.pem")

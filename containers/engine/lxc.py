@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import apparmor
 from .commands import CommandError, CommandResult, OutputCallback, run
 from .cgroups import Cgroup, Limits
 from .faults import fault_point
@@ -323,6 +324,8 @@ class Lxc:
             raise
 
     def start(self, ctid: int, timeout: int = 30) -> None:
+        if apparmor.state().blocks_containers:  # lxc-start would fail with a line no admin could act on
+            raise LxcError(apparmor.REMEDY)
         self.ensure_mounted(ctid)
         logfile = self.path(ctid) / "lxc.log"
         res = run(["lxc-start", *self._base(ctid), "-d", "-o", str(logfile), "-l", "ERROR"],

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import apparmor
 from .cgroups import DEFAULT_ROOT, child_cgroup_files, detect_version, enable_for_children
 from .transfer import criu_check
 
@@ -31,6 +32,7 @@ class Capabilities:
     criu_reason: str
     xfs: bool                         # disk quotas on XFS images
     xfs_reason: str
+    apparmor: str                     # whether containers can start under LXC's AppArmor profile
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +47,7 @@ class Capabilities:
             f"I/O weight:       {self.io_weight_file or 'no'}",
             f"CRIU:             {yes[self.criu]} ({self.criu_reason})",
             f"XFS disk images:  {yes[self.xfs]} ({self.xfs_reason})",
+            f"AppArmor:         {self.apparmor}",
         ]
 
 
@@ -86,4 +89,4 @@ def host_capabilities(root: str | os.PathLike = DEFAULT_ROOT) -> Capabilities:
     criu, criu_reason = criu_check()
     xfs, xfs_reason = xfs_support()
     return Capabilities(**cgroup_capabilities(root), criu=criu, criu_reason=criu_reason, xfs=xfs,
-                        xfs_reason=xfs_reason)
+                        xfs_reason=xfs_reason, apparmor=apparmor.state().describe())
