@@ -329,11 +329,23 @@ def test_ioprio_bfq_weight_when_present(v1, v2):
 
 def test_ioprio_blkio_weight_when_no_bfq(v1):
     (v1 / "blkio" / CT / "blkio.bfq.weight").unlink()
+    (v1 / "blkio" / CT / "blkio.weight").write_text("500\n")  # CFQ's, on kernels before 5.0
     assert Cgroup("101", str(v1)).limit_writes(Limits(ioprio=7)) == [("blkio/blkio.weight", "800")]
+
+
+def test_ioprio_is_written_nowhere_on_a_kernel_without_an_io_weight(v1, v2):
+    """No BFQ, no CFQ (gone since Linux 5.0), no iocost: no weight file exists, and writing one made
+    every start fail ("Failed to set blkio.weight") on such a machine, this sandbox among them."""
+    for path in [*(v1 / "blkio").rglob("blkio*weight"), *v2.rglob("io*weight")]:
+        path.unlink()
+    assert Cgroup("101", str(v1)).limit_writes(Limits(ioprio=4)) == []
+    assert Cgroup("101", str(v2)).limit_writes(Limits(ioprio=4)) == []
+    assert not [line for line in Cgroup("101", str(v1)).lxc_config_lines(Limits(ioprio=4)) if "weight" in line]
 
 
 def test_ioprio_container_not_running_looks_at_blkio_root(v1):
     (v1 / "blkio" / CT / "blkio.bfq.weight").unlink()
+    (v1 / "blkio" / "blkio.weight").write_text("500\n")
     cg = Cgroup("102", str(v1))
     assert cg.limit_writes(Limits(ioprio=4)) == [("blkio/blkio.weight", "500")]
     (v1 / "blkio" / "blkio.bfq.weight").write_text("100\n")

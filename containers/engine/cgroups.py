@@ -286,14 +286,17 @@ class Cgroup:
         if limits.numproc is not None:
             out.append((self._file("pids", "pids.max"), str(limits.numproc)))
         if limits.ioprio is not None:
+            # The BFQ scheduler's weight where the kernel has it, else the generic one (CFQ's
+            # blkio.weight on v1, iocost's io.weight on v2); a kernel with neither (no BFQ, no
+            # iocost) has no I/O weight at all: ioprio is kept on the row and written nowhere,
+            # where writing a file the kernel lacks failed every start.
             weight = io_weight(limits.ioprio)
-            if v1:
-                fname = "blkio.bfq.weight" if self._has_file("blkio", "blkio.bfq.weight") else "blkio.weight"
-                out.append((f"blkio/{fname}", str(weight)))
-            elif self._has_file("io", "io.bfq.weight"):  # the BFQ scheduler's own weight
-                out.append(("io.bfq.weight", f"default {weight}"))
-            else:
-                out.append(("io.weight", f"default {weight}"))
+            controller = "blkio" if v1 else "io"
+            candidates = ("blkio.bfq.weight", "blkio.weight") if v1 else ("io.bfq.weight", "io.weight")
+            fname = next((name for name in candidates if self._has_file(controller, name)), None)
+            if fname is not None:
+                value = str(weight) if v1 else f"default {weight}"
+                out.append((f"blkio/{fname}" if v1 else fname, value))
         return out
 
     def lxc_config_lines(self, limits: Limits) -> list[str]:
