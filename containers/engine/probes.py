@@ -68,7 +68,10 @@ def cgroup_capabilities(root: str | os.PathLike = DEFAULT_ROOT) -> dict:
     for controller in ("memory", "io", "cpu", "pids"):
         enable_for_children(root, controller)
     child = _files(root)
-    controllers = tuple(sorted((root / "cgroup.subtree_control").read_text().split()))
+    # What the kernel offers children (cgroup.controllers), not what is switched on for them now
+    # (cgroup.subtree_control): LXC and systemd switch more on as containers start, and a probe's
+    # answer must not depend on what ran before it.
+    controllers = tuple(sorted((root / "cgroup.controllers").read_text().split()))
     weight = next((name for name in ("io.bfq.weight", "io.weight") if name in child), None)
     return dict(cgroup_version=2, controllers=controllers, freezer="cgroup.freeze" in child,
                 swap_accounting="memory.swap.max" in child, io_weight_file=weight)
