@@ -19,7 +19,8 @@ from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions
                                       scan_archive, sha256_fd, verify_archive, write_private, ARCHIVE_MODE,
                                       prepare_dump_dir, entry_of, is_file_of, place_open_file, unlink_if_same)
 from containers.engine.safefs import SafeFsError, root_only_dir
-from containers.jobs import as_task_failure, live_view, lxc_for, network_up, record_state, refresh_state, spec_for
+from containers.jobs import (as_task_failure, live_view, lxc_for, needs_rootfs, network_up, record_state,
+                            refresh_state, spec_for)
 from containers.models import Container
 from network.services import restore_network
 from panel.validators import clean_archive_config
@@ -45,6 +46,7 @@ def config_values(ct: Container) -> dict:
 
 
 @handler(TaskType.CT_BACKUP)
+@needs_rootfs
 def backup(task, log):
     ct = task.container
     if ct is None:
@@ -184,6 +186,7 @@ def _restored_config(found: tuple[str, bytes] | None, log) -> tuple[dict, list[s
 
 
 @handler(TaskType.CT_RESTORE)
+@needs_rootfs
 def restore(task, log):
     """vzrestore: unpack an archive into a new container, or over a stopped one (`overwrite`).
 

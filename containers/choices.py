@@ -34,14 +34,16 @@ class Action(models.TextChoices):
     SET = "set", "set"
     SUSPEND = "suspend", "suspend"
     RESUME = "resume", "resume"
+    MOUNT = "mount", "mount"
+    UMOUNT = "umount", "unmount"
 
 
 # Which actions make sense in which state; the service refuses the rest with a reason.
 ALLOWED_ACTIONS = {
     ContainerStatus.CREATING: set(),
-    ContainerStatus.STOPPED: {Action.START, Action.DESTROY, Action.SET},
-    ContainerStatus.RUNNING: {Action.STOP, Action.RESTART, Action.EXEC, Action.SET, Action.SUSPEND},
-    ContainerStatus.FROZEN: {Action.STOP, Action.SET, Action.RESUME},
+    ContainerStatus.STOPPED: {Action.START, Action.DESTROY, Action.SET, Action.MOUNT, Action.UMOUNT},
+    ContainerStatus.RUNNING: {Action.STOP, Action.RESTART, Action.EXEC, Action.SET, Action.SUSPEND, Action.MOUNT},
+    ContainerStatus.FROZEN: {Action.STOP, Action.SET, Action.RESUME, Action.MOUNT},
     ContainerStatus.MISSING: {Action.DESTROY, Action.SET},
     ContainerStatus.UNKNOWN: {Action.START, Action.STOP, Action.SET},
 }
@@ -58,6 +60,9 @@ REFUSAL_REASONS = {
     (ContainerStatus.RUNNING, Action.RESUME): "is not suspended",
     (ContainerStatus.STOPPED, Action.SUSPEND): "is stopped; only a running container can be suspended",
     (ContainerStatus.STOPPED, Action.RESUME): "is stopped, not suspended",
+    # vzctl's own words for vzctl umount of a running container
+    (ContainerStatus.RUNNING, Action.UMOUNT): "is running -- stop it first",
+    (ContainerStatus.FROZEN, Action.UMOUNT): "is suspended -- stop it first",
 }
 
 

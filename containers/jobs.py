@@ -1,6 +1,7 @@
 """What the host agent does for each container task. Runs only in the agent process."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -116,6 +117,113 @@ def _container(task) -> Container:
     return task.container
 
 
+# -- the root filesystem mounted or not (vzctl mount, umount) ------------------------------------
+def _mark_unmounted(ct: Container, unmounted: bool) -> None:
+    Container.objects.filter(pk=ct.pk).update(unmounted=unmounted)
+    ct.unmounted = unmounted
+
+
+def needs_rootfs(run_handler):
+    """For a handler that reads or writes a container's files: a root filesystem its admin
+    unmounted (vzctl umount) is mounted for the task and unmounted after it, so the mark holds
+    (vzctl mounted a stopped container for set --userpasswd or vzdump, and unmounted it again).
+    If it ends running (a restore with start), it is mounted and the mark goes."""
+    @functools.wraps(run_handler)
+    def mounted_for_the_task(task, log):
+        ct = task.container
+        lxc = lxc_for(task.host) if ct is not None and ct.unmounted else None
+        disk = lxc.disk(ct.ctid) if lxc else None
+        if disk is None or disk.is_mounted():
+            return run_handler(task, log)
+        log(f"Mounting the root filesystem of {ct.ctid} for this task (it was unmounted with vzctl umount)")
+        disk.mount()
+        try:
+            return run_handler(task, log)
+        finally:
+            try:
+                state = lxc.state(ct.ctid)
+                if state == "STOPPED":
+                    disk.umount()
+                    log(f"Unmounted the root filesystem of {ct.ctid} again, as vzctl umount left it")
+                elif state != ABSENT:  # running now; ABSENT: gone from this host (destroyed, migrated)
+                    _mark_unmounted(ct, False)
+            except (DiskImageError, LxcError, CommandError) as exc:
+                log(f"The root filesystem of {ct.ctid} stays mounted for now ({exc}); the agent unmounts it "
+                    "at its next reconcile")
+    return mounted_for_the_task
+
+
+def keep_mount_as_marked(ct: Container, lxc: Lxc, lxc_state: str) -> None:
+    """The agent's reconcile (ct held by no task): every disk image mounted (they are not after a
+    host reboot), except one unmounted with vzctl umount, which is unmounted again if found mounted
+    while stopped (after an agent died in a task that had mounted it). The row is read again before
+    anything changes: a vzctl mount or umount may have finished since the caller read it."""
+    disk = lxc.disk(ct.ctid)
+    if disk is None or lxc_state == ABSENT:
+        return
+    if ct.unmounted and lxc_state != "STOPPED":
+        _mark_unmounted(ct, False)  # started at the shell: it runs, so its root filesystem is mounted
+        return
+    if disk.is_mounted() != ct.unmounted:
+        return
+    if not Container.objects.filter(pk=ct.pk, unmounted=ct.unmounted, lock_task__isnull=True).exists():
+        return
+    if ct.unmounted:
+        disk.umount()
+        logger.warning("CT %s was unmounted with vzctl umount and found mounted: unmounted it again", ct.ctid)
+    else:
+        disk.mount()
+
+
+@handler(TaskType.CT_MOUNT)
+def mount(task, log):
+    """vzctl mount: the root filesystem mounted at LXCPATH/CTID/rootfs. The mark of vzctl umount
+    goes first: an agent that dies before the mount mounts it at its next reconcile."""
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    if lxc.state(ct.ctid) == ABSENT:
+        refresh_state(ct, lxc, known=ABSENT)
+        raise TaskFailed(f"container {ct.ctid} does not exist on {task.host.name}")
+    _mark_unmounted(ct, False)
+    disk = lxc.disk(ct.ctid)
+    if disk is None:
+        log(f"Container is already mounted: its root filesystem is a plain directory, {lxc.rootfs(ct.ctid)}")
+    elif disk.is_mounted():
+        log(f"Container is already mounted at {lxc.rootfs(ct.ctid)}")
+    else:
+        disk.mount()
+        log(f"Container is mounted: {disk.image.name} at {lxc.rootfs(ct.ctid)}")
+    return {"mounted": True}
+
+
+@handler(TaskType.CT_UMOUNT)
+def umount(task, log):
+    """vzctl umount: unmount a stopped container's disk image and mark it, so that the agent's
+    reconcile and restarts leave it unmounted until vzctl mount or start (mark after the unmount:
+    an agent that dies between the two mounts it again, and vzctl status never says unmounted of a
+    mounted one)."""
+    ct = _container(task)
+    lxc = lxc_for(task.host)
+    state = lxc.state(ct.ctid)
+    if state != "STOPPED":
+        refresh_state(ct, lxc, known=state)
+        if state == ABSENT:
+            raise TaskFailed(f"container {ct.ctid} does not exist on {task.host.name}")
+        raise TaskFailed(f"Container {ct.ctid} is {'suspended' if state == 'FROZEN' else 'running'} "
+                         "-- stop it first")
+    disk = lxc.disk(ct.ctid)
+    if disk is None:
+        raise TaskFailed(f"the root filesystem of {ct.ctid} is a plain directory ({lxc.rootfs(ct.ctid)}), "
+                         "not a disk image: there is nothing to unmount")
+    if disk.is_mounted():
+        disk.umount()
+        log(f"Container is unmounted; it stays so until vzctl mount {ct.ctid} or vzctl start {ct.ctid}")
+    else:
+        log("Container is not mounted; it stays so until vzctl mount or start")
+    _mark_unmounted(ct, True)
+    return {"mounted": False}
+
+
 @handler(TaskType.CT_CREATE)
 def create(task, log):
     ct = _container(task)
@@ -153,6 +261,10 @@ def start(task, log):
     if lxc.state(ct.ctid) == "RUNNING":
         refresh_state(ct, lxc)
         raise TaskFailed(f"container {ct.ctid} is already running")
+    if ct.unmounted:  # vzctl umount's mark goes first, as in mount()
+        log(f"Mounting the root filesystem of {ct.ctid} (it was unmounted with vzctl umount)")
+        _mark_unmounted(ct, False)
+    lxc.ensure_mounted(ct.ctid)  # before the identity files are written into it
     spec = spec_for(ct)
     lxc.write_config(spec)  # the panel's settings are the truth, as CTID.conf is for vzctl
     lxc.write_identity(spec)
@@ -207,6 +319,7 @@ def destroy(task, log):
 
 
 @handler(TaskType.CT_SET)
+@needs_rootfs
 def apply_settings(task, log):
     ct = _container(task)
     lxc = lxc_for(task.host)
@@ -374,6 +487,7 @@ def resume(task, log):
 
 
 @handler(TaskType.CT_RESET)
+@needs_rootfs
 def reset(task, log):
     ct = _container(task)
     lxc = lxc_for(task.host)
@@ -393,6 +507,7 @@ def reset(task, log):
 
 
 @handler(TaskType.CT_USERPASSWD)
+@needs_rootfs
 def set_password(task, log):
     from tasks.secrets import take_secret
     ct = _container(task)
@@ -408,6 +523,7 @@ def set_password(task, log):
 
 
 @handler(TaskType.CT_SSHKEY)
+@needs_rootfs
 def add_ssh_key(task, log):
     """Add a public key to a user's ~/.ssh/authorized_keys. The user, home and ids come from the
     container's /etc/passwd, so every path is the tenant's: walked without following links (the

@@ -38,7 +38,8 @@ from .engine.faults import fault_point
 from .engine.commands import run
 from .engine.diskimage import MIB
 from .engine.lxc import ABSENT, Lxc
-from .jobs import _container, live_view, lxc_for, network_down, network_up, record_state, refresh_state, spec_for
+from .jobs import (_container, live_view, lxc_for, needs_rootfs, network_down, network_up, record_state, refresh_state,
+                   spec_for)
 from .models import Container
 
 # How long each destination step may take once its agent has it (mkfs of a big disk is the slowest).
@@ -333,6 +334,7 @@ class Migration:
 
 
 @handler(TaskType.CT_MIGRATE)
+@needs_rootfs
 def migrate(task, log):
     return Migration(task, log).run()
 
@@ -405,7 +407,10 @@ def receive(task, log):
         spec = spec_for(ct)
         lxc.finish_incoming(spec, tag)
         if not params.get("start"):
-            log(f"CT {ct.ctid} is here, stopped")
+            disk = lxc.disk(ct.ctid)
+            if ct.unmounted and disk:  # as vzctl umount left it at the source
+                disk.umount()
+            log(f"CT {ct.ctid} is here, stopped" + (" and unmounted" if ct.unmounted and disk else ""))
             return {"state": "STOPPED"}
         try:
             if params.get("restore_checkpoint"):

@@ -26,6 +26,9 @@ class Container(models.Model):
     status = models.CharField(max_length=16, choices=ContainerStatus.choices,
                               default=ContainerStatus.CREATING, db_index=True)
     nproc = models.PositiveIntegerField(null=True, blank=True)
+    # vzctl umount: its admin unmounted the root filesystem (a disk image) on purpose. The agent,
+    # which otherwise keeps every disk image mounted, leaves it so until vzctl mount or start.
+    unmounted = models.BooleanField(default=False)
     # The task that holds this container; at most one mutating task at a time.
     lock_task = models.ForeignKey("tasks.Task", null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="+")

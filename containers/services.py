@@ -399,6 +399,20 @@ def resume_container(ct: Container, user) -> Task:
     return _submit_locked(ct, Action.RESUME, TaskType.CT_RESUME, user)
 
 
+@audited("container.mount")
+def mount_container(ct: Container, user) -> Task:
+    """vzctl mount: mount the root filesystem (its disk image) at LXCPATH/CTID/rootfs, and let the
+    agent keep it mounted again (it leaves one unmounted with vzctl umount alone)."""
+    return _submit_locked(ct, Action.MOUNT, TaskType.CT_MOUNT, user)
+
+
+@audited("container.umount")
+def umount_container(ct: Container, user) -> Task:
+    """vzctl umount: unmount the stopped container's root filesystem and keep it unmounted (the
+    agent's reconcile and restarts leave it so) until vzctl mount or vzctl start."""
+    return _submit_locked(ct, Action.UMOUNT, TaskType.CT_UMOUNT, user)
+
+
 _SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
                          r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]{16,8192}( [^\r\n\x00]{0,200})?")
 

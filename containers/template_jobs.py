@@ -14,7 +14,7 @@ from tasks.runner import TaskFailed
 from .engine import osbuild
 from .engine.safefs import root_only_dir
 from .engine.templates import remove_template, sha256_of, write_meta
-from .jobs import live_view, lxc_for
+from .jobs import live_view, lxc_for, needs_rootfs
 
 
 def _cache(task) -> Path:
@@ -128,6 +128,7 @@ def import_upload(task, log):
 
 
 @handler(TaskType.TPL_FROM_CT)
+@needs_rootfs
 def from_container(task, log):
     ct = task.container
     if ct is None:

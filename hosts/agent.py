@@ -25,7 +25,7 @@ import backups.jobs  # noqa: F401  (registers the backup task handler)
 import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
-from containers.jobs import lxc_for, record_state  # also registers the container task handlers
+from containers.jobs import keep_mount_as_marked, lxc_for, record_state  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from consoles.agent import ConsoleServer
 from tasks.choices import TaskStatus, TaskType
@@ -207,10 +207,11 @@ class Agent:
         managed = Container.objects.filter(host=self.host)
         for ct in managed:
             if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
-                try:
-                    self.lxc.ensure_mounted(ct.ctid)  # disk images are not mounted after a host reboot
+                try:  # disk images are not mounted after a host reboot; vzctl umount's stay unmounted
+                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)])
                 except Exception as exc:
-                    logger.warning("cannot mount the disk of CT %s: %s", ct.ctid, exc)
+                    logger.warning("cannot %s the disk of CT %s: %s", "unmount" if ct.unmounted else "mount",
+                                   ct.ctid, exc)
         known = set()
         for ct in managed:
             known.add(str(ct.ctid))

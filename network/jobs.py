@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from containers.engine.network import (ForeignInterface, HostNetwork, NetworkError, Veth, lxc_net_lines,
                                       venet_host_name)
-from containers.jobs import lxc_for, spec_for
+from containers.jobs import lxc_for, needs_rootfs, spec_for
 from hosts.models import Host
 from tasks.choices import TaskType
 from tasks.registry import handler
@@ -60,6 +60,7 @@ def bring_down(ct) -> None:
 
 
 @handler(TaskType.CT_NET)
+@needs_rootfs
 def apply_network(task, log):
     ct = task.container
     if ct is None:

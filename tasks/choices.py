@@ -37,6 +37,8 @@ class TaskType(models.TextChoices):
     CT_EXEC = "ct.exec", "exec"
     CT_SUSPEND = "ct.suspend", "suspend"
     CT_RESUME = "ct.resume", "resume"
+    CT_MOUNT = "ct.mount", "mount"
+    CT_UMOUNT = "ct.umount", "unmount"
     CT_RESET = "ct.reset", "reset to template"
     CT_USERPASSWD = "ct.userpasswd", "set password"
     CT_SSHKEY = "ct.sshkey", "add SSH key"

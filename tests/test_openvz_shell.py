@@ -13,11 +13,19 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from rest_framework.test import APIClient
+
+from accounts.models import AuditEvent
 from backups.models import Backup
+from containers import services
+from containers.engine.diskimage import mounted_source
 from containers.models import Container
+from containers.services import NotAllowed
 from tasks.models import Task
 
-from .conftest import BASE_DIR, lxc_info_state, wait_until
+from .conftest import BASE_DIR, LXCPATH, lxc_info_state, wait_task, wait_until
+from .hosts_fixtures import second_host  # noqa: F401
+from .tenancy_fixtures import students_running_container
 from .test_backups import _base_members, _info, _tar
 
 pytestmark = pytest.mark.integration
@@ -149,7 +157,7 @@ def test_vzrestore_from_a_file_is_for_root_only(admin_user, host, tmp_path, monk
 def test_vzctl_verbs_as_an_openvz_admin_types_them(vz, admin_user, host, template_name, tmp_path):
     from tenancy.models import Plan
     assert vz("vzctl", "create", "9701", "--ostemplate", template_name, "--hostname", "ct9701.test").returncode == 0
-    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist unmounted down\n"
+    assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist mounted down\n"  # the agent keeps it mounted
     assert vz("vzctl", "start", "9701").returncode == 0
     assert vz("vzctl", "status", "9701").stdout == "CTID 9701 exist mounted running\n"
     assert vz("vzctl", "status", "9799").stdout == "CTID 9799 deleted unmounted down\n"
@@ -208,7 +216,7 @@ def test_vzctl_verbs_as_an_openvz_admin_types_them(vz, admin_user, host, templat
         res = vz("vzctl", "set", "9701", *argv, "--save")
         assert res.returncode != 0 and says in res.stderr and "Nothing was changed" in res.stderr, res.stderr
     assert Task.objects.count() == before and Container.objects.get(ctid=9701).ram_mb == 256
-    for verb in ("chkpnt", "snapshot", "quotaon", "mount", "umount"):
+    for verb in ("chkpnt", "snapshot", "quotaon"):
         res = vz("vzctl", verb, "9701")
         assert res.returncode != 0 and res.stderr.startswith(f"CommandError: vzctl {verb}: "), res.stderr
     help_text = vz("vzctl", "--help").stdout
@@ -249,6 +257,7 @@ def recorded_containers(vz, template_name):
         ("create", "9704", "--ostemplate", template_name, "--hostname", "stopped.example.org"),
         ("set", "9704", "--physpages", "0:262144", "--swappages", "0:0", "--diskspace", "3G",
          "--diskinodes", "200000", "--numproc", "240", "--save"),
+        ("umount", "9704"),  # stopped on OpenVZ is unmounted too; here a stop leaves the disk image mounted
     ):
         res = vz("vzctl", *argv)
         assert res.returncode == 0, (argv, res.stderr)
@@ -356,3 +365,140 @@ def test_vzdump_vzmigrate_vzcalc_vzmemcheck_at_the_shell(vz, admin_user, host, t
     assert res.returncode != 0 and "no host 'nowhere'" in res.stderr
     res = vz("vzcalc", "9798")
     assert res.returncode != 0 and "Container 9798 does not exist" in res.stderr
+
+
+# -- vzctl mount and umount ----------------------------------------------------------------------
+def rootfs_mounted(ctid, lxcpath=None) -> bool:
+    """The kernel's view: is something mounted at the container's rootfs?"""
+    return mounted_source(Path(lxcpath or LXCPATH) / str(ctid) / "rootfs") is not None
+
+
+def test_vzctl_umount_holds_across_reconcile_and_agent_restart_until_mount_or_start(vz, agent, admin_user, host,
+                                                                                     template_name):
+    assert vz("vzctl", "create", "9710", "--ostemplate", template_name, "--hostname", "m.example").returncode == 0
+    assert (LXCPATH / "9710" / "root.img").is_file() and rootfs_mounted(9710)
+    # A stop leaves the disk image mounted here (OpenVZ's stop unmounted): vzctl status says so.
+    assert vz("vzctl", "status", "9710").stdout == "CTID 9710 exist mounted down\n"
+
+    res = vz("vzctl", "umount", "9710")
+    assert res.returncode == 0 and "Container is unmounted" in res.stdout, res.stderr
+    assert not rootfs_mounted(9710) and Container.objects.get(ctid=9710).unmounted
+    assert vz("vzctl", "status", "9710").stdout == "CTID 9710 exist unmounted down\n"
+    time.sleep(3 * 2)  # a few reconcile passes (PANEL_AGENT_RECONCILE_SECONDS=2 in the tests)
+    assert not rootfs_mounted(9710)
+    agent.restart()  # its start reconciles before it counts as started
+    assert not rootfs_mounted(9710)
+    assert vz("vzctl", "status", "9710").stdout == "CTID 9710 exist unmounted down\n"
+
+    res = vz("vzctl", "mount", "9710")
+    assert res.returncode == 0 and "Container is mounted" in res.stdout, res.stderr
+    assert rootfs_mounted(9710) and not Container.objects.get(ctid=9710).unmounted
+    assert (LXCPATH / "9710" / "rootfs" / "etc" / "hostname").read_text() == "m.example\n"
+    assert vz("vzctl", "status", "9710").stdout == "CTID 9710 exist mounted down\n"
+    res = vz("vzctl", "mount", "9710")
+    assert res.returncode == 0 and "Container is already mounted" in res.stdout
+
+    # start mounts an unmounted container first, as vzctl start did, and the mark goes
+    assert vz("vzctl", "umount", "9710").returncode == 0 and not rootfs_mounted(9710)
+    res = vz("vzctl", "start", "9710")
+    assert res.returncode == 0 and "Mounting the root filesystem" in res.stdout, res.stderr
+    assert lxc_info_state(9710) == "RUNNING" and rootfs_mounted(9710)
+    assert not Container.objects.get(ctid=9710).unmounted
+    assert vz("vzctl", "status", "9710").stdout == "CTID 9710 exist mounted running\n"
+
+    # umount of a running container: refused in vzctl's words, nothing queued, still mounted
+    before = Task.objects.count()
+    res = vz("vzctl", "umount", "9710")
+    assert res.returncode != 0 and "Container 9710 is running -- stop it first" in res.stderr, res.stderr
+    assert Task.objects.count() == before and rootfs_mounted(9710) and lxc_info_state(9710) == "RUNNING"
+    res = vz("vzctl", "mount", "9710")
+    assert res.returncode == 0 and "Container is already mounted" in res.stdout
+    assert vz("vzctl", "stop", "9710").returncode == 0
+
+    help_text = vz("vzctl", "--help").stdout
+    assert "mount its root filesystem" in help_text and "unmount a stopped container's root" in help_text
+
+
+def test_backup_set_restore_and_destroy_work_on_an_unmounted_container(vz, agent, admin_user, host,
+                                                                      template_name):
+    """Each mounts it for what it needs and leaves it unmounted, as vzctl did for a stopped container."""
+    assert vz("vzctl", "create", "9711", "--ostemplate", template_name, "--hostname", "u.example").returncode == 0
+    assert vz("vzctl", "umount", "9711").returncode == 0
+
+    res = vz("vzdump", "9711", "--compress", "gzip")
+    assert res.returncode == 0, res.stderr
+    backup = Backup.objects.get(ctid=9711)
+    with tarfile.open(backup.path) as tar:
+        names = tar.getnames()
+    assert "./etc/hostname" in names and "./sbin/init" in names  # the disk's files, not an empty mountpoint
+    assert not rootfs_mounted(9711) and Container.objects.get(ctid=9711).unmounted
+
+    res = vz("vzctl", "set", "9711", "--hostname", "renamed.example", "--save")
+    assert res.returncode == 0, res.stderr
+    assert not rootfs_mounted(9711)
+    assert not os.listdir(LXCPATH / "9711" / "rootfs")  # nothing written into the bare mountpoint
+
+    res = vz("vzrestore", backup.filename, "9711", "--force")
+    assert res.returncode == 0, res.stderr
+    assert not rootfs_mounted(9711) and Container.objects.get(ctid=9711).unmounted
+    assert vz("vzctl", "status", "9711").stdout == "CTID 9711 exist unmounted down\n"
+    assert vz("vzctl", "mount", "9711").returncode == 0
+    assert (LXCPATH / "9711" / "rootfs" / "etc" / "hostname").read_text() == "renamed.example\n"  # written at restore
+
+    assert vz("vzctl", "umount", "9711").returncode == 0
+    res = vz("vzctl", "destroy", "9711")
+    assert res.returncode == 0, res.stderr
+    assert lxc_info_state(9711) == "ABSENT" and not (LXCPATH / "9711").exists()
+    assert not Container.objects.filter(ctid=9711).exists()
+
+
+def test_an_unmounted_container_migrates_and_stays_unmounted(agent, second_host, admin_user, host, template_name):
+    h2, h2_agent = second_host
+    h2_agent.start()
+    task = services.create_container(user=admin_user, ctid=9712, ostemplate=template_name, hostname="mig.example",
+                                     host=host, limits={"disk_mb": 400})
+    assert wait_task(task).status == "ok", task.log
+    ct = Container.objects.get(ctid=9712)
+    assert wait_task(services.umount_container(ct, admin_user)).status == "ok"
+    task = wait_task(services.migrate_container(ct, admin_user, h2), 180)
+    assert task.status == "ok", task.log
+    ct.refresh_from_db()
+    assert ct.host == h2 and ct.unmounted and not (LXCPATH / "9712").exists()
+    assert not rootfs_mounted(9712, h2.lxcpath)
+    time.sleep(3 * 2)  # h2's reconcile leaves it so
+    assert not rootfs_mounted(9712, h2.lxcpath)
+    assert wait_task(services.mount_container(ct, admin_user)).status == "ok"
+    assert (Path(h2.lxcpath) / "9712" / "rootfs" / "etc" / "hostname").read_text() == "mig.example\n"
+
+
+def test_mount_and_umount_are_for_those_who_manage_the_container(agent, host, template_name, acme, plan, people):
+    """A tenant member mounts and unmounts their own containers only: over the API, the shell and
+    the service alike; each is audited."""
+    ct = students_running_container(9713, "own.example", host, template_name, acme, plan, people)
+    student, api = people["student"], APIClient()
+    api.force_authenticate(student)
+    res = api.post("/api/containers/9713/umount/")
+    assert res.status_code == 409 and "is running -- stop it first" in res.json()["detail"]
+    assert wait_task(services.stop_container(ct, student)).status == "ok"
+    res = api.post("/api/containers/9713/umount/")
+    assert res.status_code == 202, res.content
+    assert wait_task(Task.objects.get(pk=res.json()["task"]["id"])).status == "ok"
+    assert not rootfs_mounted(9713) and Container.objects.get(ctid=9713).unmounted
+    assert AuditEvent.objects.filter(action="container.umount", user=student).exists()
+
+    before = Task.objects.count()
+    for user in (people["outsider"], people["peer"]):  # another tenant's member; a member of acme, not its owner
+        api.force_authenticate(user)
+        assert api.post("/api/containers/9713/mount/").status_code == 404, user  # not theirs to see
+        with pytest.raises(NotAllowed):
+            services.mount_container(ct, user)
+        res = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "vzctl", "--user", user.username,
+                              "mount", "9713"], cwd=BASE_DIR, env=agent.env(), capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert Task.objects.count() == before and not rootfs_mounted(9713)
+
+    api.force_authenticate(student)
+    res = api.post("/api/containers/9713/mount/")
+    assert res.status_code == 202 and wait_task(Task.objects.get(pk=res.json()["task"]["id"])).status == "ok"
+    assert rootfs_mounted(9713) and AuditEvent.objects.filter(action="container.mount", user=student).exists()

@@ -33,7 +33,7 @@ class ContainerSerializer(serializers.ModelSerializer):
         fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "onboot", "description", "owner",
                   "tenant", "plan", "ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
                   "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio", "expires_at",
-                  "status", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
+                  "status", "unmounted", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
         read_only_fields = fields
 
 

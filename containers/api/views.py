@@ -124,6 +124,18 @@ class ContainerViewSet(viewsets.GenericViewSet):
     def restart(self, request, ctid=None):
         return self._action(request, services.restart_container)
 
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer},
+                   description="vzctl mount: mount the root filesystem; the agent keeps it mounted again.")
+    @action(detail=True, methods=["post"])
+    def mount(self, request, ctid=None):
+        return self._action(request, services.mount_container)
+
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer},
+                   description="vzctl umount: unmount a stopped container's root filesystem, until mount or start.")
+    @action(detail=True, methods=["post"])
+    def umount(self, request, ctid=None):
+        return self._action(request, services.umount_container)
+
     @extend_schema(request=ExecSerializer, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"], url_path="exec")
     def exec_command(self, request, ctid=None):

@@ -11,8 +11,9 @@ and ext4's online resize needs CAP_SYS_RESOURCE, which an agent in a restricted
 environment may not have; xfs_growfs grows a mounted filesystem with
 CAP_SYS_ADMIN and changes imaxpct online. XFS needs at least 300 MiB.
 
-The image stays mounted at <lxcpath>/<CTID>/rootfs while the host runs; the
-agent mounts it again when it starts. Growing and changing the inode limit work
+The image stays mounted at <lxcpath>/<CTID>/rootfs while the host runs (also while
+the container is stopped); the agent mounts it again when it starts, except after
+vzctl umount, which it leaves unmounted until vzctl mount or start. Growing and changing the inode limit work
 online; shrinking (XFS cannot shrink in place) rebuilds the filesystem with the
 files copied, so it needs the container stopped and is refused below what is in use.
 """

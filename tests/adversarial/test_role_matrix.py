@@ -119,7 +119,8 @@ RULES = {
     **{name: POST_ONLY for name in (
         "api-container-backup", "api-container-exec-command", "api-container-migrate", "api-container-reset",
         "api-container-restart", "api-container-sshkey", "api-container-start", "api-container-stop",
-        "api-container-userpasswd", "api-task-cancel", "api-template-build", "api-template-download",
+        "api-container-mount", "api-container-umount", "api-container-userpasswd", "api-task-cancel",
+        "api-template-build", "api-template-download",
         "api-template-copy", "api-host-drain", "api-host-evacuate", "api-host-remove", "api-host-revoke",
         "api-host-ssh", "api-host-token", "api-host-undrain", "api-ct-network-dns", "api-ct-network-ipadd",
         "api-ct-network-ipdel", "api-ct-network-netif-add", "api-ct-network-netif-del",

@@ -1,7 +1,7 @@
 """vzctl for the panel: the OpenVZ verbs, going through the same tasks as the UI and the API.
 
     vzctl create CTID --ostemplate NAME [--config PLAN] [--hostname H] [--name N]
-    vzctl start|stop|restart|suspend|resume|destroy|status CTID
+    vzctl start|stop|restart|suspend|resume|mount|umount|destroy|status CTID
     vzctl set CTID [--hostname H] [--ram 1G] [--diskspace 2G:2.2G] ... [--applyconfig PLAN] [--save]
     vzctl exec|exec2 CTID COMMAND [ARGS...]      vzctl runscript CTID FILE
     vzctl enter|console CTID      (a shell or the console, through the host's agent like the Console tab)
@@ -124,10 +124,6 @@ UNMAPPED_VERBS = {
     "quotainit": "the disk quota is the container's own XFS image: nothing to initialise",
     "convert": "there is one disk layout here (an XFS image), nothing to convert to",
     "compact": "the disk image is sparse; there is nothing to compact",
-    "mount": "the root filesystem here is a disk image the agent keeps mounted at LXCPATH/CTID/rootfs while the "
-             "container exists: read it there, or use vzctl exec while it runs",
-    "umount": "the root filesystem here is a disk image the agent keeps mounted while the container exists; "
-              "stopping the container is what takes it out of use",
 }
 
 
@@ -169,14 +165,17 @@ def limit_changes(opts: dict) -> dict:
 
 
 def status_line(ctid, ct) -> str:
-    """`vzctl status` in vzctl's own words: CTID N exist|deleted mounted|unmounted running|down [suspended]."""
+    """`vzctl status` in vzctl's own words: CTID N exist|deleted mounted|unmounted running|down [suspended].
+    Unlike OpenVZ's stop, a stop here leaves the root filesystem mounted (the agent keeps every disk
+    image mounted): a stopped container is unmounted only after vzctl umount, which the row records."""
     if ct is None:
         return f"CTID {ctid} deleted unmounted down"
     if ct.status == "running":
         return f"CTID {ct.ctid} exist mounted running"
     if ct.status == "frozen":
         return f"CTID {ct.ctid} exist mounted down suspended"
-    return f"CTID {ct.ctid} exist unmounted down"
+    mounted = ct.status in ("stopped", "unknown") and not ct.unmounted
+    return f"CTID {ct.ctid} exist {'mounted' if mounted else 'unmounted'} down"
 
 
 def shell_words(words: list[str]) -> list[str]:
@@ -218,6 +217,9 @@ class Command(BaseCommand):
                            ("status", "exist/deleted, mounted, running/down, in vzctl's words"),
                            ("suspend", "freeze a running container (no checkpoint is written)"),
                            ("resume", "thaw a suspended container"),
+                           ("mount", "mount its root filesystem at LXCPATH/CTID/rootfs; the agent keeps it mounted"),
+                           ("umount", "unmount a stopped container's root filesystem; it stays so until mount "
+                                      "or start"),
                            ("enter", "an interactive root shell inside, on whatever host it runs"),
                            ("console", "attach to its console, where its init runs a getty (Ctrl-a q leaves)")):
             sub.add_parser(verb, help=what).add_argument("ctid")
@@ -305,7 +307,7 @@ class Command(BaseCommand):
                                                              stdin=sys.stdin.read()), opts)
             if verb in ("enter", "console"):
                 return self._console(ct, user, verb)
-            if verb in ("start", "stop", "restart", "suspend", "resume"):
+            if verb in ("start", "stop", "restart", "suspend", "resume", "mount", "umount"):
                 task = getattr(services, f"{verb}_container")(ct, user)
             elif verb in ("destroy", "delete"):
                 task = services.destroy_container(ct, user, confirm=ct.ctid)
