@@ -186,6 +186,15 @@ def test_a_fresh_debian_host_installed_for_production_survives_a_reboot(vm, tmp_
                    not in ("0", killed, ""), 180, interval=2, message="systemd to start the agent again")
         assert "<strong>agent</strong> process died 1 time" in browser.get("/").read().decode()
         assert sh(f"lxc-info -n {CTID} -sH").strip() == "RUNNING"
+    with steps("a killed redis is started again by systemd; the queue works again"):
+        killed = sh("systemctl show -p MainPID --value vzpanel-redis").strip()
+        sh(f"kill -KILL {killed}")
+        wait_until(lambda: vm.run("systemctl show -p MainPID --value vzpanel-redis", check=False).stdout.strip()
+                   not in ("0", killed, ""), 180, interval=2, message="systemd to start redis again")
+        wait_until(lambda: vm.run("systemctl is-active vzpanel-agent vzpanel-redis", check=False).returncode == 0,
+                   300, interval=3, message="the agent and redis to be active")
+        assert sh(f"{manage} vzctl exec {CTID} -- echo through-the-queue", timeout=900).strip().endswith("through-the-queue")
+        assert "<strong>redis</strong> process died 1 time" in browser.get("/").read().decode()
     with steps("reboot"):
         booted = vm.boot_id()
         vm.reboot()
@@ -196,7 +205,16 @@ def test_a_fresh_debian_host_installed_for_production_survives_a_reboot(vm, tmp_
         wait_until(lambda: vm.run(f"lxc-info -n {CTID} -sH", check=False).stdout.strip() == "RUNNING", 300,
                    interval=3, message="the onboot container to run")
         assert sh(f"lxc-info -n {RESTORED} -sH").strip() == "STOPPED"  # not onboot: left as it was
-        sh(f"ping -c 1 -W 5 {ADDRESS}")
+        # LXC says RUNNING before the start task has given the container its venet address: the
+        # task's end is what counts, so the address is waited for, with what the host says if not.
+        try:
+            wait_until(lambda: vm.run(f"ping -c 1 -W 2 {ADDRESS}", check=False).returncode == 0, 300,
+                       interval=3, message=f"{ADDRESS} to answer after the reboot")
+        except AssertionError:
+            print(vm.run(f"ip addr show venet{CTID}; ip route; lxc-attach -n {CTID} -- ip addr; "
+                         f"{manage} vzctl status {CTID}; journalctl -b -u vzpanel-agent --no-pager | tail -40",
+                         check=False).stdout)
+            raise
         with browser.get("/accounts/login/") as resp:
             assert resp.status == 200
     print("[real host] " + ", ".join(f"{name}: {seconds:.0f} s" for name, seconds in steps.times), flush=True)
