@@ -131,6 +131,9 @@ class Migration:
 
     def criu(self) -> tuple[bool, str]:
         """Live migration needs lxc-checkpoint to work on both hosts; each agent checks its own."""
+        if not settings.CRIU_LIVE_MIGRATION:
+            return False, ("it is off (PANEL_CRIU_LIVE_MIGRATION): lxc-checkpoint has not restored the panel's "
+                           "unprivileged containers on the hosts it was tried on")
         reasons = {}
         for host in (Host.objects.get(pk=self.source.pk), self.dest):
             found = (host.capabilities or {}).get("criu") or {"ok": False, "reason": "not checked by its agent"}

@@ -264,6 +264,13 @@ FREEZE_FIRST_DEADLINE = 60
 # How long a stopping agent waits for the tasks it runs beside its queue (commands run in
 # containers) before it exits; runpanel waits as long for the agent (PANEL_STOP_GRACE too).
 AGENT_STOP_GRACE = envint("PANEL_STOP_GRACE", 300)
+# Live migration with CRIU (lxc-checkpoint) where `criu check` passes on both hosts. Off by default:
+# on Debian 12 (LXC 5.0.2, CRIU 3.17.1) `criu check` passes, but the panel's containers (each in a
+# user namespace of its own) could not be restored: a dump needs a network lock that Debian's
+# default install has no iptables for, and the restore was refused by LXC (the console) or failed
+# inside the user namespace. A failed restore would restart the container from scratch, losing more
+# than the freeze-and-copy path, which online migration uses instead (docs/operations.md).
+CRIU_LIVE_MIGRATION = envbool("PANEL_CRIU_LIVE_MIGRATION", False)
 # The agent proves which host it serves with this token (issued on the host page or by
 # `manage.py host_token NAME`); PANEL_HOST_TOKEN_FILE names a file holding it instead.
 HOST_TOKEN = env("PANEL_HOST_TOKEN", "") or ""

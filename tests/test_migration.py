@@ -203,7 +203,8 @@ def test_online_migration_over_ssh_keeps_the_counter_going(agent, remote_host, r
         services.stop_container(ct, admin_user)
     task = wait_task(task, 180)
     assert task.status == "ok", task.log
-    assert "Live migration with CRIU is not possible" in task.log and "criu check failed" in task.log
+    # Off by default (settings.CRIU_LIVE_MIGRATION: lxc-checkpoint did not restore the panel's containers).
+    assert "Live migration with CRIU is not possible (it is off (PANEL_CRIU_LIVE_MIGRATION)" in task.log
     assert f"root@{NS_SIDE_IP} over SSH" in task.log
     downtime = task.result["downtime_seconds"]
     assert downtime > 0 and f"Downtime (frozen on {host.name} until running on {h3.name}): {downtime:.3f} s" in task.log
