@@ -104,6 +104,11 @@ class Machine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.control_path = Path(tempfile.mkdtemp(prefix="vmlab-ssh-")) / "control"  # sun_path: 108 bytes at most
         started = time.monotonic()
+        if _kvm_unusable is None and Path("/sys/module/kvm_pvm").exists():
+            # A host whose /dev/kvm is PVM (paravirtualized, no VT-x/AMD-V: a nested sandbox) runs only
+            # PVM-enabled guest kernels; Debian's kernel is not one ("failed to set MSR 0x10a", or a
+            # silent hang once that is masked), so trying costs a boot and tells nothing new.
+            _kvm_unusable = "this host's KVM is PVM (kvm_pvm), which boots only PVM-enabled guest kernels"
         accels = [self.wanted_accel] if self.wanted_accel else (["tcg"] if _kvm_unusable else ["kvm", "tcg"])
         self.kvm_failure = _kvm_unusable if not self.wanted_accel else None
         for accel in accels:
