@@ -469,7 +469,9 @@ def suspend(task, log):
     lxc.freeze(ct.ctid)
     refresh_state(ct, lxc)
     if criu.get("ok"):
-        log("No checkpoint is written: CRIU works on this host, but the panel suspends by freezing only")
+        log("No checkpoint is written: criu check passes on this host, but lxc-checkpoint could not restore the "
+            "panel's containers (each in a user namespace of its own; docs/operations.md, Migration), so "
+            "suspend freezes them in memory")
     else:
         log(f"No checkpoint is written: CRIU is unavailable on this host ({criu.get('reason')})")
     log(f"Container {ct.ctid} is suspended (frozen in memory; vzctl resume {ct.ctid} thaws it; "
