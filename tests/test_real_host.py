@@ -195,6 +195,15 @@ def test_a_fresh_debian_host_installed_for_production_survives_a_reboot(vm, tmp_
                    300, interval=3, message="the agent and redis to be active")
         assert sh(f"{manage} vzctl exec {CTID} -- echo through-the-queue", timeout=900).strip().endswith("through-the-queue")
         assert "<strong>redis</strong> process died 1 time" in browser.get("/").read().decode()
+    with steps("make upgrade-production: migrations, static files, restarts; containers keep running"):
+        sh("cd /root/vzpanel && make upgrade-production WHEELHOUSE=/root/wheels > /root/upgrade.log 2>&1 "
+           "|| { tail -50 /root/upgrade.log; exit 1; }", timeout=1800)
+        wait_until(lambda: vm.run("systemctl is-active vzpanel.target vzpanel-agent vzpanel-redis vzpanel-web.socket",
+                                  check=False).returncode == 0, 300, interval=3, message="the services after the upgrade")
+        assert sh(f"lxc-info -n {CTID} -sH").strip() == "RUNNING"
+        assert sh(f"{manage} vzctl status {CTID}").strip() == f"CTID {CTID} exist mounted running"
+        with browser.get("/") as resp:  # the session survived the upgrade: same secret key and database
+            assert resp.status == 200 and resp.url.rstrip("/") == browser.base
     with steps("reboot"):
         booted = vm.boot_id()
         vm.reboot()
