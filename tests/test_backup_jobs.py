@@ -388,19 +388,22 @@ def test_report_of_a_successful_run(people, acme_cts, smtp_server):
     (envelope,) = wait_messages(smtp_server, 1)
     assert sorted(envelope.rcpt_tos) == ["boss@example.org", "ops@example.test"]
     msg, text, html = parts(envelope)
-    assert msg["Subject"] == "vzdump backup status (vzt-host): backup successful"
+    assert msg["Subject"] == f"vzdump backup status ({socket.getfqdn()}) : backup successful"  # this machine
     assert msg["From"] == "vzpanel@example.test"
     assert re.search(r"^VMID\s+NAME\s+STATUS\s+TIME\s+SIZE\s+FILENAME$", text, re.M)
     dump = t501.params["dump_dir"].rstrip("/")
-    assert re.search(rf"^501\s+acme-student\s+ok\s+01:23\s+1\.2 MiB\s+{dump}/vzdump-lxc-501-\S+\.tar\.zst$", text, re.M)
-    assert re.search(r"^502\s+ct502\s+ok\s+00:05\s+2\.0 KiB\s+\S+vzdump-lxc-502-", text, re.M)
-    assert re.search(r"^TOTAL\s+2\s+01:28\s+1\.2 MiB$", text, re.M)
+    assert re.search(rf"^501\s+acme-student\s+ok\s+00:01:23\s+1\.2 MiB\s+{dump}/vzdump-lxc-501-\S+\.tar\.zst$", text, re.M)
+    assert re.search(r"^502\s+ct502\s+ok\s+00:00:05\s+2\.0 KiB\s+\S+vzdump-lxc-502-", text, re.M)
+    assert re.search(r"^TOTAL\s+2\s+00:01:28\s+1\.2 MiB$", text, re.M)
     log = text.split("Detailed backup logs:", 1)[1]
-    assert re.search(r"^501: \d\d:\d\d:\d\d INFO: starting backup of CT 501$", log, re.M)
+    # vzdump's: the command line, then CTID: date time LEVEL: message.
+    assert f"\n\nvzdump 501 502 --mode {job.mode} --compress {job.compress} --mailto 'ops@example.test, boss@example.org'\n\n" in log
+    assert re.search(r"^501: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO: starting backup of CT 501$", log, re.M)
+    assert re.search(r"^502: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO: Task ok$", log, re.M)
     assert re.search(r"^501: .*INFO: <tar> & done$", log, re.M)
     assert re.search(r"^502: .*Task ok$", log, re.M)
     assert all(line.startswith(("501: ", "502: ")) for line in log.strip().splitlines()
-               if line and not line.startswith("The job:"))
+               if line and not line.startswith(("The job:", "vzdump ")))
     assert f"http://panel.example.test/backups/jobs/{job.pk}/" in text
 
     # The HTML part: the same table, escaped.
@@ -430,11 +433,11 @@ def test_report_of_a_failed_run(people, acme_cts, smtp_server, host, template_na
     assert run.status == "failed"
     (envelope,) = wait_messages(smtp_server, 1)
     msg, text, html = parts(envelope)
-    assert msg["Subject"] == "vzdump backup status (vzt-host, vzt-host2): backup failed"
-    assert re.search(r"^502\s+ct502\s+err\s+00:02\s+-\s+error: tar: disk <full>$", text, re.M)
+    assert msg["Subject"] == f"vzdump backup status ({socket.getfqdn()}, vzt-host2) : backup failed"
+    assert re.search(r"^502\s+ct502\s+err\s+00:00:02\s+-\s+error: tar: disk <full>$", text, re.M)
     assert re.search(r"^501\s+acme-student\s+ok\s", text, re.M) and re.search(r"^504\s+ct504\s+ok\s", text, re.M)
-    assert re.search(r"^502: .*ERROR: tar: disk <full>$", text, re.M)
-    assert re.search(r"^TOTAL\s+3\s+01:26\s+1\.2 MiB$", text, re.M)
+    assert re.search(r"^502: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ERROR: tar: disk <full>$", text, re.M)
+    assert re.search(r"^TOTAL\s+3\s+00:01:26\s+1\.2 MiB$", text, re.M)
     assert "<td>err</td>" in html and "tar: disk &lt;full&gt;" in html and "disk <full>" not in html
     jobs.finish_runs()
     time.sleep(0.3)
@@ -491,7 +494,7 @@ def test_the_report_is_claimed_once(people, acme_cts, smtp_server):
 def test_helpers():
     assert [human_size(n) for n in (None, 0, 512, 1536, 1258291, 5 * 1024 ** 3)] == \
         ["-", "0 B", "512 B", "1.5 KiB", "1.2 MiB", "5.0 GiB"]
-    assert [duration(s) for s in (None, 0, 83, 3725)] == ["-", "00:00", "01:23", "62:05"]
+    assert [duration(s) for s in (None, 0, 83, 3725, 90061)] == ["-", "00:00:00", "00:01:23", "01:02:05", "25:01:01"]
 
 
 # -- retention after a run --------------------------------------------------------------------

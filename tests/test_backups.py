@@ -2,6 +2,7 @@
 import hashlib
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -314,10 +315,12 @@ def test_vzdump_and_vzrestore_cli_with_mailed_report(agent, admin_user, host, te
     wait_until(lambda: smtp_server.messages, 10, message="the report")
     from email import message_from_bytes, policy
     message = message_from_bytes(smtp_server.messages[0].original_content, policy=policy.default)
-    assert message["Subject"] == "vzdump backup status (vzt-host): backup successful"
+    import socket
+    assert message["Subject"] == f"vzdump backup status ({socket.getfqdn()}) : backup successful"
     assert smtp_server.messages[0].rcpt_tos == ["ops@example.test"]
     body = message.get_body(preferencelist=("plain",)).get_content()
-    assert "9530" in body and "TOTAL" in body and "9530: " in body
+    assert "9530" in body and "TOTAL" in body and "\nvzdump 9530 --mode " in body
+    assert re.search(r"^9530: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO: ", body, re.M)
     res = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "vzrestore", backup.filename, "9531"],
                          cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr + res.stdout
