@@ -66,14 +66,29 @@ def spec_for(ct: Container) -> ContainerSpec:
 
 
 def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> None:
-    """Write LXC's view of the container back to its row."""
-    status = LXC_STATE_MAP.get(lxc_state, ContainerStatus.UNKNOWN)
-    fields = {"nproc": nproc if status == ContainerStatus.RUNNING else None}
-    if status != ct.status:
-        fields.update(status=status, status_changed_at=timezone.now())
-    Container.objects.filter(pk=ct.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(ct, key, value)
+    """Write LXC's view of the container back to its row (nothing when the row already says it)."""
+    record_states([(ct, lxc_state, nproc)])
+
+
+def record_states(observed: list[tuple[Container, str, int | None]]) -> int:
+    """Write LXC's view of containers (row, LXC state, task count) back to their rows; returns how
+    many rows changed. Only rows that differ are written, in one bulk UPDATE per set of changed
+    fields: the agent's reconcile runs every few seconds over every container, nearly all unchanged."""
+    now = timezone.now()
+    changed: dict[tuple[str, ...], list[Container]] = {}
+    for ct, lxc_state, nproc in observed:
+        status = LXC_STATE_MAP.get(lxc_state, ContainerStatus.UNKNOWN)
+        fields = {"nproc": nproc if status == ContainerStatus.RUNNING else None}
+        if status != ct.status:
+            fields.update(status=status, status_changed_at=now)
+        fields = {key: value for key, value in fields.items() if getattr(ct, key) != value}
+        for key, value in fields.items():
+            setattr(ct, key, value)
+        if fields:
+            changed.setdefault(tuple(sorted(fields)), []).append(ct)
+    for names, rows in changed.items():
+        Container.objects.bulk_update(rows, names)
+    return sum(len(rows) for rows in changed.values())
 
 
 def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
