@@ -1,31 +1,35 @@
 """The host agent: the only process that runs privileged commands on its host.
 
-It is an RQ worker for its host's queue, plus a heartbeat thread that reports
-the host's metrics and reconciles the panel's view of containers with LXC's.
+It is an RQ worker for its host's queue, plus a housekeeping process of its own that
+reports the host's metrics (heartbeat), reconciles the panel's view of containers with
+LXC's, samples running containers and consolidates their samples.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, connections, transaction
 from django.utils import timezone
 from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError
 
 from containers.choices import ContainerStatus
-from containers.engine import sysinfo
+from containers.engine import diskimage, sysinfo
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
 import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
-from containers.jobs import keep_mount_as_marked, lxc_for, record_state  # also registers the container task handlers
+from containers.jobs import keep_mount_as_marked, lxc_for, record_states  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from consoles.agent import ConsoleServer
 from tasks.choices import TaskStatus, TaskType
@@ -44,6 +48,10 @@ from .models import Host
 logger = logging.getLogger("vzpanel.agent")
 # How long a new agent waits for the panel's agent to make its Redis user (it does so at each heartbeat).
 REDIS_USER_WAIT_SECONDS = 60
+CONSOLIDATE_SECONDS = 60  # samples into the coarser tiers (the finest of them is a minute)
+HOUSEKEEPING_NICENESS = 10  # below tasks and what they run: housekeeping can wait, a user's task should not
+HOUSEKEEPING_STOP_SECONDS = 10  # for the duty under way to finish before the housekeeping process is killed
+PR_SET_PDEATHSIG = 1
 
 
 class TokenRejected(Exception):
@@ -54,6 +62,7 @@ class Agent:
     def __init__(self, host: Host, token: str = ""):
         self.host = host
         self.token = token
+        self.pid = os.getpid()  # the agent's own, also in its housekeeping process
         self.lxc = lxc_for(host)  # refuses an lxcpath that anyone but root could change
         self._stop = threading.Event()
         self.revoked = False
@@ -69,6 +78,18 @@ class Agent:
         if not token_matches(self.host, self.token):
             raise TokenRejected(f"the token given for host {self.host.name} is not its current token "
                                 "(PANEL_HOST_TOKEN or PANEL_HOST_TOKEN_FILE)")
+
+    def token_revoked(self) -> bool:
+        """Whether this agent's token is no longer good (its housekeeping process stops the agent
+        when it finds that at a heartbeat): sets `revoked`."""
+        if not self.revoked:
+            try:
+                self.check_token()
+            except TokenRejected:
+                self.revoked = True
+            except Exception:  # the database is gone too: the stop has another reason to tell
+                logger.exception("cannot check the agent token")
+        return self.revoked
 
     def publish_identity(self) -> None:
         """What other hosts and the panel need to know of this one: the machine (same machine means
@@ -202,19 +223,20 @@ class Agent:
                     logger.warning("removed %s left by an interrupted backup", entry)
 
     def reconcile(self) -> None:
-        """Write every container's real state back; list LXC containers the panel does not know."""
+        """Write back the real state of containers whose row says otherwise; list LXC containers the
+        panel does not know. One lxc-ls, one read of the mount table, one bulk UPDATE at most."""
         seen = self.lxc.list_all()
-        managed = Container.objects.filter(host=self.host)
+        managed = list(Container.objects.filter(host=self.host))
+        mounts = diskimage.read_mount_table()
         for ct in managed:
             if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
                 try:  # disk images are not mounted after a host reboot; vzctl umount's stay unmounted
-                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)])
+                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)], mounts)
                 except Exception as exc:
                     logger.warning("cannot %s the disk of CT %s: %s", "unmount" if ct.unmounted else "mount",
                                    ct.ctid, exc)
-        known = set()
+        observed = []
         for ct in managed:
-            known.add(str(ct.ctid))
             # A container that a task holds is that task's to report; creating ones do not exist yet.
             if ct.lock_task_id or ct.status == ContainerStatus.CREATING:
                 continue
@@ -223,7 +245,9 @@ class Agent:
             if state == "FROZEN" and ct.status != ContainerStatus.FROZEN and \
                     recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
                 continue
-            record_state(ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None)
+            observed.append((ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None))
+        record_states(observed)
+        known = {str(ct.ctid) for ct in managed}
         unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]
         if unmanaged != self.host.unmanaged:
             Host.objects.filter(pk=self.host.pk).update(unmanaged=unmanaged)
@@ -286,23 +310,64 @@ class Agent:
             if not self.revoked:
                 self.revoked = True
                 logger.error("%s: stopping", exc)
-                os.kill(os.getpid(), signal.SIGTERM)  # RQ's warm shutdown: the running job finishes
+                os.kill(self.pid, signal.SIGTERM)  # RQ's warm shutdown: the running job finishes
             return
         Host.objects.filter(pk=self.host.pk).update(
-            agent_seen_at=timezone.now(), agent_pid=os.getpid(),
+            agent_seen_at=timezone.now(), agent_pid=self.pid,
             stats=sysinfo.host_stats(self.host.lxcpath if os.path.isdir(self.host.lxcpath) else "/"))
 
-    # -- background thread ------------------------------------------------
-    def _background(self) -> None:
+    # -- housekeeping process ---------------------------------------------
+    def start_housekeeping(self) -> tuple[multiprocessing.Process, Any]:
+        """Heartbeat, reconcile, sampling and consolidation run in a child process, at a lower
+        priority: as a thread of the agent they shared its interpreter lock with the tasks, and
+        each minute's consolidation made the tasks then running seconds slower. The child is forked
+        (it has the agent's token and Redis identity in memory) before the agent starts any thread,
+        so no lock another thread held is copied held; it waits for `started` to be set before its
+        first duty (recovery and the first reconcile are the agent's), and dies with the agent."""
+        if threading.active_count() != 1:
+            raise RuntimeError("the housekeeping process must be forked before the agent starts any thread")
+        connections.close_all()  # the child opens its own: a database connection must not cross a fork
+        context = multiprocessing.get_context("fork")
+        started = context.Event()
+        process = context.Process(target=self._housekeeping, args=(started,), name="vzpanel-housekeeping",
+                                  daemon=True)
+        process.start()
+        return process, started
+
+    def _housekeeping(self, started) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # an agent killed outright takes this process with it
+        if os.getppid() != self.pid:
+            return  # the agent died before the line above
+        os.nice(HOUSEKEEPING_NICENESS)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the agent says when to stop
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: self._stop.set())
+        while not started.wait(0.5):
+            if self._stop.is_set():
+                return
+        self._duties()
+
+    def stop_housekeeping(self, process: multiprocessing.Process) -> None:
+        """Let the duty under way finish (HOUSEKEEPING_STOP_SECONDS at most), then end the process."""
+        process.terminate()
+        process.join(HOUSEKEEPING_STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def _duties(self) -> None:
+        from metrics.consolidate import Consolidator
         from metrics.sampler import Sampler
         sampler = Sampler(self.host, self.lxc)
-        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0}
+        consolidator = Consolidator(Container.objects.filter(host=self.host))
+        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0, "consolidate": time.monotonic()}
         every = {"heartbeat": settings.AGENT_HEARTBEAT_SECONDS, "reconcile": settings.AGENT_RECONCILE_SECONDS,
-                 "sample": settings.SAMPLE_SECONDS}
-        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round}
+                 "sample": settings.SAMPLE_SECONDS, "consolidate": CONSOLIDATE_SECONDS}
+        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round,
+                  "consolidate": lambda: consolidator.run(timezone.now())}
         while not self._stop.wait(0.5):
             for name, duty in duties.items():
-                if time.monotonic() - last[name] < every[name]:
+                if time.monotonic() - last[name] < every[name] or self._stop.is_set():
                     continue
                 last[name] = time.monotonic()
                 try:
@@ -366,6 +431,7 @@ class Agent:
         self.sync_authorized_keys()
         self.heartbeat()
         self.log_capabilities()  # first: it loads LXC's AppArmor profile if missing, before anything starts
+        housekeeping, housekeeping_started = self.start_housekeeping()
         self.recover()
         self.consoles.recover()
         self.consoles.start()
@@ -375,14 +441,13 @@ class Agent:
         self.start_onboot()
         # Started = serving: recovery, reconcile and onboot are done (tests wait for this too).
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
-        thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
-        thread.start()
+        housekeeping_started.set()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
         worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal, self.stopping)
         try:
             worker.work(burst=burst, logging_level="WARNING")
         except RedisConnectionError:
-            if not self.revoked:  # a revoked agent's Redis user went with its connections: expected
+            if not self.token_revoked():  # a revoked agent's Redis user went with its connections: expected
                 raise
         finally:
             still = wait_for_detached(self._grace_left())  # commands tenants run finish first
@@ -391,5 +456,5 @@ class Agent:
             else:
                 recovery.clear_stopping(Path(settings.AGENT_DATA_DIR))
             self.consoles.stop()
-            self._stop.set()
-            thread.join(timeout=10)
+            self.stop_housekeeping(housekeeping)
+            self.token_revoked()
