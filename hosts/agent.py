@@ -6,19 +6,16 @@ LXC's, samples running containers and consolidates their samples.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError
 
@@ -41,6 +38,7 @@ from tasks.services import enqueue, finish_task
 from tasks.worker import make_worker
 
 from . import recovery
+from .housekeeping import Housekeeping
 
 LOST_JOB_SECONDS = 10  # a queued task not on the queue for this long lost its job (see requeue_lost_jobs)
 from .models import Host
@@ -49,9 +47,6 @@ logger = logging.getLogger("vzpanel.agent")
 # How long a new agent waits for the panel's agent to make its Redis user (it does so at each heartbeat).
 REDIS_USER_WAIT_SECONDS = 60
 CONSOLIDATE_SECONDS = 60  # samples into the coarser tiers (the finest of them is a minute)
-HOUSEKEEPING_NICENESS = 10  # below tasks and what they run: housekeeping can wait, a user's task should not
-HOUSEKEEPING_STOP_SECONDS = 10  # for the duty under way to finish before the housekeeping process is killed
-PR_SET_PDEATHSIG = 1
 
 
 class TokenRejected(Exception):
@@ -59,12 +54,14 @@ class TokenRejected(Exception):
 
 
 class Agent:
-    def __init__(self, host: Host, token: str = ""):
+    def __init__(self, host: Host, token: str = "", pid: int | None = None, stop=None):
+        """`pid` and `stop`: the housekeeping process's (hosts/housekeeping.py) Agent, which reports
+        the agent's pid and stops the agent when the token is revoked, and ends its duties on `stop`."""
         self.host = host
         self.token = token
-        self.pid = os.getpid()  # the agent's own, also in its housekeeping process
+        self.pid = pid or os.getpid()
         self.lxc = lxc_for(host)  # refuses an lxcpath that anyone but root could change
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self.revoked = False
         self.consoles = ConsoleServer(host, self.lxc)
 
@@ -316,46 +313,11 @@ class Agent:
             agent_seen_at=timezone.now(), agent_pid=self.pid,
             stats=sysinfo.host_stats(self.host.lxcpath if os.path.isdir(self.host.lxcpath) else "/"))
 
-    # -- housekeeping process ---------------------------------------------
-    def start_housekeeping(self) -> tuple[multiprocessing.Process, Any]:
-        """Heartbeat, reconcile, sampling and consolidation run in a child process, at a lower
-        priority: as a thread of the agent they shared its interpreter lock with the tasks, and
-        each minute's consolidation made the tasks then running seconds slower. The child is forked
-        (it has the agent's token and Redis identity in memory) before the agent starts any thread,
-        so no lock another thread held is copied held; it waits for `started` to be set before its
-        first duty (recovery and the first reconcile are the agent's), and dies with the agent."""
-        if threading.active_count() != 1:
-            raise RuntimeError("the housekeeping process must be forked before the agent starts any thread")
-        connections.close_all()  # the child opens its own: a database connection must not cross a fork
-        context = multiprocessing.get_context("fork")
-        started = context.Event()
-        process = context.Process(target=self._housekeeping, args=(started,), name="vzpanel-housekeeping",
-                                  daemon=True)
-        process.start()
-        return process, started
-
-    def _housekeeping(self, started) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # an agent killed outright takes this process with it
-        if os.getppid() != self.pid:
-            return  # the agent died before the line above
-        os.nice(HOUSEKEEPING_NICENESS)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the agent says when to stop
-        signal.signal(signal.SIGTERM, lambda _signum, _frame: self._stop.set())
-        while not started.wait(0.5):
-            if self._stop.is_set():
-                return
-        self._duties()
-
-    def stop_housekeeping(self, process: multiprocessing.Process) -> None:
-        """Let the duty under way finish (HOUSEKEEPING_STOP_SECONDS at most), then end the process."""
-        process.terminate()
-        process.join(HOUSEKEEPING_STOP_SECONDS)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-    def _duties(self) -> None:
+    # -- housekeeping (in a process of its own: hosts/housekeeping.py) --------
+    def duties(self) -> None:
+        """Heartbeat, reconcile, sampling and consolidation, each at its interval, until `_stop`: the
+        housekeeping process's loop. As a thread of the agent they shared its interpreter lock with
+        the tasks, and each minute's consolidation made the tasks then running seconds slower."""
         from metrics.consolidate import Consolidator
         from metrics.sampler import Sampler
         sampler = Sampler(self.host, self.lxc)
@@ -431,7 +393,6 @@ class Agent:
         self.sync_authorized_keys()
         self.heartbeat()
         self.log_capabilities()  # first: it loads LXC's AppArmor profile if missing, before anything starts
-        housekeeping, housekeeping_started = self.start_housekeeping()
         self.recover()
         self.consoles.recover()
         self.consoles.start()
@@ -441,7 +402,8 @@ class Agent:
         self.start_onboot()
         # Started = serving: recovery, reconcile and onboot are done (tests wait for this too).
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
-        housekeeping_started.set()
+        housekeeping = Housekeeping(self.host.pk, self.token, self.pid)  # after recovery and the first reconcile
+        housekeeping.start()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
         worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal, self.stopping)
         try:
@@ -456,5 +418,5 @@ class Agent:
             else:
                 recovery.clear_stopping(Path(settings.AGENT_DATA_DIR))
             self.consoles.stop()
-            self.stop_housekeeping(housekeeping)
+            housekeeping.stop()
             self.token_revoked()

@@ -214,16 +214,63 @@ def test_the_sampler_reads_the_mount_table_once_per_round(idle_agent, image_cont
 
 
 # -- housekeeping beside the tasks --------------------------------------------------------------------------------
+def housekeeping_of(agent_proc, other_than: int | None = None) -> psutil.Process:
+    """The agent's housekeeping process (`python -m hosts.housekeeping`), once it runs."""
+    agent = psutil.Process(agent_proc.pid)
+
+    def found():
+        return [c for c in agent.children() if "hosts.housekeeping" in c.cmdline() and c.pid != other_than
+                and c.status() != psutil.STATUS_ZOMBIE]
+    wait_until(found, 30, message="the housekeeping process")
+    (child,) = found()
+    return child
+
+
+def heartbeat_after(host, moment) -> None:
+    from hosts.models import Host
+    wait_until(lambda: Host.objects.get(pk=host.pk).agent_seen_at > moment, 30, message="a heartbeat")
+
+
 def test_housekeeping_runs_in_a_process_beside_the_agent_and_dies_with_it(agent, host):
     from hosts.models import Host
-    proc = psutil.Process(agent.proc.pid)
-    wait_until(lambda: proc.children(), 30, message="the housekeeping process")
-    (child,) = [c for c in proc.children() if c.cmdline() == proc.cmdline()]
-    assert child.nice() == proc.nice() + 10
-    seen = Host.objects.get(pk=host.pk).agent_seen_at
-    wait_until(lambda: Host.objects.get(pk=host.pk).agent_seen_at != seen, 30, message="a heartbeat")
+    child = housekeeping_of(agent.proc)
+    heartbeat_after(host, Host.objects.get(pk=host.pk).agent_seen_at)  # its own: it is past its start
+    assert child.nice() == psutil.Process(agent.proc.pid).nice() + 10
+    assert agent.token not in " ".join(child.cmdline())  # it came through a pipe
+    assert "PANEL_HOST_TOKEN" not in child.environ()
     assert Host.objects.get(pk=host.pk).agent_pid == agent.proc.pid  # the agent's, not the child's
     agent.proc.send_signal(signal.SIGKILL)
     agent.proc.wait()
     wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10,
                message="the housekeeping process to die with the agent")
+
+
+def test_a_killed_housekeeping_process_is_started_again_and_heartbeats_resume(agent, host):
+    """Issue 15: nothing goes down with one process. Without its housekeeping process the agent
+    still runs tasks but the host shows it offline: the agent starts it again, and says why."""
+    from django.utils import timezone
+    from hosts.models import Host
+    first = housekeeping_of(agent.proc)
+    heartbeat_after(host, Host.objects.get(pk=host.pk).agent_seen_at)
+    for _ in range(2):  # twice: the second waits the doubled back-off
+        dead = housekeeping_of(agent.proc)
+        dead.send_signal(signal.SIGKILL)
+        killed_at = timezone.now()
+        wait_until(lambda: not dead.is_running() or dead.status() == psutil.STATUS_ZOMBIE, 10,
+                   message="the housekeeping process to die")
+        again = housekeeping_of(agent.proc, other_than=dead.pid)
+        heartbeat_after(host, killed_at)
+        assert again.nice() == psutil.Process(agent.proc.pid).nice() + 10
+    assert again.pid != first.pid and agent.proc.poll() is None
+    assert Host.objects.get(pk=host.pk).agent_pid == agent.proc.pid
+    log = agent.log_path.read_text()
+    assert f"the housekeeping process (pid {first.pid}) was killed by SIGKILL" in log
+    assert "starting it again in 1 s" in log and "starting it again in 2 s" in log
+
+
+def test_housekeeping_stops_with_the_agent(agent, host):
+    child = housekeeping_of(agent.proc)
+    agent.stop()  # SIGTERM: RQ's warm shutdown, then the agent stops its housekeeping process
+    assert agent.proc.returncode == 0
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert "housekeeping process (pid" not in agent.log_path.read_text().split("housekeeping process started")[-1]
