@@ -19,7 +19,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError
 
-from containers.choices import ContainerStatus
+from containers.choices import LXC_STATE_MAP, ContainerStatus
 from containers.engine import diskimage, sysinfo
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
@@ -221,9 +221,11 @@ class Agent:
 
     def reconcile(self) -> None:
         """Write back the real state of containers whose row says otherwise; list LXC containers the
-        panel does not know. One lxc-ls, one read of the mount table, one bulk UPDATE at most."""
-        seen = self.lxc.list_all()
+        panel does not know. One lxc-ls, one read of the mount table, one bulk UPDATE at most.
+        The rows are read before LXC is asked: read after, a row that a task (a stop, say) changed
+        since lxc-ls looked was written back with the state before the task, until the next pass."""
         managed = list(Container.objects.filter(host=self.host))
+        seen = self.lxc.list_all()
         mounts = diskimage.read_mount_table()
         for ct in managed:
             if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
@@ -243,12 +245,24 @@ class Agent:
                     recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
                 continue
             observed.append((ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None))
-        record_states(observed)
+        record_states(self._still_unheld(observed))
         known = {str(ct.ctid) for ct in managed}
         unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]
         if unmanaged != self.host.unmanaged:
             Host.objects.filter(pk=self.host.pk).update(unmanaged=unmanaged)
             self.host.unmanaged = unmanaged
+
+    @staticmethod
+    def _still_unheld(observed: list[tuple[Container, str, int | None]]) -> list[tuple[Container, str, int | None]]:
+        """Leave out the status changes of rows that a task took, or changed, while reconcile looked
+        (the task reports them): one query, and only when some status is to change."""
+        changing = {ct.pk: ct for ct, state, _ in observed
+                    if LXC_STATE_MAP.get(state, ContainerStatus.UNKNOWN) != ct.status}
+        if not changing:
+            return observed
+        now = Container.objects.filter(pk__in=changing).values_list("pk", "status", "lock_task_id")
+        moved = {pk for pk, status, lock in now if lock or status != changing[pk].status}
+        return [item for item in observed if item[0].pk not in moved]
 
     def warn_privileged(self) -> None:
         """Containers started before containers got their own user namespace run with the host's

@@ -167,6 +167,21 @@ def test_reconcile_writes_only_what_differs_in_one_statement(idle_agent, idle_ho
     assert not statements(captured, "UPDATE")
 
 
+def test_reconcile_leaves_a_row_that_a_task_changed_while_it_looked(idle_agent, idle_host, monkeypatch):
+    """A stop that ends while lxc-ls runs: LXC's answer is older than the row; the row stays stopped
+    (it said "running" for a whole reconcile interval, and a start was refused as "already running")."""
+    ct, moved = make_containers(idle_host, 2, status="running")
+
+    def list_all_while_tasks_end():
+        Container.objects.filter(pk=ct.pk).update(status="stopped")  # a stop task ended after LXC answered
+        Container.objects.filter(pk=moved.pk).update(status="stopped")  # and a stop of the other one, too
+        return {str(ct.ctid): "RUNNING", str(moved.ctid): "FROZEN"}
+    monkeypatch.setattr(idle_agent.lxc, "list_all", list_all_while_tasks_end)
+    monkeypatch.setattr("hosts.recovery.thaw_if_frozen", lambda *args: False)
+    idle_agent.reconcile()
+    assert set(Container.objects.filter(host=idle_host).values_list("status", flat=True)) == {"stopped"}
+
+
 # -- the mount table -----------------------------------------------------------------------------------------------
 @pytest.fixture
 def image_containers(idle_agent, idle_host, monkeypatch):
