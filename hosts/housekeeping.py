@@ -74,7 +74,6 @@ class Housekeeping:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # spawning and stopping: a process is never started after stop
         self.process: subprocess.Popen | None = None
-        self.restarts = 0
         self._thread = threading.Thread(target=self._supervise, name="housekeeping", daemon=True)
 
     def start(self) -> None:
@@ -95,21 +94,23 @@ class Housekeeping:
         from panel.process_status import next_backoff
         backoff = None
         while True:
+            started = time.monotonic()
             with self._lock:
                 if self._stop.is_set():
                     return
-                self.process = process = self._spawn()
-            started = time.monotonic()
-            logger.info("housekeeping process started (pid %s)", process.pid)
-            returncode = process.wait()
-            if self._stop.is_set():
-                return
+                try:
+                    self.process = process = self._spawn()
+                except OSError as exc:  # no memory or no process slot: try again as after a crash
+                    process, how = None, f"could not be started ({exc})"
+            if process is not None:
+                logger.info("housekeeping process started (pid %s)", process.pid)
+                how = f"(pid {process.pid}) {describe_exit(process.wait())}"
+                if self._stop.is_set():
+                    return
             ran = time.monotonic() - started
             backoff = next_backoff(backoff, ran)
-            self.restarts += 1
-            logger.error("the housekeeping process (pid %s) %s after %.0f s: no heartbeat, reconcile or sampling "
-                         "until it runs again; starting it again in %g s", process.pid, describe_exit(returncode),
-                         ran, backoff)
+            logger.error("the housekeeping process %s after %.0f s: no heartbeat, reconcile or sampling until it "
+                         "runs again; starting it again in %g s", how, ran, backoff)
             if self._stop.wait(backoff):
                 return
 

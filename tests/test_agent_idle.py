@@ -284,7 +284,9 @@ def test_a_killed_housekeeping_process_is_started_again_and_heartbeats_resume(ag
 
 
 def test_housekeeping_stops_with_the_agent(agent, host):
+    from hosts.models import Host
     child = housekeeping_of(agent.proc)
+    heartbeat_after(host, Host.objects.get(pk=host.pk).agent_seen_at)  # the agent serves: its worker handles SIGTERM
     agent.stop()  # SIGTERM: RQ's warm shutdown, then the agent stops its housekeeping process
     assert agent.proc.returncode == 0
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
