@@ -16,7 +16,7 @@ from tasks.runner import TaskFailed
 from .choices import LXC_STATE_MAP, ContainerStatus
 from .engine.cgroups import CgroupError, Limits
 from .engine.commands import CommandError
-from .engine.diskimage import DiskImageError
+from .engine.diskimage import DiskImageError, MountTable
 from .engine.faults import fault_point
 from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError
 from .engine.safefs import SafeFsError, Tree, readonly_view, root_only_dir
@@ -66,14 +66,29 @@ def spec_for(ct: Container) -> ContainerSpec:
 
 
 def record_state(ct: Container, lxc_state: str, nproc: int | None = None) -> None:
-    """Write LXC's view of the container back to its row."""
-    status = LXC_STATE_MAP.get(lxc_state, ContainerStatus.UNKNOWN)
-    fields = {"nproc": nproc if status == ContainerStatus.RUNNING else None}
-    if status != ct.status:
-        fields.update(status=status, status_changed_at=timezone.now())
-    Container.objects.filter(pk=ct.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(ct, key, value)
+    """Write LXC's view of the container back to its row (nothing when the row already says it)."""
+    record_states([(ct, lxc_state, nproc)])
+
+
+def record_states(observed: list[tuple[Container, str, int | None]]) -> int:
+    """Write LXC's view of containers (row, LXC state, task count) back to their rows; returns how
+    many rows changed. Only rows that differ are written, in one bulk UPDATE per set of changed
+    fields: the agent's reconcile runs every few seconds over every container, nearly all unchanged."""
+    now = timezone.now()
+    changed: dict[tuple[str, ...], list[Container]] = {}
+    for ct, lxc_state, nproc in observed:
+        status = LXC_STATE_MAP.get(lxc_state, ContainerStatus.UNKNOWN)
+        fields = {"nproc": nproc if status == ContainerStatus.RUNNING else None}
+        if status != ct.status:
+            fields.update(status=status, status_changed_at=now)
+        fields = {key: value for key, value in fields.items() if getattr(ct, key) != value}
+        for key, value in fields.items():
+            setattr(ct, key, value)
+        if fields:
+            changed.setdefault(tuple(sorted(fields)), []).append(ct)
+    for names, rows in changed.items():
+        Container.objects.bulk_update(rows, names)
+    return sum(len(rows) for rows in changed.values())
 
 
 def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
@@ -153,18 +168,19 @@ def needs_rootfs(run_handler):
     return mounted_for_the_task
 
 
-def keep_mount_as_marked(ct: Container, lxc: Lxc, lxc_state: str) -> None:
+def keep_mount_as_marked(ct: Container, lxc: Lxc, lxc_state: str, mounts: MountTable | None = None) -> None:
     """The agent's reconcile (ct held by no task): every disk image mounted (they are not after a
     host reboot), except one unmounted with vzctl umount, which is unmounted again if found mounted
     while stopped (after an agent died in a task that had mounted it). The row is read again before
-    anything changes: a vzctl mount or umount may have finished since the caller read it."""
+    anything changes: a vzctl mount or umount may have finished since the caller read it. `mounts`:
+    the mount table, read once by a caller that checks many containers."""
     disk = lxc.disk(ct.ctid)
     if disk is None or lxc_state == ABSENT:
         return
     if ct.unmounted and lxc_state != "STOPPED":
         _mark_unmounted(ct, False)  # started at the shell: it runs, so its root filesystem is mounted
         return
-    if disk.is_mounted() != ct.unmounted:
+    if disk.is_mounted(mounts) != ct.unmounted:
         return
     if not Container.objects.filter(pk=ct.pk, unmounted=ct.unmounted, lock_task__isnull=True).exists():
         return

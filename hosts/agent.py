@@ -1,7 +1,8 @@
 """The host agent: the only process that runs privileged commands on its host.
 
-It is an RQ worker for its host's queue, plus a heartbeat thread that reports
-the host's metrics and reconciles the panel's view of containers with LXC's.
+It is an RQ worker for its host's queue, plus a housekeeping process of its own that
+reports the host's metrics (heartbeat), reconciles the panel's view of containers with
+LXC's, samples running containers and consolidates their samples.
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError
 
-from containers.choices import ContainerStatus
-from containers.engine import sysinfo
+from containers.choices import LXC_STATE_MAP, ContainerStatus
+from containers.engine import diskimage, sysinfo
 from containers.engine.templates import list_templates
 import backups.jobs  # noqa: F401  (registers the backup task handler)
 import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
-from containers.jobs import keep_mount_as_marked, lxc_for, record_state  # also registers the container task handlers
+from containers.jobs import keep_mount_as_marked, lxc_for, record_states  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from consoles.agent import ConsoleServer
 from tasks.choices import TaskStatus, TaskType
@@ -37,6 +38,7 @@ from tasks.services import enqueue, finish_task
 from tasks.worker import make_worker
 
 from . import recovery
+from .housekeeping import Housekeeping
 
 LOST_JOB_SECONDS = 10  # a queued task not on the queue for this long lost its job (see requeue_lost_jobs)
 from .models import Host
@@ -44,6 +46,7 @@ from .models import Host
 logger = logging.getLogger("vzpanel.agent")
 # How long a new agent waits for the panel's agent to make its Redis user (it does so at each heartbeat).
 REDIS_USER_WAIT_SECONDS = 60
+CONSOLIDATE_SECONDS = 60  # samples into the coarser tiers (the finest of them is a minute)
 
 
 class TokenRejected(Exception):
@@ -51,11 +54,14 @@ class TokenRejected(Exception):
 
 
 class Agent:
-    def __init__(self, host: Host, token: str = ""):
+    def __init__(self, host: Host, token: str = "", pid: int | None = None, stop=None):
+        """`pid` and `stop`: the housekeeping process's (hosts/housekeeping.py) Agent, which reports
+        the agent's pid and stops the agent when the token is revoked, and ends its duties on `stop`."""
         self.host = host
         self.token = token
+        self.pid = pid or os.getpid()
         self.lxc = lxc_for(host)  # refuses an lxcpath that anyone but root could change
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self.revoked = False
         self.consoles = ConsoleServer(host, self.lxc)
 
@@ -69,6 +75,18 @@ class Agent:
         if not token_matches(self.host, self.token):
             raise TokenRejected(f"the token given for host {self.host.name} is not its current token "
                                 "(PANEL_HOST_TOKEN or PANEL_HOST_TOKEN_FILE)")
+
+    def token_revoked(self) -> bool:
+        """Whether this agent's token is no longer good (its housekeeping process stops the agent
+        when it finds that at a heartbeat): sets `revoked`."""
+        if not self.revoked:
+            try:
+                self.check_token()
+            except TokenRejected:
+                self.revoked = True
+            except Exception:  # the database is gone too: the stop has another reason to tell
+                logger.exception("cannot check the agent token")
+        return self.revoked
 
     def publish_identity(self) -> None:
         """What other hosts and the panel need to know of this one: the machine (same machine means
@@ -202,19 +220,22 @@ class Agent:
                     logger.warning("removed %s left by an interrupted backup", entry)
 
     def reconcile(self) -> None:
-        """Write every container's real state back; list LXC containers the panel does not know."""
+        """Write back the real state of containers whose row says otherwise; list LXC containers the
+        panel does not know. One lxc-ls, one read of the mount table, one bulk UPDATE at most.
+        The rows are read before LXC is asked: read after, a row that a task (a stop, say) changed
+        since lxc-ls looked was written back with the state before the task, until the next pass."""
+        managed = list(Container.objects.filter(host=self.host))
         seen = self.lxc.list_all()
-        managed = Container.objects.filter(host=self.host)
+        mounts = diskimage.read_mount_table()
         for ct in managed:
             if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
                 try:  # disk images are not mounted after a host reboot; vzctl umount's stay unmounted
-                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)])
+                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)], mounts)
                 except Exception as exc:
                     logger.warning("cannot %s the disk of CT %s: %s", "unmount" if ct.unmounted else "mount",
                                    ct.ctid, exc)
-        known = set()
+        observed = []
         for ct in managed:
-            known.add(str(ct.ctid))
             # A container that a task holds is that task's to report; creating ones do not exist yet.
             if ct.lock_task_id or ct.status == ContainerStatus.CREATING:
                 continue
@@ -223,11 +244,25 @@ class Agent:
             if state == "FROZEN" and ct.status != ContainerStatus.FROZEN and \
                     recovery.thaw_if_frozen(ct, self.lxc, logger.warning):
                 continue
-            record_state(ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None)
+            observed.append((ct, state, self.lxc.nproc(ct.ctid) if state == "RUNNING" else None))
+        record_states(self._still_unheld(observed))
+        known = {str(ct.ctid) for ct in managed}
         unmanaged = [{"name": name, "state": state} for name, state in sorted(seen.items()) if name not in known]
         if unmanaged != self.host.unmanaged:
             Host.objects.filter(pk=self.host.pk).update(unmanaged=unmanaged)
             self.host.unmanaged = unmanaged
+
+    @staticmethod
+    def _still_unheld(observed: list[tuple[Container, str, int | None]]) -> list[tuple[Container, str, int | None]]:
+        """Leave out the status changes of rows that a task took, or changed, while reconcile looked
+        (the task reports them): one query, and only when some status is to change."""
+        changing = {ct.pk: ct for ct, state, _ in observed
+                    if LXC_STATE_MAP.get(state, ContainerStatus.UNKNOWN) != ct.status}
+        if not changing:
+            return observed
+        now = Container.objects.filter(pk__in=changing).values_list("pk", "status", "lock_task_id")
+        moved = {pk for pk, status, lock in now if lock or status != changing[pk].status}
+        return [item for item in observed if item[0].pk not in moved]
 
     def warn_privileged(self) -> None:
         """Containers started before containers got their own user namespace run with the host's
@@ -286,23 +321,29 @@ class Agent:
             if not self.revoked:
                 self.revoked = True
                 logger.error("%s: stopping", exc)
-                os.kill(os.getpid(), signal.SIGTERM)  # RQ's warm shutdown: the running job finishes
+                os.kill(self.pid, signal.SIGTERM)  # RQ's warm shutdown: the running job finishes
             return
         Host.objects.filter(pk=self.host.pk).update(
-            agent_seen_at=timezone.now(), agent_pid=os.getpid(),
+            agent_seen_at=timezone.now(), agent_pid=self.pid,
             stats=sysinfo.host_stats(self.host.lxcpath if os.path.isdir(self.host.lxcpath) else "/"))
 
-    # -- background thread ------------------------------------------------
-    def _background(self) -> None:
+    # -- housekeeping (in a process of its own: hosts/housekeeping.py) --------
+    def duties(self) -> None:
+        """Heartbeat, reconcile, sampling and consolidation, each at its interval, until `_stop`: the
+        housekeeping process's loop. As a thread of the agent they shared its interpreter lock with
+        the tasks, and each minute's consolidation made the tasks then running seconds slower."""
+        from metrics.consolidate import Consolidator
         from metrics.sampler import Sampler
         sampler = Sampler(self.host, self.lxc)
-        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0}
+        consolidator = Consolidator(Container.objects.filter(host=self.host))
+        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0, "consolidate": time.monotonic()}
         every = {"heartbeat": settings.AGENT_HEARTBEAT_SECONDS, "reconcile": settings.AGENT_RECONCILE_SECONDS,
-                 "sample": settings.SAMPLE_SECONDS}
-        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round}
+                 "sample": settings.SAMPLE_SECONDS, "consolidate": CONSOLIDATE_SECONDS}
+        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round,
+                  "consolidate": lambda: consolidator.run(timezone.now())}
         while not self._stop.wait(0.5):
             for name, duty in duties.items():
-                if time.monotonic() - last[name] < every[name]:
+                if time.monotonic() - last[name] < every[name] or self._stop.is_set():
                     continue
                 last[name] = time.monotonic()
                 try:
@@ -375,14 +416,14 @@ class Agent:
         self.start_onboot()
         # Started = serving: recovery, reconcile and onboot are done (tests wait for this too).
         Host.objects.filter(pk=self.host.pk).update(agent_started_at=timezone.now())
-        thread = threading.Thread(target=self._background, name="heartbeat", daemon=True)
-        thread.start()
+        housekeeping = Housekeeping(self.host.pk, self.token, self.pid)  # after recovery and the first reconcile
+        housekeeping.start()
         logger.info("agent for host %s serving queue %s", self.host.name, self.host.queue_name)
         worker = make_worker(self.host, redis_connection(), self.host.record_queue_refusal, self.stopping)
         try:
             worker.work(burst=burst, logging_level="WARNING")
         except RedisConnectionError:
-            if not self.revoked:  # a revoked agent's Redis user went with its connections: expected
+            if not self.token_revoked():  # a revoked agent's Redis user went with its connections: expected
                 raise
         finally:
             still = wait_for_detached(self._grace_left())  # commands tenants run finish first
@@ -391,5 +432,5 @@ class Agent:
             else:
                 recovery.clear_stopping(Path(settings.AGENT_DATA_DIR))
             self.consoles.stop()
-            self._stop.set()
-            thread.join(timeout=10)
+            housekeeping.stop()
+            self.token_revoked()

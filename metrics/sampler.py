@@ -1,8 +1,9 @@
 """The agent's sampler: every running container's beancounters and usage, every 10 s.
 
-Runs in the agent's background thread. One Sample row and one Beancounters update
+Runs in the agent's housekeeping process. One Sample row and one Beancounters update
 per container per round; a failcnt that rose (or a soft disk limit passed) becomes
-a ContainerEvent. Consolidation into the coarser tiers runs once a minute.
+a ContainerEvent. Consolidation into the coarser tiers (metrics/consolidate.py) is
+a duty of its own there, once a minute.
 """
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from containers.choices import ContainerStatus
-from containers.engine import netstats
+from containers.engine import diskimage, netstats
 from containers.engine.cgroups import Cgroup, CgroupError
 from containers.jobs import limits_for
 from containers.models import Container
 
-from .consolidate import consolidate
 from .models import Beancounters, ContainerEvent, Sample
 
 logger = logging.getLogger("vzpanel.sampler")
@@ -31,12 +31,13 @@ class Sampler:
         self.lxc = lxc
         # ctid -> (monotonic time, cpu_ns, io read, io write, net in, net out) of the last round
         self.previous: dict[int, tuple] = {}
-        self.last_consolidation = 0.0
 
     def round(self) -> int:
         """Sample every running container of the host once; returns how many were sampled."""
         containers = list(Container.objects.filter(host=self.host, status=ContainerStatus.RUNNING)
                           .select_related("tenant"))
+        if not containers:
+            return 0  # at rest: no netlink dump, no mount table
         try:
             from pyroute2 import IPRoute
             with IPRoute() as ipr:
@@ -48,30 +49,25 @@ class Sampler:
         host_names: dict[int, list[str]] = {}
         for ct_id, name in NetInterface.objects.filter(container__in=containers).values_list("container_id", "host_ifname"):
             host_names.setdefault(ct_id, []).append(name)
+        mounts = diskimage.read_mount_table()
         sampled = 0
         for ct in containers:
             try:
-                self._sample(ct, now, net, host_names.get(ct.pk))
+                self._sample(ct, now, net, mounts, host_names.get(ct.pk))
                 sampled += 1
             except CgroupError:
                 self.previous.pop(ct.ctid, None)  # stopped meanwhile: the next round starts afresh
             except Exception:
                 logger.exception("sampling CT %s failed", ct.ctid)
-        if time.monotonic() - self.last_consolidation >= 60:
-            self.consolidate_all(now)
         return sampled
 
-    def consolidate_all(self, now) -> None:
-        self.last_consolidation = time.monotonic()
-        for ct_id in Container.objects.filter(host=self.host).values_list("pk", flat=True):
-            consolidate(ct_id, now)
-
-    def _sample(self, ct: Container, now, net: dict, host_names: list[str] | None = None) -> None:
+    def _sample(self, ct: Container, now, net: dict, mounts: diskimage.MountTable,
+                host_names: list[str] | None = None) -> None:
         cgroup = Cgroup(str(ct.ctid))
         limits = limits_for(ct)
         counters = cgroup.beancounters(limits)
         usage = cgroup.usage()
-        disk = self.lxc.disk_usage(ct.ctid)
+        disk = self.lxc.disk_usage(ct.ctid, mounts)
         net_bytes = netstats.container_bytes(net, ct.ctid, host_names)
         clock = time.monotonic()
         current = (clock, usage.cpu_ns, usage.io_read_bytes, usage.io_write_bytes,

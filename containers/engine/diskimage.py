@@ -46,16 +46,25 @@ class DiskUsage:
     inodes_total: int
 
 
-def mounted_source(mountpoint: Path) -> str | None:
-    """The device mounted at `mountpoint`, from /proc/self/mountinfo, or None."""
-    target = str(mountpoint)
+MountTable = dict[str, str]  # mount point -> mounted source, as read_mount_table returns it
+
+
+def read_mount_table() -> MountTable:
+    """Every mount point of this process's mount namespace with its source, from /proc/self/mountinfo.
+    Callers that check many containers read it once and pass it down: one read per container
+    made a pass over N image containers read N tables of N lines."""
+    table = {}
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             fields = line.split()
             sep = fields.index("-")
-            if fields[4].encode().decode("unicode_escape") == target:
-                return fields[sep + 2]
-    return None
+            table[fields[4].encode().decode("unicode_escape")] = fields[sep + 2]
+    return table
+
+
+def mounted_source(mountpoint: Path, mounts: MountTable | None = None) -> str | None:
+    """The device mounted at `mountpoint` (from `mounts`, read now if not given), or None."""
+    return (read_mount_table() if mounts is None else mounts).get(str(mountpoint))
 
 
 class DiskImage:
@@ -66,8 +75,8 @@ class DiskImage:
     def exists(self) -> bool:
         return self.image.is_file()
 
-    def is_mounted(self) -> bool:
-        return mounted_source(self.mountpoint) is not None
+    def is_mounted(self, mounts: MountTable | None = None) -> bool:
+        return mounted_source(self.mountpoint, mounts) is not None
 
     def create(self, size_mb: int, inodes: int | None = None) -> None:
         if self.image.exists():
@@ -83,8 +92,9 @@ class DiskImage:
             self.image.unlink(missing_ok=True)
             raise DiskImageError(f"mkfs.xfs failed: {exc.output}") from exc
 
-    def mount(self) -> None:
-        if self.is_mounted():
+    def mount(self, mounts: MountTable | None = None) -> None:
+        """Mount the image unless it is; `mounts`: the mount table, if the caller has just read it."""
+        if self.is_mounted(mounts):
             return
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         try:

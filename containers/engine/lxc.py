@@ -23,7 +23,7 @@ from . import apparmor
 from .commands import CommandError, CommandResult, OutputCallback, run
 from .cgroups import Cgroup, Limits
 from .faults import fault_point
-from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, mounted_source
+from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, MountTable, mounted_source
 from .safefs import Tree, resolved_name
 from .vzdump import SYSTEM_DIRS, ArchiveError, safe_extract
 
@@ -133,14 +133,17 @@ class Lxc:
         image = DiskImage(self.path(ctid) / IMAGE_NAME, self.rootfs(ctid))
         return image if image.exists() else None
 
-    def ensure_mounted(self, ctid: int) -> None:
+    def ensure_mounted(self, ctid: int, mounts: MountTable | None = None) -> None:
+        """Mount the container's disk image if it has one that is not mounted. A pass over many
+        containers reads the mount table once (read_mount_table) and passes it as `mounts`."""
         disk = self.disk(ctid)
         if disk:
-            disk.mount()
+            disk.mount(mounts)
 
-    def disk_usage(self, ctid: int) -> DiskUsage | None:
+    def disk_usage(self, ctid: int, mounts: MountTable | None = None) -> DiskUsage | None:
+        """statvfs of the container's mounted disk image; None for a plain directory or an unmounted image."""
         disk = self.disk(ctid)
-        return disk.usage() if disk and disk.is_mounted() else None
+        return disk.usage() if disk and disk.is_mounted(mounts) else None
 
     def set_disk(self, ctid: int, disk_mb: int, diskinodes: int | None, running: bool, log: Log = _noop) -> str:
         """vzctl set --diskspace/--diskinodes: grow and change inodes online; shrink only when stopped."""
