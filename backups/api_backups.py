@@ -63,6 +63,8 @@ class RestoreSerializer(serializers.Serializer):
     confirm = serializers.CharField(required=False, allow_blank=True, allow_null=True,
                                     help_text="with force: the CTID again")
     start = serializers.BooleanField(default=False)
+    override_capacity = serializers.BooleanField(default=False, help_text="administrators only: restore even if "
+                                                 "the host's promise policy has no room")
 
 
 class ImportSerializer(serializers.Serializer):
@@ -177,7 +179,8 @@ class BackupViewSet(viewsets.GenericViewSet):
         d = ser.validated_data
         try:
             task = services.restore_backup(backup, request.user, ctid=d["ctid"], host=d.get("host"),
-                                           force=d["force"], confirm=d.get("confirm"), start=d["start"])
+                                           force=d["force"], confirm=d.get("confirm"), start=d["start"],
+                                           override_capacity=d["override_capacity"])
         except TaskError as exc:
             return refused(exc)
         return accepted(request, task)

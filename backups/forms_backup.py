@@ -8,6 +8,7 @@ from accounts.permissions import creatable_tenants, placeable_hosts, visible_pla
 
 from hosts.models import Host
 from panel.fields import AsciiIntegerField
+from panel.forms import add_capacity_override
 from tenancy.models import Plan, Tenant
 
 from .models import BackupMode, BackupStorage, Compression
@@ -75,6 +76,7 @@ class RestoreForm(forms.Form):
         self.fields["plan"].queryset = visible_plans(user)
         if backup is None or backup.container is None:
             self.fields["target"].choices = [("new", "a new container")]
+        add_capacity_override(self, user, "restore")
 
     def clean(self):
         data = super().clean()

@@ -83,9 +83,11 @@ def _check_backup_manage(backup: Backup, user) -> None:
 
 @audited("backup.restore", target="backup")
 def restore_backup(backup: Backup, user, *, ctid: int, host=None, force: bool = False, confirm=None,
-                   tenant=None, plan=None, hostname: str | None = None, start: bool = False) -> Task:
+                   tenant=None, plan=None, hostname: str | None = None, start: bool = False,
+                   override_capacity: bool = False) -> Task:
     """vzrestore ARCHIVE CTID: to a new CTID (on any host), or over the same, stopped container
-    when `force` and `confirm` repeats its CTID."""
+    when `force` and `confirm` repeats its CTID. `override_capacity` (administrators): restore to a
+    new CTID even past the host's promise policy (over the same container promises nothing new)."""
     from accounts.permissions import manageable_backups
     if user is not None and not manageable_backups(user).filter(pk=backup.pk).exists():
         raise NotAllowed("You may not restore this backup.")
@@ -126,7 +128,8 @@ def restore_backup(backup: Backup, user, *, ctid: int, host=None, force: bool = 
         user=user, ctid=ctid, ostemplate=config.get("ostemplate") or f"restored-{backup.ctid}",
         hostname=hostname or config.get("hostname") or f"ct{ctid}", host=host, tenant=tenant,
         plan=plan or (source.plan if source else None), limits=None if plan else limits, start=start,
-        description=config.get("description", "")[:2000], task_type=TaskType.CT_RESTORE, task_params=params)
+        description=config.get("description", "")[:2000], task_type=TaskType.CT_RESTORE, task_params=params,
+        override_capacity=override_capacity)
 
 
 @audited("backup.verify", target="backup")

@@ -344,7 +344,7 @@ def backup_restore(request, pk):
         task = services.restore_backup(
             backup, user, ctid=d["ctid"], host=d["host"], force=overwrite,
             confirm=d["confirm"] if overwrite else None, tenant=d["tenant"], plan=d["plan"],
-            hostname=d["hostname"] or None, start=d["start"])
+            hostname=d["hostname"] or None, start=d["start"], override_capacity=d.get("override_capacity", False))
         what = f"restore {backup.filename} over container {d['ctid']}" if overwrite else \
             f"restore {backup.filename} as container {d['ctid']}"
         messages.success(request, f"Task #{task.pk} queued: {what}.")

@@ -59,7 +59,6 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
                                     help_text="Whose quota the container counts against.")
     plan = forms.ModelChoiceField(queryset=Plan.objects.none(), required=False,
                                   help_text="Named limits; the fields below override them (administrators only).")
-    override_capacity = forms.BooleanField(required=False, label="Create even if the host is overcommitted")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -72,10 +71,9 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
             self.fields["tenant"].required = True
             self.fields["tenant"].empty_label = None
             self.fields["plan"].required = True
-        from accounts.permissions import is_admin
+        from panel.forms import add_capacity_override
         self.admin_limits = manages_all_containers(user)
-        if not is_admin(user):
-            del self.fields["override_capacity"]
+        add_capacity_override(self, user, "create")
         if not self.admin_limits:
             for key in ("ram_mb", "swap_mb", "cpus", "disk_mb"):
                 del self.fields[key]

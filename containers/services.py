@@ -12,7 +12,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts import audit
 from accounts.audit import audited
+from hosts.capacity import InsufficientCapacity  # noqa: F401  (callers catch it from here)
 from hosts.models import Host
 from tasks.choices import TaskType
 from tasks.models import Task
@@ -146,21 +148,25 @@ def _check_pairs(limits: dict, current=None) -> None:
 CAPACITY_LIMITS = ("ram_mb", "cpus", "disk_mb")
 
 
-def check_capacity(host: Host, user, exclude=None, override: bool = False, **wanted) -> None:
-    """Refuse to promise more than the host has (vzmemcheck/vzcpucheck), unless an admin overrides."""
+def check_override(user, override: bool) -> None:
+    """Only administrators promise past a host's policy (operators and tenant admins never)."""
     from accounts.permissions import is_admin
-    from hosts.capacity import capacity_refusal
-    if override:
-        if user is not None and not is_admin(user):
-            raise NotAllowed("Only an administrator can override the host's capacity.")
+    if override and user is not None and not is_admin(user):
+        raise NotAllowed("Only an administrator can override the host's capacity.")
+
+
+def check_capacity(host: Host, user, exclude=None, override: bool = False, action: str = "create",
+                   **wanted) -> None:
+    """Refuse to promise more than the host's policy allows (vzmemcheck/vzcpucheck/vzcalc), unless
+    an administrator overrides; an override that mattered goes into the audit log with its numbers."""
+    from hosts.capacity import shortfall
+    check_override(user, override)
+    short = shortfall(host, exclude=exclude, **wanted)
+    if short is None:
         return
-    reason = capacity_refusal(host, exclude=exclude, **wanted)
-    if reason:
-        raise InsufficientCapacity(reason)
-
-
-class InsufficientCapacity(TaskError):
-    http_status = 409
+    if not override:
+        raise InsufficientCapacity(short, action)
+    audit.record(user, "capacity.override", host, detail=f"{action}: {short.message(action)}")
 
 
 # What a tenant admin or member may set for the limits a plan does not name: no more than a
@@ -234,10 +240,12 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
             raise InvalidRequest("Choose a plan for the container.")
     if host is None and Host.objects.count() == 1:
         host = Host.objects.get()  # one host: no choice to make (its agent may start later)
+    action = "restore" if task_type == TaskType.CT_RESTORE else "create"
+    check_override(user, override_capacity)
     if host is None:  # placement: the online, undrained host with the most room that has the template
         from hosts.placement import pick_host
         host = pick_host(template=ostemplate if task_type == TaskType.CT_CREATE else None,
-                         **{k: wanted[k] for k in CAPACITY_LIMITS})
+                         override_capacity=override_capacity, **{k: wanted[k] for k in CAPACITY_LIMITS})
     if host.is_drained:
         raise InvalidState(f"Host {host.name} is drained" + (f" ({host.drain_reason})" if host.drain_reason else "")
                            + ": no new containers are placed there. Pick another host or leave it to the panel.")
@@ -251,8 +259,8 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
     try:
         with transaction.atomic():
             check_quota(tenant, containers=1, **{k: v for k, v in wanted.items() if k in PLAN_LIMITS})
-            check_capacity(host, user, override=override_capacity, **{k: wanted[k]
-                                                                    for k in CAPACITY_LIMITS})
+            check_capacity(host, user, override=override_capacity, action=action,
+                           **{k: wanted[k] for k in CAPACITY_LIMITS})
             ct = Container.objects.create(
                 ctid=ctid, name=name or None, hostname=hostname, ostemplate=ostemplate, host=host,
                 onboot=onboot, description=description, owner=owner, tenant=tenant, plan=plan,
@@ -314,7 +322,8 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
         raise InvalidRequest("The bandwidth limit is a whole number of KiB/s.") from None
     if not 0 <= bwlimit_kib <= 100_000_000:
         raise InvalidRequest("The bandwidth limit is between 0 (none) and 100000000 KiB/s.")
-    check_capacity(dest, user, override=override_capacity, **{k: getattr(ct, k) for k in CAPACITY_LIMITS})
+    check_capacity(dest, user, override=override_capacity, action="migration",
+                   **{k: getattr(ct, k) for k in CAPACITY_LIMITS})
     with transaction.atomic():
         ct = _reload(ct)
         task = submit_task(type=TaskType.CT_MIGRATE, host=ct.host, user=user, container=ct, queue=queue,
@@ -499,7 +508,7 @@ def update_container(ct: Container, user, override_capacity: bool = False, **cha
             if changed_limits:
                 check_quota(fresh.tenant, **{k: v - getattr(fresh, k) for k, v in changed_limits.items()
                                              if k in PLAN_LIMITS})
-                check_capacity(fresh.host, user, exclude=fresh, override=override_capacity,
+                check_capacity(fresh.host, user, exclude=fresh, override=override_capacity, action="limit change",
                                **{k: changed_limits.get(k, getattr(fresh, k)) for k in CAPACITY_LIMITS})
             for key, value in changed.items():
                 setattr(fresh, key, value)

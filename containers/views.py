@@ -53,7 +53,9 @@ def container_create(request):
         return redirect("task-detail", task.pk)
 
     def page(form, status=200):
-        return render(request, "containers/create.html", {"form": form}, status=status)
+        from hosts.capacity import headroom_for
+        return render(request, "containers/create.html", {"form": form, "headroom": headroom_for(request.user)},
+                      status=status)
     if request.method != "POST":
         return page(ContainerCreateForm(initial={"ctid": services.next_free_ctid()}, user=request.user))
     return form_response(request, ContainerCreateForm(request.POST, user=request.user), act, page)

@@ -1,8 +1,11 @@
 """What a host has promised against what it has: vzmemcheck, vzcpucheck and vzcalc for the panel."""
 from __future__ import annotations
 
-from django.conf import settings
+from dataclasses import dataclass
+
 from django.db.models import Sum
+
+from tasks.services import TaskError
 
 MIB = 1024 * 1024
 
@@ -17,15 +20,25 @@ def _committed(host, exclude=None) -> dict:
     return {k: v or 0 for k, v in sums.items()}
 
 
+# Each resource: what a refusal calls it, the host's promise that bounds it, and its unit.
+RESOURCES = (("ram", "memory", "RAM", " MiB"), ("cpus", "CPUs", "CPU", ""), ("disk", "disk", "disk", " MiB"))
+
+
 def _available(host) -> dict | None:
+    """What the host may promise in all under its policy; None for a resource that is not a limit
+    (CPUs by default), None altogether while the agent has not reported the host's size."""
     stats = host.stats or {}
     if not stats.get("mem_total"):
         return None  # the agent has not reported yet: nothing to compare with
     return {
-        "ram": int(stats["mem_total"] // MIB * settings.RAM_OVERCOMMIT),
-        "cpus": int(stats.get("cpu_count", 1) * settings.CPU_OVERCOMMIT),
-        "disk": int(stats.get("disk_total", 0) // MIB * settings.DISK_OVERCOMMIT),
+        "ram": int(stats["mem_total"] // MIB * host.ram_promise),
+        "cpus": None if host.cpu_promise is None else int(stats.get("cpu_count", 1) * host.cpu_promise),
+        "disk": int(stats.get("disk_total", 0) // MIB * host.disk_promise),
     }
+
+
+def _ratio(value) -> str:
+    return "(not a limit: CPU time is shared)" if value is None else f"× {value:g}"
 
 
 def capacity_rows(host) -> list[dict]:
@@ -35,11 +48,11 @@ def capacity_rows(host) -> list[dict]:
     stats = host.stats or {}
     rows = [
         ("Memory (vzmemcheck)", used["ram"], have and have["ram"], "MiB",
-         f"{stats.get('mem_total', 0) // MIB} MiB RAM × {settings.RAM_OVERCOMMIT:g}"),
+         f"{stats.get('mem_total', 0) // MIB} MiB RAM {_ratio(host.ram_promise)}"),
         ("CPUs (vzcpucheck)", used["cpus"], have and have["cpus"], "",
-         f"{stats.get('cpu_count', 0)} cores × {settings.CPU_OVERCOMMIT:g}"),
+         f"{stats.get('cpu_count', 0)} cores {_ratio(host.cpu_promise)}"),
         ("Disk (vzcalc)", used["disk"], have and have["disk"], "MiB",
-         f"{stats.get('disk_total', 0) // MIB} MiB × {settings.DISK_OVERCOMMIT:g}"),
+         f"{stats.get('disk_total', 0) // MIB} MiB {_ratio(host.disk_promise)}"),
     ]
     out = []
     for label, promised, total, unit, basis in rows:
@@ -51,19 +64,73 @@ def capacity_rows(host) -> list[dict]:
     return out
 
 
-def capacity_refusal(host, exclude=None, ram_mb: int = 0, cpus: int = 0, disk_mb: int = 0) -> str | None:
-    """Why giving a container these limits would promise more than the host has, or None."""
+@dataclass(frozen=True)
+class Shortfall:
+    """One resource a host cannot promise: the numbers every refusal is written from."""
+    host: str
+    resource: str      # "memory", "CPUs", "disk"
+    policy: str        # "RAM", "CPU", "disk": the host's promise an administrator can raise
+    unit: str
+    promised: int      # to the containers there now
+    wanted: int        # by this one
+    can_promise: int   # under the host's policy
+
+    @property
+    def short(self) -> int:
+        return self.promised + self.wanted - self.can_promise
+
+    def numbers(self) -> str:
+        return (f"containers there are promised {self.promised}{self.unit}, this one would add "
+                f"{self.wanted}{self.unit}, and the host can promise {self.can_promise}{self.unit}: "
+                f"{self.short}{self.unit} short")
+
+    def message(self, action: str = "create") -> str:
+        return (f"Host {self.host} has not enough {self.resource}: {self.numbers()}. An administrator can raise "
+                f"the host's {self.policy} promise (on the host's page) or override this {action}.")
+
+
+class InsufficientCapacity(TaskError):
+    """A refusal for want of room on a host. Every path that checks capacity raises this one, so
+    every refusal says what is short, by how much, where, and who can change it."""
+
+    http_status = 409
+
+    def __init__(self, shortfall: Shortfall, action: str = "create"):
+        self.shortfall = shortfall
+        super().__init__(shortfall.message(action))
+
+
+def shortfall(host, exclude=None, ram_mb: int = 0, cpus: int = 0, disk_mb: int = 0) -> Shortfall | None:
+    """The first resource that giving a container these limits would promise past the host's
+    policy, or None."""
     have = _available(host)
     if have is None:
         return None
     used = _committed(host, exclude)
-    for key, wanted, label, unit in (("ram", ram_mb, "memory", " MiB"), ("cpus", cpus, "CPUs", ""),
-                                     ("disk", disk_mb, "disk", " MiB")):
-        if have[key] and used[key] + wanted > have[key]:
-            return (f"Host {host.name} has not enough {label}: containers there are promised {used[key]}{unit}, "
-                    f"this one would add {wanted}{unit}, and the host can promise {have[key]}{unit}. "
-                    "An administrator can override.")
+    wanted = {"ram": ram_mb, "cpus": cpus, "disk": disk_mb}
+    for key, resource, policy, unit in RESOURCES:
+        if have[key] and used[key] + wanted[key] > have[key]:
+            return Shortfall(host.name, resource, policy, unit, used[key], wanted[key], have[key])
     return None
+
+
+def headroom(host) -> dict:
+    """What is left on a host under its policy, as a tenant admin may see it: free RAM, disk and
+    (when limited) CPUs, with no word on whose containers use the rest."""
+    have, used = _available(host), _committed(host)
+    free = {}
+    for key, *_ in RESOURCES:
+        limit = have[key] if have else None
+        free[key] = None if limit is None else max(0, limit - used[key])
+    return {"host": host.name, "known": have is not None, "ram_mb": free["ram"], "cpus": free["cpus"],
+            "disk_mb": free["disk"], "cpu_limited": host.cpu_promise is not None}
+
+
+def headroom_for(user) -> list[dict]:
+    """headroom() of each host `user` may place containers on (accounts.permissions.placeable_hosts):
+    what a tenant admin needs to know why a create would be refused, and nothing of other tenants."""
+    from accounts.permissions import placeable_hosts
+    return [headroom(host) for host in placeable_hosts(user)]
 
 
 def _percent(part, whole) -> float | None:

@@ -20,6 +20,15 @@ class HostAddForm(forms.Form):
         return {k: (v.strip() or self.fields[k].initial or "") for k, v in self.cleaned_data.items()}
 
 
+class PromiseForm(forms.Form):
+    """The host's promise policy; hosts.services.set_promise checks the ranges."""
+
+    ram_promise = forms.FloatField(label="RAM promise", help_text="× the host's RAM (1 = no overcommit)")
+    cpu_promise = forms.FloatField(required=False, label="CPU promise",
+                                   help_text="× the host's cores; empty: CPUs are never refused, as on OpenVZ")
+    disk_promise = forms.FloatField(label="Disk promise", help_text="× the host's disk (1 = no overcommit)")
+
+
 class DrainForm(forms.Form):
     reason = forms.CharField(max_length=200, required=False, label="Drain reason")
 

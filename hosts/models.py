@@ -17,6 +17,24 @@ host_name_validator = validate_host_name  # the name older code imports
 HOST_PATHS = ("lxcpath", "template_dir", "dump_dir")
 
 
+def default_ram_promise() -> float:
+    return settings.RAM_OVERCOMMIT
+
+
+def default_cpu_promise() -> float | None:
+    return settings.CPU_OVERCOMMIT
+
+
+def default_disk_promise() -> float:
+    return settings.DISK_OVERCOMMIT
+
+
+def validate_promise(value) -> None:
+    # Above 100 times what the host has is a typo, not a policy; 0 would refuse every container.
+    if value is not None and not 0 < value <= 100:
+        raise ValidationError(f"A promise ratio is a number above 0 and at most 100 (not {value:g}).")
+
+
 def validate_ssh_address(value: str) -> None:
     from containers.engine.sshaddress import AddressError, split_address  # pure parsing, no host commands
     try:
@@ -65,6 +83,16 @@ class Host(models.Model):
     machine_id = models.CharField(max_length=64, blank=True, default="")
     # What the agent found the host can do, e.g. {"criu": {"ok": false, "reason": "..."}}.
     capabilities = models.JSONField(default=dict, blank=True)
+    # The promise policy: how much the containers here may be promised in all, as a multiple of what
+    # the host has (vzmemcheck/vzcpucheck/vzcalc's "promised against available"). New hosts take
+    # PANEL_RAM_OVERCOMMIT etc. (settings.py says why those defaults); None for CPUs: never refused.
+    ram_promise = models.FloatField(default=default_ram_promise, validators=[validate_promise],
+                                    help_text="RAM the containers may be promised, as a multiple of the host's RAM.")
+    cpu_promise = models.FloatField(null=True, blank=True, default=default_cpu_promise, validators=[validate_promise],
+                                    help_text="CPUs the containers may be promised, as a multiple of the host's cores; "
+                                              "empty: not a limit (CPU time is shared, as on OpenVZ).")
+    disk_promise = models.FloatField(default=default_disk_promise, validators=[validate_promise],
+                                     help_text="Disk the containers may be promised, as a multiple of the host's disk.")
     # The last jobs the agent refused to run (newest first): {"at", "job_id", "reason"}.
     queue_refusals = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

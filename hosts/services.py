@@ -1,4 +1,4 @@
-"""One function per host operation (add, token, drain, remove, evacuate), for the views, API and CLI.
+"""One function per host operation (add, token, promise policy, drain, remove, evacuate), for the views, API and CLI.
 
 Hosts are infrastructure: administrators add and remove them and handle their tokens;
 administrators and operators drain and evacuate them.
@@ -98,6 +98,23 @@ def set_ssh(user, host: Host, ssh_address: str, repin: bool = False) -> Host:
     if repin:
         fields["ssh_host_key"] = host.ssh_host_key = ""
     Host.objects.filter(pk=host.pk).update(**fields)
+    return host
+
+
+@audited("host.promise", target="host")
+def set_promise(user, host: Host, *, ram_promise: float, cpu_promise: float | None, disk_promise: float) -> Host:
+    """The host's promise policy: how much its containers may be promised in all, as multiples of
+    its RAM, cores and disk (cpu_promise None: CPUs are never refused, only reported). Administrators
+    only: it decides what every tenant may place here."""
+    _require(user, admin_only=True)
+    host.ram_promise, host.cpu_promise, host.disk_promise = ram_promise, cpu_promise, disk_promise
+    try:
+        host.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        host.refresh_from_db()
+        raise InvalidRequest(messages(exc)) from None
+    Host.objects.filter(pk=host.pk).update(ram_promise=ram_promise, cpu_promise=cpu_promise,
+                                           disk_promise=disk_promise)
     return host
 
 

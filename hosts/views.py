@@ -11,7 +11,7 @@ from accounts.decorators import page_for
 from accounts.permissions import is_admin, manages_hosts, sees_infrastructure, visible_containers, visible_hosts
 from panel.forms import ActionForm, form_response
 
-from .forms import DrainForm, EvacuateForm, HostAddForm, RemoveHostForm, SSHForm, StorageForm
+from .forms import DrainForm, EvacuateForm, HostAddForm, PromiseForm, RemoveHostForm, SSHForm, StorageForm
 
 
 @login_required
@@ -50,12 +50,13 @@ def host_page(request, host, status: int = 200, **forms) -> HttpResponse:
         **host_network(host, request.user),
         "drain_form": DrainForm(),
         "ssh_form": SSHForm(initial={"ssh_address": host.ssh_address}),
+        "promise_form": PromiseForm(initial={k: getattr(host, k) for k in PromiseForm.base_fields}),
         "remove_form": RemoveHostForm(),
         "storage_form": StorageForm(),
         **forms,
         # The buttons' forms in error, shown at the top of their card.
         "maintenance_forms": [forms.get(f"{a}_form") for a in ("drain", "undrain", "evacuate") if forms.get(f"{a}_form")],
-        "access_forms": [forms.get(f"{a}_form") for a in ("token", "revoke", "ssh", "remove") if forms.get(f"{a}_form")],
+        "access_forms": [forms.get(f"{a}_form") for a in ("token", "revoke", "ssh", "promise", "remove") if forms.get(f"{a}_form")],
     }, status=status)
 
 
@@ -164,6 +165,10 @@ def _host_actions(request, host_name: str) -> dict:
         services.set_ssh(user, host, form.cleaned_data["ssh_address"], repin=form.cleaned_data["repin"])
         return done(f"SSH settings of {host.name} saved.")
 
+    def promise(host, form):
+        services.set_promise(user, host, **form.cleaned_data)
+        return done(f"Promise policy of {host.name} saved.")
+
     def remove(host, form):
         services.remove_host(user, host, confirm=form.cleaned_data["confirm"].strip())
         messages.success(request, f"Host {host_name} removed; its task history is kept.")
@@ -171,13 +176,13 @@ def _host_actions(request, host_name: str) -> dict:
     return {"drain": (DrainForm, manages_hosts, drain), "undrain": (ActionForm, manages_hosts, undrain),
             "evacuate": (EvacuateForm, manages_hosts, evacuate), "token": (ActionForm, is_admin, token),
             "revoke": (ActionForm, is_admin, revoke), "ssh": (SSHForm, is_admin, ssh),
-            "remove": (RemoveHostForm, is_admin, remove)}
+            "promise": (PromiseForm, is_admin, promise), "remove": (RemoveHostForm, is_admin, remove)}
 
 
 @login_required
 @require_POST
 def host_action(request, name, action):
-    """drain, undrain, evacuate, token, revoke, ssh, remove: each a service call; refusals change nothing."""
+    """drain, undrain, evacuate, token, revoke, ssh, promise, remove: each a service call; refusals change nothing."""
     actions = _host_actions(request, name)
     if action not in actions:
         _visible_host(request, name)

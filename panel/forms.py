@@ -24,6 +24,17 @@ REFUSALS = (TaskError, TokenRefused, UploadRefused)
 FORM_ERROR_STATUSES = (400, 403, 409)
 
 
+def add_capacity_override(form: forms.Form, user, what: str) -> None:
+    """The administrators' override of the host's promise policy, on the form of an operation the
+    policy can refuse (`what`: "create", "restore", ...). Nobody else gets the field, and the service
+    refuses anyone else's override again."""
+    from accounts.permissions import is_admin
+    if is_admin(user):
+        form.fields["override_capacity"] = forms.BooleanField(
+            required=False, label=f"{what.capitalize()} even if the host is short of room",
+            help_text="Administrators: promise past the host's RAM, CPU or disk policy (recorded in the audit log).")
+
+
 class ActionForm(forms.Form):
     """The form of a button without input (start, revoke, run now): a place for its refusal."""
 

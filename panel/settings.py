@@ -192,9 +192,16 @@ DEFAULT_FROM_EMAIL = env("PANEL_EMAIL_FROM", "vzpanel@localhost")
 # The address users reach the panel at, for links in emails (password reset, welcome).
 PANEL_URL = (env("PANEL_URL", "") or f"http://{env('PANEL_BIND', '127.0.0.1:8000')}").rstrip("/")
 
-# How much a host may promise to its containers, as multiples of what it has.
+# How much a new host may promise to its containers, as multiples of what it has (each host's
+# own policy is on its page and in the API: Host.ram_promise, cpu_promise, disk_promise).
+# RAM and disk 1.0: a memory limit or a disk size is a ceiling the container may really reach,
+# and promising more than the host has ends in the OOM killer or a full filesystem for everyone.
+# CPUs: no limit by default. CPU time is shared by weight (cpuunits) and capped per container
+# (cpulimit); a container's CPU count is how many cores it may run on at once, not a reservation.
+# OpenVZ never refused a container for CPUs (vzcpucheck only reported), and at cores x 4 a
+# 2-core host refused a class of ten 1-CPU containers. Set a number to enforce a ratio.
 RAM_OVERCOMMIT = float(env("PANEL_RAM_OVERCOMMIT", "1.0"))
-CPU_OVERCOMMIT = float(env("PANEL_CPU_OVERCOMMIT", "4.0"))
+CPU_OVERCOMMIT = float(env("PANEL_CPU_OVERCOMMIT", "")) if env("PANEL_CPU_OVERCOMMIT", "") else None
 DISK_OVERCOMMIT = float(env("PANEL_DISK_OVERCOMMIT", "1.0"))
 # Resource sampling by the agent.
 SAMPLE_SECONDS = envint("PANEL_SAMPLE_SECONDS", 10)

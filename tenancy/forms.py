@@ -177,6 +177,11 @@ class ImportForm(forms.Form):
     csv_file = forms.FileField(required=False, label="or a CSV file")
     start = forms.BooleanField(required=False, label="Start the containers once created")
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from panel.forms import add_capacity_override
+        add_capacity_override(self, user, "import")
+
     def clean_csv_file(self):
         upload = self.cleaned_data.get("csv_file")
         if not upload:

@@ -334,15 +334,17 @@ def container_name(cls: StudentClass, username: str) -> str:
     return f"{cls.slug}-{username}"  # at most 40 + 1 + 32 characters: checked per row
 
 
-def import_students(by, cls: StudentClass, csv_text: str, start: bool = False) -> list:
+def import_students(by, cls: StudentClass, csv_text: str, start: bool = False, override_capacity: bool = False) -> list:
     """Create a user, a membership and a container for each row; all or nothing.
+    `override_capacity` (administrators): place them even past the host's promise policy.
 
     Every row is checked first; if any row is wrong nothing is created and
     ImportRefused lists each row's errors. Welcome emails go out after commit.
     """
     from accounts.permissions import is_tenant_admin
-    from containers.services import create_container, next_free_ctid
+    from containers.services import check_override, create_container, next_free_ctid
     _require(is_tenant_admin(by, cls.tenant), f"You may not add students to {cls.slug}.")
+    check_override(by, override_capacity)
     rows = parse_students_csv(csv_text)
     if not rows:
         raise InvalidRequest("The file has no students in it.")
@@ -368,7 +370,8 @@ def import_students(by, cls: StudentClass, csv_text: str, start: bool = False) -
                     user=by, ctid=ctid, ostemplate=cls.ostemplate, hostname=student_hostname(cls, row.username),
                     host=cls.host, name=container_name(cls, row.username), tenant=cls.tenant, plan=cls.plan,
                     owner=student, student_class=cls, expires_at=cls.expires_at, start=start,
-                    description=f"{cls.name}: {row.first_name} {row.last_name}".strip())
+                    description=f"{cls.name}: {row.first_name} {row.last_name}".strip(),
+                    override_capacity=override_capacity)
                 created.append((student, task))
                 ctid += 1
                 transaction.on_commit(lambda s=student, c=cls: send_welcome_email(s, c))

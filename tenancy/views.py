@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import page_for
 from accounts.permissions import (oversees_people, placeable_hosts, visible_plans, get_tenant_for_user, is_admin, is_tenant_admin, visible_containers,
                                   visible_tenants, visible_users)
+from hosts.capacity import headroom_for
 from panel.forms import ActionForm, form_response
 
 from . import services
@@ -64,6 +65,8 @@ def _tenant_context(request, tenant, **forms):
         "classes": tenant.classes.select_related("plan", "host").annotate(n_containers=Count("containers")),
         "can_manage": can_manage,
         "can_edit_quotas": is_admin(user),
+        # Why a create would be refused for want of room: the hosts' free room, for who creates here.
+        "headroom": headroom_for(user) if can_manage else None,
         "add_form": forms.get("add_form") or AddMemberForm(),
         "create_form": forms.get("create_form") or CreateMemberForm(),
         "remove_form": forms.get("remove_form"),
@@ -185,7 +188,7 @@ def _class_page(request, cls, status=200, **extra):
         "containers": visible_containers(request.user).filter(student_class=cls).select_related("owner"),
         "can_manage": is_tenant_admin(request.user, cls.tenant),
         "expired": bool(cls.expires_at and cls.expires_at <= timezone.now()),
-        "import_form": extra.pop("import_form", None) or ImportForm(),
+        "import_form": extra.pop("import_form", None) or ImportForm(user=request.user),
         "bulk_form": extra.pop("bulk_form", None) or BulkActionForm(),
         **extra,
     }
@@ -206,14 +209,15 @@ def class_import(request, slug):
     def act(form):
         try:
             created = services.import_students(request.user, cls, form.cleaned_data["csv"],
-                                               start=form.cleaned_data["start"])
+                                               start=form.cleaned_data["start"],
+                                               override_capacity=form.cleaned_data.get("override_capacity", False))
         except services.ImportRefused as exc:
             rows.extend(exc.rows)  # each row's errors, shown under the form
             raise
         messages.success(request, f"{len(created)} student(s) imported into {cls.slug}: their containers are "
                                   "queued and welcome emails go out now.")
         return redirect("class-detail", cls.slug)
-    return form_response(request, ImportForm(request.POST, request.FILES), act, lambda form, status: _class_page(
+    return form_response(request, ImportForm(request.POST, request.FILES, user=request.user), act, lambda form, status: _class_page(
         request, cls, status, import_form=form, **({"import_rows": rows} if rows else {})))
 
 

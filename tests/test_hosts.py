@@ -99,9 +99,11 @@ def test_placement_picks_the_host_with_most_room_and_says_why_not(db, host, admi
     # Drained hosts are passed over, and so are full ones; the refusal names each reason.
     hosts.drain_host(admin_user, h2, "new disks")
     assert pick_host(template=template_name, ram_mb=512) == host
-    with pytest.raises(TaskError, match=r"^No host can take this container: vzt-host: not enough capacity: "
+    with pytest.raises(TaskError, match=r"^No host can take this container: vzt-host: not enough memory: "
                                         r"containers there are promised 0 MiB, this one would add 9000 MiB, "
-                                        r"and the host can promise 8192 MiB; vzt-p2: drained \(new disks\)\.$"):
+                                        r"and the host can promise 8192 MiB: 808 MiB short; vzt-p2: drained "
+                                        r"\(new disks\)\. An administrator can raise a host's promise \(on its "
+                                        r"page\) or override the capacity check\.$"):
         pick_host(template=template_name, ram_mb=9000)
     # Naming a drained host is refused as well; nothing is created.
     with pytest.raises(TaskError, match="Host vzt-p2 is drained .new disks.: no new containers are placed there"):

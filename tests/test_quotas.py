@@ -147,8 +147,10 @@ def test_host_capacity_refuses_overcommit_with_numbers_unless_an_admin_overrides
                               limits={"ram_mb": 700})
     with pytest.raises(services.InsufficientCapacity) as refused:
         _create(people["tadmin"], host, template_name, acme, plan, 622)
-    assert str(refused.value).startswith("Host vzt-host has not enough memory: containers there are promised "
-                                         "956 MiB, this one would add 256 MiB, and the host can promise 1024 MiB.")
+    assert str(refused.value) == ("Host vzt-host has not enough memory: containers there are promised 956 MiB, "
+                                  "this one would add 256 MiB, and the host can promise 1024 MiB: 188 MiB short. "
+                                  "An administrator can raise the host's RAM promise (on the host's page) or "
+                                  "override this create.")
     with pytest.raises(services.NotAllowed, match="Only an administrator can override"):
         _create(people["operator"], host, template_name, acme, plan, 622, override_capacity=True)
     _create(admin_user, host, template_name, acme, plan, 622, override_capacity=True)

@@ -15,7 +15,7 @@ class HostSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "lxcpath", "template_dir", "dump_dir", "agent_online", "agent_status",
                   "agent_started_at", "agent_seen_at", "drained", "drained_at", "drain_reason", "has_token",
                   "ssh_address", "ssh_host_key", "capabilities", "container_count", "stats", "unmanaged",
-                  "created_at"]
+                  "ram_promise", "cpu_promise", "disk_promise", "created_at"]
         read_only_fields = fields
 
     def get_has_token(self, host) -> bool:
@@ -31,6 +31,13 @@ class HostCreateSerializer(serializers.Serializer):
     template_dir = serializers.CharField(max_length=255, default="/var/lib/vz/template/cache")
     dump_dir = serializers.CharField(max_length=255, default="/var/lib/vz/dump")
     ssh_address = serializers.CharField(max_length=255, default="", allow_blank=True)
+
+
+class PromiseSerializer(serializers.Serializer):
+    """The host's promise policy (hosts.services.set_promise checks the ranges)."""
+    ram_promise = serializers.FloatField(help_text="× the host's RAM")
+    cpu_promise = serializers.FloatField(allow_null=True, help_text="× the host's cores; null: CPUs are never refused")
+    disk_promise = serializers.FloatField(help_text="× the host's disk")
 
 
 class DrainSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from tasks.api.serializers import TaskAcceptedSerializer
 from tasks.services import TaskError
 
 from .serializers import (DrainSerializer, EvacuateSerializer, HostCreateSerializer, HostSerializer,
-                          RemoveSerializer, SshSerializer)
+                          PromiseSerializer, RemoveSerializer, SshSerializer)
 
 
 class HostViewSet(viewsets.ReadOnlyModelViewSet):
@@ -94,6 +94,14 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
         host = self.get_object()
         return self._call(request, SshSerializer, lambda d: self._host_response(
             services.set_ssh(request.user, host, d["ssh_address"], repin=d["repin"])))
+
+    @extend_schema(request=PromiseSerializer, responses={200: HostSerializer})
+    @action(detail=True, methods=["post"])
+    def promise(self, request, name=None):
+        """The host's promise policy: RAM, CPU (null: not a limit) and disk, as multiples of what it has."""
+        host = self.get_object()
+        return self._call(request, PromiseSerializer, lambda d: self._host_response(
+            services.set_promise(request.user, host, **d)))
 
     @extend_schema(request=RemoveSerializer, responses={204: None})
     @action(detail=True, methods=["post"])

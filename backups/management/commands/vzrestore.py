@@ -26,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", help="restore on this host (default: where the archive is, or this machine)")
         parser.add_argument("--tenant", help="an imported file's tenant (whose backup space it counts against)")
         parser.add_argument("--start", action="store_true")
+        parser.add_argument("--override-capacity", action="store_true",
+                            help="administrators: restore even if the host's promise policy (RAM, CPU, disk) "
+                                 "has no room; recorded in the audit log (OpenVZ had no such check)")
         parser.add_argument("--user")
 
     def handle(self, *args, **opts):
@@ -43,7 +46,8 @@ class Command(BaseCommand):
             if backup is None:
                 backup = self._import(user, opts["archive"], host, opts)
             task = restore_backup(backup, user, ctid=opts["ctid"], host=host, force=opts["force"],
-                                  confirm=opts["ctid"] if opts["force"] else None, start=opts["start"])
+                                  confirm=opts["ctid"] if opts["force"] else None, start=opts["start"],
+                                  override_capacity=opts["override_capacity"])
         except TaskError as exc:
             raise CommandError(str(exc)) from None
         finish_task(task, self.stdout)

@@ -208,6 +208,10 @@ class Command(BaseCommand):
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
         p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="routed (venet) addresses, once created")
+        p.add_argument("--override-capacity", action="store_true",
+                       help="administrators: create even if the host's promise policy (RAM, CPU, disk; see the "
+                            "host's page) has no room left. OpenVZ's vzctl had no such check to override; "
+                            "the panel refuses what would promise more than a host has. Audited.")
         for name in CREATE_UNMAPPED:
             p.add_argument(f"--{name}", metavar="VALUE", help=argparse.SUPPRESS)
         for verb, what in (("destroy", "destroy a stopped container: its disk and settings"),
@@ -416,7 +420,7 @@ class Command(BaseCommand):
         task = services.create_container(
             user=user, ctid=ctid, ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
-            description=opts["description"], tenant=tenant, plan=plan)
+            description=opts["description"], tenant=tenant, plan=plan, override_capacity=opts["override_capacity"])
         self._finish(task, opts)
         if opts["ipadd"]:
             from network import services as net
