@@ -122,7 +122,8 @@ RULES = {
         "api-container-mount", "api-container-umount", "api-container-userpasswd", "api-task-cancel",
         "api-template-build", "api-template-download",
         "api-template-copy", "api-host-drain", "api-host-evacuate", "api-host-remove", "api-host-revoke",
-        "api-host-ssh", "api-host-token", "api-host-undrain", "api-ct-network-dns", "api-ct-network-ipadd",
+        "api-host-ssh", "api-host-token", "api-host-undrain", "api-host-promise", "api-ct-network-dns",
+        "api-ct-network-ipadd",
         "api-ct-network-ipdel", "api-ct-network-netif-add", "api-ct-network-netif-del",
         "api-backup-job-run-now", "api-backup-restore", "api-backup-verify", "api-backup-import-archive")},
 }
