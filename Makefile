@@ -66,8 +66,8 @@ shell-commands:
 
 # The whole suite in three pytest processes at once (tests/run_suite.py): the main lane on
 # SQLite; beside it long mostly-waiting tests (marked own_lane) and the database-touching tests
-# again on a real PostgreSQL that tests/with_postgres.py starts and removes, and the real-host VM
-# test (marked vm: a Debian 12 VM under QEMU, installed for production): see tests/run_suite.py.
+# again on a real PostgreSQL that tests/with_postgres.py starts and removes. The real-host VM
+# test (marked vm) runs by hand for now: see tests/run_suite.py.
 test: install install-test
 	$(PY) tests/run_suite.py
 
