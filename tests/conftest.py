@@ -252,11 +252,11 @@ class AgentProcess:
             wait_until(ready, 60, message="the agent to start")  # past recovery, reconcile and onboot
         return self
 
-    def stop(self):
+    def stop(self, timeout: float = 20):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from containers.engine import diskimage
+from hosts import housekeeping
 from containers.engine.cgroups import Usage
 from containers.engine.diskimage import DiskUsage
 from containers.models import Container
@@ -287,7 +288,10 @@ def test_housekeeping_stops_with_the_agent(agent, host):
     from hosts.models import Host
     child = housekeeping_of(agent.proc)
     heartbeat_after(host, Host.objects.get(pk=host.pk).agent_seen_at)  # the agent serves: its worker handles SIGTERM
-    agent.stop()  # SIGTERM: RQ's warm shutdown, then the agent stops its housekeeping process
+    # SIGTERM: RQ's warm shutdown, then the agent stops its housekeeping process, which may finish the
+    # duty under way for up to STOP_SECONDS; on a loaded machine the whole stop took past 20 s and the
+    # fixture killed the agent (-9). Waited for long enough that only a stop that hangs fails.
+    agent.stop(timeout=3 * housekeeping.STOP_SECONDS + 30)
     assert agent.proc.returncode == 0
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     assert "housekeeping process (pid" not in agent.log_path.read_text().split("housekeeping process started")[-1]
