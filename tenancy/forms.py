@@ -100,6 +100,12 @@ class AddMemberForm(forms.Form):
     username = forms.CharField(max_length=150, help_text="Someone already in one of your tenants.")
     role = forms.ChoiceField(choices=TenantRole.choices, initial=TenantRole.MEMBER)
 
+    def __init__(self, *args, **kwargs):
+        # The tenant page shows this form beside CreateMemberForm: both have username and role, and
+        # element ids must stay unique (labels, screen readers). The field names do not change.
+        kwargs.setdefault("auto_id", "id_add_%s")
+        super().__init__(*args, **kwargs)
+
 
 class CreateMemberForm(forms.Form):
     username = forms.CharField(max_length=32)
