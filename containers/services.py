@@ -156,7 +156,7 @@ def check_override(user, override: bool) -> None:
 
 
 def check_capacity(host: Host, user, exclude=None, override: bool = False, action: str = "create",
-                   **wanted) -> None:
+                   adding: str = "this one", **wanted) -> None:
     """Refuse to promise more than the host's policy allows (vzmemcheck/vzcpucheck/vzcalc), unless
     an administrator overrides; an override that mattered goes into the audit log with its numbers."""
     from hosts.capacity import shortfall
@@ -165,8 +165,8 @@ def check_capacity(host: Host, user, exclude=None, override: bool = False, actio
     if short is None:
         return
     if not override:
-        raise InsufficientCapacity(short, action)
-    audit.record(user, "capacity.override", host, detail=f"{action}: {short.message(action)}")
+        raise InsufficientCapacity(short, action, adding)
+    audit.record(user, "capacity.override", host, detail=f"{action}: {short.message(action, adding)}")
 
 
 # What a tenant admin or member may set for the limits a plan does not name: no more than a

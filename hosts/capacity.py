@@ -79,14 +79,15 @@ class Shortfall:
     def short(self) -> int:
         return self.promised + self.wanted - self.can_promise
 
-    def numbers(self) -> str:
-        return (f"containers there are promised {self.promised}{self.unit}, this one would add "
+    def numbers(self, adding: str = "this one") -> str:
+        return (f"containers there are promised {self.promised}{self.unit}, {adding} would add "
                 f"{self.wanted}{self.unit}, and the host can promise {self.can_promise}{self.unit}: "
                 f"{self.short}{self.unit} short")
 
-    def message(self, action: str = "create") -> str:
-        return (f"Host {self.host} has not enough {self.resource}: {self.numbers()}. An administrator can raise "
-                f"the host's {self.policy} promise (on the host's page) or override this {action}.")
+    def message(self, action: str = "create", adding: str = "this one") -> str:
+        """`action` names what is refused ("create", "class import" ...), `adding` what asked for the room."""
+        return (f"Host {self.host} has not enough {self.resource}: {self.numbers(adding)}. An administrator can "
+                f"raise the host's {self.policy} promise (on the host's page) or override this {action}.")
 
 
 class InsufficientCapacity(TaskError):
@@ -95,9 +96,9 @@ class InsufficientCapacity(TaskError):
 
     http_status = 409
 
-    def __init__(self, shortfall: Shortfall, action: str = "create"):
+    def __init__(self, shortfall: Shortfall, action: str = "create", adding: str = "this one"):
         self.shortfall = shortfall
-        super().__init__(shortfall.message(action))
+        super().__init__(shortfall.message(action, adding))
 
 
 def shortfall(host, exclude=None, ram_mb: int = 0, cpus: int = 0, disk_mb: int = 0) -> Shortfall | None:

@@ -342,7 +342,7 @@ def import_students(by, cls: StudentClass, csv_text: str, start: bool = False, o
     ImportRefused lists each row's errors. Welcome emails go out after commit.
     """
     from accounts.permissions import is_tenant_admin
-    from containers.services import check_override, create_container, next_free_ctid
+    from containers.services import CAPACITY_LIMITS, check_capacity, check_override, create_container, next_free_ctid
     _require(is_tenant_admin(by, cls.tenant), f"You may not add students to {cls.slug}.")
     check_override(by, override_capacity)
     rows = parse_students_csv(csv_text)
@@ -359,6 +359,13 @@ def import_students(by, cls: StudentClass, csv_text: str, start: bool = False, o
     try:
         with transaction.atomic():
             check_quota(cls.tenant, containers=len(rows), **{k: v * len(rows) for k, v in cls.plan.limits().items()})
+            if not override_capacity:
+                # The whole class against the host's promise at once: the refusal names the import and
+                # the room all its containers need, not "this create" of whichever row ran out. (With an
+                # override each row's create records its own override in the audit log.)
+                limits = cls.plan.limits()
+                check_capacity(cls.host, by, action="class import", adding=f"the class's {len(rows)} new ones",
+                               **{k: limits[k] * len(rows) for k in CAPACITY_LIMITS if k in limits})
             ctid = next_free_ctid()
             for row in rows:
                 student = User.objects.create(username=row.username, email=row.email,

@@ -150,8 +150,12 @@ def test_class_import_override_for_an_admin_only(client, people, acme, plan, ful
     from accounts.models import User
     cls = create_class(people["tadmin"], tenant=acme, slug="os202", name="OS 202", host=full_host,
                        ostemplate=template_name, plan=plan)
-    with pytest.raises(InsufficientCapacity, match="override this create"):
+    with pytest.raises(InsufficientCapacity) as refused:
         import_students(people["tadmin"], cls, _students(2))
+    assert str(refused.value) == (
+        f"Host {full_host.name} has not enough memory: containers there are promised 1024 MiB, the class's 2 new ones "
+        "would add 512 MiB, and the host can promise 1024 MiB: 512 MiB short. An administrator can raise the host's RAM "
+        "promise (on the host's page) or override this class import.")
     with pytest.raises(services.NotAllowed, match="Only an administrator can override"):
         import_students(people["tadmin"], cls, _students(2), override_capacity=True)
     assert not User.objects.filter(username__in=["s00", "s01"]).exists() and Container.objects.count() == 1
