@@ -15,6 +15,8 @@ from accounts.permissions import (get_container_for_user, manageable_containers,
                                   visible_containers, visible_tasks)
 
 from . import services
+from .bulk import BULK_ACTIONS, BulkForm, run_bulk
+from .bulk import selected as bulk_selected
 from .choices import ContainerStatus
 from .forms import (ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, MigrateForm, PasswordForm,
                     SSHKeyForm, TemplateNameForm)
@@ -27,15 +29,73 @@ ACTIONS = {
 TABS = ("overview", "console", "resources", "events", "network", "backups")
 
 
+def listed_containers(user):
+    """The container list's queryset, the page's and the API's: the user's containers, with what each
+    row shows (host, lock, tenant, owner, plan, addresses) fetched in a fixed number of queries whatever the number of rows."""
+    from django.db.models import Prefetch
+
+    from network.models import IPAddress
+    return visible_containers(user).select_related("plan").prefetch_related(
+        Prefetch("addresses", queryset=IPAddress.objects.only("address", "interface", "container_id")))
+
+
 @login_required
 def container_list(request):
-    containers = visible_containers(request.user)
-    status = request.GET.get("status")
-    if status in ContainerStatus.values:
-        containers = containers.filter(status=status)
-    template = "containers/_table.html" if wants_fragment(request) else "containers/list.html"
-    return render(request, template, {"containers": containers, "status": status,
-                                      "statuses": ContainerStatus.choices})
+    from panel.lists import ListView, list_response
+
+    from .filters import ContainerFilterSet
+    from .tables import ContainerTable
+    containers = listed_containers(request.user)
+    filterset = ContainerFilterSet(request.GET, containers, request=request)
+    manageable = manageable_ctids(request.user)
+    listing = ListView(request, ContainerTable, filterset, noun="container", manageable=manageable)
+    return list_response(request, listing, "containers/list.html", lambda: {
+        "can_bulk": bool(manageable),
+        "statuses": ContainerStatus.choices,
+        "ostemplates": containers.order_by("ostemplate").values_list("ostemplate", flat=True).distinct(),
+        "bulk_actions": BULK_ACTIONS,
+    })
+
+
+@login_required
+@require_POST
+def container_bulk(request):
+    """The list's bulk actions: the first post shows what will be done to which containers (the one
+    confirmation), the second does it, container by container, and shows each one's result."""
+    form = BulkForm(request.POST)
+    back = local_path(request.POST.get("next")) or reverse("container-list")
+    if not form.is_valid():
+        if form.cleaned_data.get("ctids") and form.cleaned_data.get("action"):  # only the confirmation was wrong
+            found, missing = bulk_selected(request.user, form.cleaned_data["ctids"])
+            return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
+                                                            "back": back}, status=400)
+        for error in form.non_field_errors() or [f"{k}: {', '.join(v)}" for k, v in form.errors.items()]:
+            messages.error(request, error)
+        return redirect(back)
+    data = form.cleaned_data
+    if not data["confirmed"]:
+        found, missing = bulk_selected(request.user, data["ctids"])
+        return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
+                                                        "back": back})
+    results = run_bulk(request.user, data["action"], data["ctids"])
+    return render(request, "containers/bulk.html", {"form": form, "results": results, "back": back,
+                                                    "queued": sum(r.ok for r in results)})
+
+
+class EveryContainer:
+    """`ctid in EveryContainer()`: always, for who manages every container (no query to ask)."""
+
+    def __contains__(self, ctid) -> bool:
+        return True
+
+
+def manageable_ctids(user):
+    """What `ctid in ...` asks for the rows' checkboxes and buttons: one query at most, none for the
+    global roles (an auditor manages nothing, an admin or operator everything)."""
+    from accounts.permissions import manages_all_containers
+    if manages_all_containers(user):
+        return EveryContainer()
+    return set(manageable_containers(user).values_list("ctid", flat=True))
 
 
 @login_required

@@ -2,6 +2,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
@@ -10,7 +11,6 @@ from accounts.permissions import get_container_for_user, placeable_hosts, sees_t
 from containers import services
 from containers.choices import ContainerStatus
 from containers.models import OSTemplate
-from panel.pagination import checked_query_choice
 from panel.schema import EMPTY_MEANS_ANY
 from tasks.api.serializers import TaskAcceptedSerializer, TaskSerializer
 from tasks.services import TaskError
@@ -22,6 +22,15 @@ from .serializers import (BackupRequestSerializer, ContainerCreateSerializer, Co
                           MigrateSerializer, SSHKeySerializer, TemplateSerializer)
 
 LIMIT_KEYS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
+
+
+def _sorts() -> list[str]:
+    from containers.tables import ContainerTable
+    from panel.lists import sortable_columns
+    return [f"{sign}{name}" for name in sortable_columns(ContainerTable) for sign in ("", "-")]
+
+
+SORTS = _sorts()
 
 
 def accepted(request, task):
@@ -42,20 +51,42 @@ class ContainerViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        qs = visible_containers(self.request.user)
-        if status_filter := checked_query_choice(self.request, "status", ContainerStatus.values):
-            qs = qs.filter(status=status_filter)
-        return qs
+        return visible_containers(self.request.user)
+
+    def list_queryset(self):
+        """The list: the same filterset as the page (containers/filters.py), sorted by the page's
+        column names (`sort`), with the addresses in one query."""
+        from containers.filters import ContainerFilterSet
+        from containers.tables import ContainerTable
+        from containers.views import listed_containers
+        from panel.lists import sort_fields
+        filterset = ContainerFilterSet(self.request.query_params, listed_containers(self.request.user),
+                                       request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        qs = filterset.qs
+        try:
+            ordering = sort_fields(ContainerTable, self.request.query_params.get("sort"))
+        except ValueError as exc:
+            raise ValidationError({"sort": [str(exc)]}) from None
+        return qs.order_by(*ordering) if ordering else qs
 
     def get_object(self):
         # Reading needs visibility; every other method needs the right to manage (403 if only visible).
         return get_container_for_user(self.request.user, self.kwargs["ctid"],
                                       manage=self.request.method not in ("GET", "HEAD", "OPTIONS"))
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=ContainerStatus.values,
-                                               extensions=EMPTY_MEANS_ANY)])
+    @extend_schema(parameters=[
+        OpenApiParameter("status", str, enum=ContainerStatus.values, extensions=EMPTY_MEANS_ANY),
+        OpenApiParameter("q", str, description="search: CTID, hostname, name, description, an address or its "
+                         "beginning", extensions=EMPTY_MEANS_ANY),
+        OpenApiParameter("host", str, description="a host's name", extensions=EMPTY_MEANS_ANY),
+        OpenApiParameter("tenant", str, description="a tenant's slug", extensions=EMPTY_MEANS_ANY),
+        OpenApiParameter("ostemplate", str, description="an OS template's name", extensions=EMPTY_MEANS_ANY),
+        OpenApiParameter("sort", str, enum=SORTS, description="a column; - before it for descending"),
+    ])
     def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.list_queryset())
         return self.get_paginated_response(ContainerSerializer(page, many=True, context={"request": request}).data)
 
     def retrieve(self, request, ctid=None):
