@@ -65,13 +65,10 @@ def container_bulk(request):
     form = BulkForm(request.POST)
     back = local_path(request.POST.get("next")) or reverse("container-list")
     if not form.is_valid():
-        if form.cleaned_data.get("ctids") and form.cleaned_data.get("action"):  # only the confirmation was wrong
-            found, missing = bulk_selected(request.user, form.cleaned_data["ctids"])
-            return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
-                                                            "back": back}, status=400)
-        for error in form.non_field_errors() or [f"{k}: {', '.join(v)}" for k, v in form.errors.items()]:
-            messages.error(request, error)
-        return redirect(back)
+        # Bad input (no selection, no such action, the confirmation mistyped): this page again, 400.
+        found, missing = bulk_selected(request.user, form.cleaned_data.get("ctids") or [])
+        return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
+                                                        "back": back}, status=400)
     data = form.cleaned_data
     if not data["confirmed"]:
         found, missing = bulk_selected(request.user, data["ctids"])

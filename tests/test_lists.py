@@ -242,5 +242,6 @@ def test_bulk_destroy_needs_the_word_and_auditors_cannot(client, people, acme, h
     assert 'id="bulk-form"' not in page and 'name="ctid"' not in page
     response = client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["9700"], "confirmed": "on"})
     assert dict(re_results(response)) == {"9700": "0"}
-    assert client.post("/containers/actions/bulk/", {"action": "explode", "ctid": ["9700"]}).status_code == 302
-    assert client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["x1"]}).status_code == 302
+    assert client.post("/containers/actions/bulk/", {"action": "explode", "ctid": ["9700"]}).status_code == 400
+    assert client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["x1"]}).status_code == 400
+    assert client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["1"] * 251}).status_code == 400
