@@ -69,10 +69,18 @@ class ListView:
 
     def _draw(self, row) -> tuple[str, str, str]:
         key = str(self.table.row_key(row.record))
-        cells = "".join(format_html("<td{}>{}</td>", _attrs(column), cell) for column, cell in row.items())
+        cells = "".join(format_html("<td{}>{}</td>", self._td(column), cell) for column, cell in row.items())
         version = row_version(cells)
         return key, version, format_html('<tr data-key="{}" data-v="{}"{}>{}</tr>', key, version,
                                          mark_safe(self.table.extra_row_attrs(row.record)), mark_safe(cells))
+
+    def _td(self, column) -> str:
+        """A column's cell attributes, worked out once per page, not once per cell."""
+        cache = self.__dict__.setdefault("_td_attrs", {})
+        if column.name not in cache:
+            html = column.attrs["td"].as_html()
+            cache[column.name] = mark_safe(f" {html}") if html else ""
+        return cache[column.name]
 
     @property
     def total(self) -> int:
@@ -109,11 +117,6 @@ class PanelTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle mb-0"}
         orderable = True
         default = "-"
-
-
-def _attrs(column) -> str:
-    html = column.attrs["td"].as_html()
-    return mark_safe(f" {html}") if html else ""
 
 
 def parse_known(raw: str) -> dict[str, str]:

@@ -245,3 +245,28 @@ def test_bulk_destroy_needs_the_word_and_auditors_cannot(client, people, acme, h
     assert client.post("/containers/actions/bulk/", {"action": "explode", "ctid": ["9700"]}).status_code == 400
     assert client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["x1"]}).status_code == 400
     assert client.post("/containers/actions/bulk/", {"action": "stop", "ctid": ["1"] * 251}).status_code == 400
+
+
+def test_api_list_rows_are_exactly_what_the_serializer_gives(client, admin_user, people, acme, plan, host,
+                                                            template_name):
+    from datetime import timedelta
+
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    from containers.api.serializers import ContainerSerializer
+    from tasks.models import Task
+    cts = make_containers(host, template_name, 9800, 4, tenant=acme, owner=people["student"])
+    task = Task.objects.create(type="ct.start", host=host, container=cts[1], ctid=cts[1].ctid)
+    Container.objects.filter(ctid=9801).update(lock_task=task, plan=plan, expires_at=timezone.now() + timedelta(days=3),
+                                               name=None, description="d", nproc=12, numproc=300)
+    Container.objects.filter(ctid=9802).update(tenant=None, owner=None)
+    client.force_login(admin_user)
+    listed = client.get("/api/containers/").json()["results"]
+    request = RequestFactory().get("/api/containers/")
+    expected = [ContainerSerializer(ct, context={"request": request}).data
+                for ct in Container.objects.order_by("ctid")]
+    assert json.loads(json.dumps(listed)) == json.loads(json.dumps(expected, default=str))
+    assert [list(row) for row in listed] == [list(row) for row in expected]  # the same keys in the same order
+    one = client.get("/api/containers/9801/").json()
+    assert one == listed[1]
