@@ -32,3 +32,9 @@ def user_scoped(function):
     def queryset(request):
         return function(getattr(request, "user", None))
     return queryset
+
+
+class NumberFilter(django_filters.Filter):
+    """A whole number in ASCII digits within the field's bounds (min_value, max_value): not 1.5, not "٣"."""
+
+    from panel.fields import AsciiIntegerField as field_class

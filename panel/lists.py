@@ -168,3 +168,22 @@ def sortable_columns(table_class) -> dict[str, tuple[str, ...]]:
         order_by = column.order_by or (column.accessor or name,)
         result[name] = tuple(str(f).replace(".", "__") for f in order_by)
     return result
+
+
+def sort_choices(table_class) -> list[str]:
+    """Every value `sort` takes for `table_class`, for the API's schema."""
+    return [f"{sign}{name}" for name in sortable_columns(table_class) for sign in ("", "-")]
+
+
+def filtered_for_api(request, filterset_class, table_class, queryset):
+    """An API list: `queryset` narrowed by the page's filterset and sorted by the page's column names
+    (`sort`); a filter or sort that does not validate answers 400 with the reason, by parameter."""
+    from rest_framework.exceptions import ValidationError
+    filterset = filterset_class(request.query_params, queryset, request=request)
+    if not filterset.is_valid():
+        raise ValidationError(filterset.errors)
+    try:
+        ordering = sort_fields(table_class, request.query_params.get(SORT_PARAM))
+    except ValueError as exc:
+        raise ValidationError({SORT_PARAM: [str(exc)]}) from None
+    return filterset.qs.order_by(*ordering) if ordering else filterset.qs

@@ -270,3 +270,50 @@ def test_api_list_rows_are_exactly_what_the_serializer_gives(client, admin_user,
     assert [list(row) for row in listed] == [list(row) for row in expected]  # the same keys in the same order
     one = client.get("/api/containers/9801/").json()
     assert one == listed[1]
+
+
+# -- the other lists ------------------------------------------------------------------------------
+def make_tasks(host, cts, user, count: int, start: int = 0):
+    from tasks.models import Task
+    Task.objects.bulk_create(
+        Task(type=("ct.start", "ct.stop", "ct.backup")[i % 3], host=host, container=cts[i % len(cts)],
+             ctid=cts[i % len(cts)].ctid, tenant=cts[i % len(cts)].tenant, user=user,
+             status=("ok", "failed", "queued")[i % 3], log="x" * 1000, error="boom" if i % 3 == 1 else "")
+        for i in range(start, start + count))
+
+
+@pytest.mark.parametrize("who", ["admin", "tadmin", "student"])
+def test_task_list_page_and_api_take_the_same_queries_at_10_and_1000_rows(client, who, admin_user, people, acme,
+                                                                         host, template_name):
+    user = admin_user if who == "admin" else people[who]
+    cts = make_containers(host, template_name, 2000, 5, tenant=acme, owner=people["student"])
+    make_tasks(host, cts, people["student"], 10)
+    client.force_login(user)
+    urls = ["/tasks/", "/tasks/?status=failed&sort=-ctid", "/tasks/?q=2001&page=2", "/tasks/?type=ct.stop",
+            "/tasks/?live=1&known=1.0123456789", "/api/tasks/", "/api/tasks/?sort=-status&ctid=2001&limit=20"]
+    small = {url: queries(client, url)[0] for url in urls}
+    make_tasks(host, cts, people["student"], 990, start=10)
+    for url in urls:
+        count, response = queries(client, url)
+        assert response.status_code in (200, 204), (url, response.content[:300])
+        assert count == small[url], f"{url}: {small[url]} queries at 10 rows, {count} at 1000"
+    page = client.get("/tasks/?per_page=25")
+    assert len(rows(page)) == 25 and "1000 tasks" in page.content.decode()
+
+
+def test_task_list_filters_and_scoping(client, people, acme, other_tenant, host, template_name):
+    mine = make_containers(host, template_name, 2100, 2, tenant=acme, owner=people["student"])
+    theirs = make_containers(host, template_name, 2200, 2, tenant=other_tenant, owner=people["outsider"])
+    make_tasks(host, mine, people["student"], 6)
+    make_tasks(host, theirs, people["outsider"], 6)
+    client.force_login(people["student"])
+    assert client.get("/api/tasks/").json()["count"] == 6
+    assert client.get("/api/tasks/?ctid=2200").json()["count"] == 0
+    assert rows(client.get("/tasks/?q=2201")) == []
+    assert rows(client.get("/tasks/?q=stranger")) == []
+    failed = client.get("/api/tasks/?status=failed&sort=ctid").json()["results"]
+    assert [t["ctid"] for t in failed] == [2100, 2101] and all(t["status"] == "failed" for t in failed)
+    assert client.get("/api/tasks/?ctid=1.5").status_code == 400
+    assert client.get("/api/tasks/?sort=log").status_code == 400
+    assert client.get("/tasks/?type=nope").status_code == 400
+    assert client.get("/tasks/?ctid=%D9%A3").status_code == 400

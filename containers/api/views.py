@@ -2,7 +2,6 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
@@ -26,8 +25,8 @@ LIMIT_KEYS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
 def _sorts() -> list[str]:
     from containers.tables import ContainerTable
-    from panel.lists import sortable_columns
-    return [f"{sign}{name}" for name in sortable_columns(ContainerTable) for sign in ("", "-")]
+    from panel.lists import sort_choices
+    return sort_choices(ContainerTable)
 
 
 SORTS = _sorts()
@@ -109,17 +108,8 @@ class ContainerViewSet(viewsets.GenericViewSet):
         from containers.filters import ContainerFilterSet
         from containers.tables import ContainerTable
         from containers.views import listed_containers
-        from panel.lists import sort_fields
-        filterset = ContainerFilterSet(self.request.query_params, listed_containers(self.request.user),
-                                       request=self.request)
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
-        qs = filterset.qs
-        try:
-            ordering = sort_fields(ContainerTable, self.request.query_params.get("sort"))
-        except ValueError as exc:
-            raise ValidationError({"sort": [str(exc)]}) from None
-        return qs.order_by(*ordering) if ordering else qs
+        from panel.lists import filtered_for_api
+        return filtered_for_api(self.request, ContainerFilterSet, ContainerTable, listed_containers(self.request.user))
 
     def get_object(self):
         # Reading needs visibility; every other method needs the right to manage (403 if only visible).
