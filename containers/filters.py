@@ -37,6 +37,10 @@ class ContainerFilterSet(PanelFilterSet):
         model = Container
         fields = ["q", "status", "host", "tenant", "ostemplate"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.form.fields["q"].widget.attrs["placeholder"] = "CTID, hostname, name, address"
+
     def search(self, queryset, name, value):
         value = value.strip()
         if not value:
