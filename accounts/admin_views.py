@@ -21,22 +21,34 @@ from .permissions import manages_users, oversees_people, visible_audit_events, v
 AUDIT_PAGE_SIZE = 100
 
 
-def _user_rows(viewer):
-    """(user, [(tenant, role), ...]) for each user `viewer` may see; only tenants `viewer` may see."""
-    tenant_ids = set(visible_tenants(viewer).values_list("pk", flat=True))
-    users = visible_users(viewer).prefetch_related("memberships__tenant").order_by("username")
-    return [(u, [m for m in u.memberships.all() if m.tenant_id in tenant_ids]) for u in users]
+def listed_users(viewer):
+    """The user list's queryset: the users `viewer` may see, each with its memberships in the tenants
+    `viewer` may see (`shown_memberships`), in a fixed number of queries."""
+    from django.db.models import Prefetch
+
+    from tenancy.models import Membership
+    shown = Membership.objects.filter(tenant__in=visible_tenants(viewer)).select_related("tenant").order_by("tenant__slug")
+    return visible_users(viewer).prefetch_related(
+        Prefetch("memberships", queryset=shown, to_attr="shown_memberships")).order_by("username")
 
 
 def _users_page(request, form=None, status=200, active_form=None):
+    from panel.lists import ListView
+
+    from .filters import UserFilterSet
+    from .tables import UserTable
     can_manage = manages_users(request.user)
-    return render(request, "accounts/users.html", {
-        "rows": _user_rows(request.user),
+    data = request.GET if request.method == "GET" else {}
+    filterset = UserFilterSet(data, listed_users(request.user), request=request)
+    listing = ListView(request, UserTable, filterset, noun="user", viewer=request.user, can_manage=can_manage)
+    context = listing.context()
+    context.update({
         "can_manage": can_manage,
         "form": (form or UserCreateForm()) if can_manage else None,
         "active_form": active_form,
         "tokens": ApiToken.objects.select_related("user") if can_manage else None,
-    }, status=status)
+    })
+    return render(request, "accounts/users.html", context, status=status if listing.valid else 400)
 
 
 @login_required

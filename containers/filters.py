@@ -41,12 +41,9 @@ class ContainerFilterSet(PanelFilterSet):
         super().__init__(*args, **kwargs)
         self.form.fields["q"].widget.attrs["placeholder"] = "CTID, hostname, name, address"
 
-    def search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
+    def search_match(self, value):
         match = (Q(hostname__icontains=value) | Q(name__icontains=value) | Q(description__icontains=value)
                  | Q(pk__in=IPAddress.objects.filter(address__startswith=value).values("container_id")))
         if is_ascii_number(value):
             match |= Q(ctid=int(value))
-        return queryset.filter(match)
+        return match

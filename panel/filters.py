@@ -23,7 +23,12 @@ class PanelFilterSet(django_filters.FilterSet):
             css = "form-select form-select-sm" if isinstance(field.widget, forms.Select) else "form-control form-control-sm"
             field.widget.attrs.setdefault("class", css)
 
-    def search(self, queryset, name, value):  # pragma: no cover - each list says what it searches
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(self.search_match(value)) if value else queryset
+
+    def search_match(self, value: str):
+        """What `q` matches: a Q over the list's fields (each list says what it searches)."""
         raise NotImplementedError
 
 

@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from containers.validators import CTID_MAX
 from panel.filters import NumberFilter, PanelFilterSet
+from panel.validators import is_ascii_number
 
 from .choices import TaskStatus, TaskType
 from .models import Task
@@ -22,11 +23,8 @@ class TaskFilterSet(PanelFilterSet):
         model = Task
         fields = ["q", "status", "type", "ctid"]
 
-    def search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
+    def search_match(self, value):
         match = Q(user__username__icontains=value) | Q(error__icontains=value)
-        if value.isascii() and value.isdigit() and len(value) <= 10:
+        if is_ascii_number(value):
             match |= Q(pk=int(value)) | Q(ctid=int(value))
-        return queryset.filter(match)
+        return match

@@ -4,6 +4,7 @@ and bulk actions through the service functions with a result per container."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.db import connection
@@ -317,3 +318,68 @@ def test_task_list_filters_and_scoping(client, people, acme, other_tenant, host,
     assert client.get("/api/tasks/?sort=log").status_code == 400
     assert client.get("/tasks/?type=nope").status_code == 400
     assert client.get("/tasks/?ctid=%D9%A3").status_code == 400
+
+
+def make_backups(host, cts, count: int, start: int = 0):
+    from backups.models import Backup
+    Backup.objects.bulk_create(
+        Backup(ctid=cts[i % len(cts)].ctid, container=cts[i % len(cts)], tenant=cts[i % len(cts)].tenant, host=host,
+               storage_path="/dump", filename=f"vzdump-lxc-{cts[i % len(cts)].ctid}-{i:06d}.tar.zst", size=1000 + i,
+               sha256="0" * 64, notes=f"n{i}")
+        for i in range(start, start + count))
+
+
+def make_audit(user, tenant, count: int):
+    from accounts.models import AuditEvent
+    AuditEvent.objects.bulk_create(
+        AuditEvent(user=user, username=user.username, action="container.start", object_type="container",
+                   object_id=str(i), tenant=tenant, result="ok")
+        for i in range(count))
+
+
+def make_users(tenant, count: int, start: int = 0):
+    from tenancy.models import Membership
+    users = User.objects.bulk_create(User(username=f"u{start + i}", email=f"u{start + i}@example.test")
+                                     for i in range(count))
+    users = list(User.objects.filter(username__in=[u.username for u in users]))
+    Membership.objects.bulk_create(Membership(user=u, tenant=tenant, role="member") for u in users)
+
+
+@pytest.mark.parametrize("who", ["admin", "tadmin"])
+def test_backup_audit_and_user_lists_take_the_same_queries_at_10_and_1000_rows(client, who, admin_user, people, acme,
+                                                                             host, template_name):
+    user = admin_user if who == "admin" else people[who]
+    cts = make_containers(host, template_name, 2300, 5, tenant=acme, owner=people["student"])
+    make_backups(host, cts, 10)
+    make_audit(people["student"], acme, 10)
+    make_users(acme, 10)
+    client.force_login(user)
+    urls = ["/backups/", "/backups/?page=2", "/api/backups/", "/audit/", "/audit/?page=2&user=stud",
+            "/api/audit/", "/users/", "/api/users/"]
+    small = {url: queries(client, url)[0] for url in urls}
+    make_backups(host, cts, 990, start=10)
+    make_audit(people["student"], acme, 990)
+    make_users(acme, 990, start=10)
+    for url in urls:
+        count, response = queries(client, url)
+        assert response.status_code == 200, (url, response.content[:300])
+        assert count == small[url], f"{url}: {small[url]} queries at 10 rows, {count} at 1000"
+
+
+def test_user_list_search_filter_pages_and_scoping(client, admin_user, people, acme, other_tenant):
+    make_users(acme, 60)
+    make_users(other_tenant, 3, start=500)
+    client.force_login(admin_user)
+    page = client.get("/users/?q=u5")
+    names = re.findall(r'data-user="([^"]+)"', page.content.decode())
+    assert names == sorted(["u5"] + [f"u{n}" for n in range(50, 60)] + ["u500", "u501", "u502"])
+    assert len(re.findall(r'data-user="', client.get("/users/?per_page=25").content.decode())) == 25
+    assert "admin" in re.findall(r'data-user="([^"]+)"', client.get("/users/?role=admin").content.decode())
+    assert client.get("/api/users/?tenant=other").json()["count"] == 4  # u500-u502 and the stranger
+    client.force_login(people["tadmin"])
+    theirs = client.get("/users/?tenant=other")
+    assert theirs.status_code == 400 and 'data-user="' not in theirs.content.decode()
+    assert client.get("/api/users/?tenant=other").status_code == 400
+    seen = re.findall(r'data-user="([^"]+)"', client.get("/users/?q=u50&per_page=100").content.decode())
+    assert seen == ["u50"]  # never u500-u502, the other tenant's
+    assert client.get("/api/users/?sort=password").status_code == 400

@@ -80,4 +80,11 @@ class UserViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = UserSerializer
 
     def get_queryset(self):
-        return visible_users(self.request.user).prefetch_related("memberships__tenant").order_by("username")
+        qs = visible_users(self.request.user).prefetch_related("memberships__tenant").order_by("username")
+        if self.action != "list":
+            return qs
+        # The page's filterset (accounts/filters.py) and sort (its table's columns).
+        from accounts.filters import UserFilterSet
+        from accounts.tables import UserTable
+        from panel.lists import filtered_for_api
+        return filtered_for_api(self.request, UserFilterSet, UserTable, qs)
