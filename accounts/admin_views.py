@@ -4,14 +4,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from panel.forms import form_response
 from tenancy import services
-from tenancy.forms import AuditFilterForm, UserCreateForm
+from tenancy.forms import UserCreateForm
 
 from .decorators import page_for
 from .forms import UserActiveForm
@@ -103,9 +102,10 @@ def user_active(request, pk):
 @login_required
 @page_for(oversees_people, "Users and the audit log")
 def audit_list(request):
-    form = AuditFilterForm(request.GET)
-    events = form.apply(visible_audit_events(request.user).select_related("tenant"))
-    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(request, "accounts/audit.html", {"form": form, "page": page, "query": query.urlencode()})
+    from panel.lists import ListView, list_response
+
+    from .filters import AuditFilterSet
+    from .tables import AuditTable
+    filterset = AuditFilterSet(request.GET, visible_audit_events(request.user), request=request)
+    listing = ListView(request, AuditTable, filterset, noun="event", default_per_page=AUDIT_PAGE_SIZE)
+    return list_response(request, listing, "accounts/audit.html")

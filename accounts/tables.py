@@ -66,3 +66,44 @@ class UserTable(PanelTable):
                 'tasks are cancelled.\')">Disable</button>', url, record.username)
         return format_html('<button class="btn btn-sm btn-outline-success" form="row-action-form" formaction="{}" '
                            'name="active" value="1">Enable</button>', url)
+
+
+RESULT_BADGE = {"ok": "success", "refused": "warning", "failed": "danger", "locked": "dark"}
+
+
+class AuditTable(PanelTable):
+    created_at = tables.Column(verbose_name="Time", attrs={"td": {"class": "text-nowrap"}},
+                               order_by=("created_at", "id"))
+    username = tables.Column(verbose_name="User", order_by=("username", "id"))
+    action = tables.Column(verbose_name="Action", order_by=("action", "id"))
+    object = tables.Column(verbose_name="Object", empty_values=(), order_by=("object_type", "object_id", "id"))
+    tenant = tables.Column(verbose_name="Tenant", accessor="tenant__slug", order_by=("tenant__slug", "id"))
+    address = tables.Column(verbose_name="Address", order_by=("address", "id"))
+    result = tables.Column(verbose_name="Result", order_by=("result", "id"))
+    detail = tables.Column(verbose_name="Detail", orderable=False, attrs={"td": {"class": "text-break"}})
+
+    class Meta(PanelTable.Meta):
+        attrs = {"class": "table table-sm align-middle small mb-0", "id": "audit-table"}
+        empty_text = "No events."
+
+    def extra_row_attrs(self, record) -> str:
+        return format_html(' data-action="{}" data-result="{}"', record.action, record.result)
+
+    def render_created_at(self, value):
+        from django.utils import timezone
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+
+    def render_action(self, value):
+        return format_html("<code>{}</code>", value)
+
+    def render_object(self, record):
+        if not record.object_type:
+            return "-"
+        return format_html('{} {} <span class="text-body-secondary">{}</span>', record.object_type, record.object_id,
+                           record.object_repr)
+
+    def render_result(self, value):
+        return format_html('<span class="badge text-bg-{}">{}</span>', RESULT_BADGE.get(value, "secondary"), value)
+
+    def render_detail(self, value):
+        return value

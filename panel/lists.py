@@ -31,10 +31,10 @@ MAX_KNOWN = max(PER_PAGE_CHOICES)
 SORT_PARAM = "sort"
 
 
-def per_page(request) -> int:
-    """The page size asked for if it is one of PER_PAGE_CHOICES, else the default."""
+def per_page(request, default: int = DEFAULT_PER_PAGE) -> int:
+    """The page size asked for if it is one of PER_PAGE_CHOICES, else `default`."""
     raw = request.GET.get("per_page", "")
-    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) in PER_PAGE_CHOICES else default
 
 
 def row_version(cells_html: str) -> str:
@@ -45,7 +45,8 @@ class ListView:
     """One list as a page shows it: the filterset, the table paged over its queryset, the rows
     drawn once (key, version, HTML), and whether the filters were valid."""
 
-    def __init__(self, request, table_class, filterset, *, noun: str = "row", **table_kwargs):
+    def __init__(self, request, table_class, filterset, *, noun: str = "row", default_per_page: int = DEFAULT_PER_PAGE,
+                 **table_kwargs):
         self.request, self.noun = request, noun
         self.filterset = filterset
         self.valid = filterset.is_valid()
@@ -58,7 +59,7 @@ class ListView:
             data = self.table.data
             tiebreak = "-pk" if self.table.order_by[0].is_descending else "pk"
             data.data = data.data.order_by(*data.data.query.order_by, tiebreak)
-        self.per_page = per_page(request)
+        self.per_page = per_page(request, default_per_page)
         page = request.GET.get("page", "1")
         try:
             self.table.paginate(page=page, per_page=self.per_page)

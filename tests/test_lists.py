@@ -383,3 +383,20 @@ def test_user_list_search_filter_pages_and_scoping(client, admin_user, people, a
     seen = re.findall(r'data-user="([^"]+)"', client.get("/users/?q=u50&per_page=100").content.decode())
     assert seen == ["u50"]  # never u500-u502, the other tenant's
     assert client.get("/api/users/?sort=password").status_code == 400
+
+
+def test_audit_list_search_sort_and_scoping(client, admin_user, people, acme, other_tenant):
+    from accounts import audit
+    audit.record(people["student"], "container.start", acme, detail="acme-start")
+    audit.record(people["outsider"], "container.stop", other_tenant, detail="other-stop")
+    client.force_login(people["tadmin"])
+    assert "acme-start" in client.get("/audit/?q=acme-").content.decode()
+    theirs = client.get("/audit/?tenant=other").content.decode()
+    assert "other-stop" not in theirs and "No events." in theirs  # narrows only what they may see
+    assert "No events." in client.get("/audit/?q=other-stop").content.decode()
+    assert client.get("/api/audit/?tenant=other").json()["count"] == 0
+    client.force_login(admin_user)
+    listed = client.get("/api/audit/?sort=action&action=container.").json()["results"]
+    assert [e["detail"] for e in listed] == ["acme-start", "other-stop"]
+    assert client.get("/api/audit/?sort=-action&action=container.").json()["results"][0]["detail"] == "other-stop"
+    assert client.get("/api/audit/?sort=user__password").status_code == 400
