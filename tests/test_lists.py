@@ -400,3 +400,23 @@ def test_audit_list_search_sort_and_scoping(client, admin_user, people, acme, ot
     assert [e["detail"] for e in listed] == ["acme-start", "other-stop"]
     assert client.get("/api/audit/?sort=-action&action=container.").json()["results"][0]["detail"] == "other-stop"
     assert client.get("/api/audit/?sort=user__password").status_code == 400
+
+
+def test_backup_list_search_sort_and_scoping(client, admin_user, people, acme, other_tenant, host, template_name):
+    mine = make_containers(host, template_name, 2400, 3, tenant=acme, owner=people["student"])
+    theirs = make_containers(host, template_name, 2500, 1, tenant=other_tenant, owner=people["outsider"])
+    make_backups(host, mine, 6)
+    make_backups(host, theirs, 2, start=100)
+
+    def files(response):
+        return re.findall(r'<code class="small">(vzdump-[^<]+)</code>', response.content.decode())
+    client.force_login(people["tadmin"])
+    assert files(client.get("/backups/?q=n3")) == ["vzdump-lxc-2400-000003.tar.zst"]
+    assert files(client.get("/backups/?q=2500")) == [] and files(client.get("/backups/?tenant=other")) == []
+    assert client.get("/api/backups/?q=2500").json()["count"] == 0
+    by_size = files(client.get("/backups/?sort=-size"))
+    assert by_size[0] == "vzdump-lxc-2402-000005.tar.zst" and len(by_size) == 6
+    assert [b["size"] for b in client.get("/api/backups/?sort=size").json()["results"]] == list(range(1000, 1006))
+    assert client.get("/api/backups/?sort=sha256").status_code == 400
+    page = client.get("/backups/?sort=bogus")
+    assert page.status_code == 200 and "Not filtered by it." in " ".join(m.message for m in page.context["messages"])
