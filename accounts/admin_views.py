@@ -46,6 +46,7 @@ def _users_page(request, form=None, status=200, active_form=None):
         "form": (form or UserCreateForm()) if can_manage else None,
         "active_form": active_form,
         "tokens": ApiToken.objects.select_related("user") if can_manage else None,
+        "tenants": visible_tenants(request.user).values_list("slug", "name"),
     })
     return render(request, "accounts/users.html", context, status=status if listing.valid else 400)
 

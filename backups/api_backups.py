@@ -15,7 +15,8 @@ from accounts.permissions import (creatable_tenants, get_backup_for_user, manage
 from containers.api.views import accepted, refused
 from hosts.models import Host
 from panel.pagination import ctid_query_parameter
-from panel.schema import EMPTY_MEANS_ANY
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
 from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, stream_uploads_to_disk
 from tasks.api.serializers import TaskAcceptedSerializer
 from panel.fields import AsciiIntegerSerializerField
@@ -131,10 +132,11 @@ class BackupViewSet(viewsets.GenericViewSet):
         return BackupSerializer(backup, context={"request": self.request}).data
 
     @extend_schema(parameters=[
-        ctid_query_parameter(), OpenApiParameter("host", str, extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("q", str, description="search: file name, notes, CTID", extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("storage", str, description="a storage's number, or dump", extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("tenant", str, description="a tenant's slug", extensions=EMPTY_MEANS_ANY),
+        ctid_query_parameter(), text_filter("host", 64, "a host's name"),
+        text_filter("q", SEARCH_MAX, "search: file name, notes, CTID"),
+        OpenApiParameter("storage", {"type": "string", "pattern": "^(dump|[0-9]{1,10})$"},
+                         description="a storage's number, or dump", extensions=EMPTY_MEANS_ANY),
+        text_filter("tenant", 40, "a tenant's slug"),
         OpenApiParameter("sort", str, enum=[f"{s}{k}" for k in ("ctid", "host", "tenant", "size", "created", "verified")
                                             for s in ("", "-")], description="- before it for descending"),
     ])

@@ -4,10 +4,10 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from accounts.permissions import sees_infrastructure, visible_containers, visible_hosts, visible_tenants
+from accounts.permissions import sees_infrastructure, visible_containers, visible_hosts
 from hosts.models import Host
 from network.models import IPAddress
-from panel.filters import PanelFilterSet, user_scoped
+from panel.filters import PanelFilterSet
 from panel.validators import is_ascii_number
 
 from .choices import ContainerStatus
@@ -24,13 +24,14 @@ def known_hosts(user):
 
 class ContainerFilterSet(PanelFilterSet):
     """Search (CTID, hostname, name, description, an address or its beginning), status, host, tenant,
-    OS template. Every choice is looked up among what the user may see."""
+    OS template, all within the containers the user may see."""
 
     status = django_filters.ChoiceFilter(choices=ContainerStatus.choices, empty_label="any status")
-    host = django_filters.ModelChoiceFilter(queryset=user_scoped(known_hosts), to_field_name="name",
-                                            empty_label="any host")
-    tenant = django_filters.ModelChoiceFilter(queryset=user_scoped(visible_tenants), to_field_name="slug",
-                                              empty_label="any tenant")
+    # Names narrow the user's own containers only: another tenant's slug, or a host none of theirs is
+    # on, finds nothing, exactly as a name that does not exist. The page offers known_hosts and
+    # visible_tenants as choices.
+    host = django_filters.CharFilter(field_name="host__name", max_length=64)
+    tenant = django_filters.CharFilter(field_name="tenant__slug", max_length=40)
     ostemplate = django_filters.CharFilter(label="OS template", max_length=128)
 
     class Meta:

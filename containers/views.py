@@ -43,7 +43,9 @@ def listed_containers(user):
 def container_list(request):
     from panel.lists import ListView, list_response
 
-    from .filters import ContainerFilterSet
+    from accounts.permissions import visible_tenants
+
+    from .filters import ContainerFilterSet, known_hosts
     from .tables import ContainerTable
     containers = listed_containers(request.user)
     filterset = ContainerFilterSet(request.GET, containers, request=request)
@@ -52,6 +54,8 @@ def container_list(request):
     return list_response(request, listing, "containers/list.html", lambda: {
         "can_bulk": bool(manageable),
         "statuses": ContainerStatus.choices,
+        "hosts": known_hosts(request.user).values_list("name", flat=True),
+        "tenants": visible_tenants(request.user).values_list("slug", "name"),
         "ostemplates": containers.order_by("ostemplate").values_list("ostemplate", flat=True).distinct(),
         "bulk_actions": BULK_ACTIONS,
     })

@@ -32,13 +32,6 @@ class PanelFilterSet(django_filters.FilterSet):
         raise NotImplementedError
 
 
-def user_scoped(function):
-    """A ModelChoiceFilter queryset from the request's user: `function(user)`."""
-    def queryset(request):
-        return function(getattr(request, "user", None))
-    return queryset
-
-
 class NumberFilter(django_filters.Filter):
     """A whole number in ASCII digits within the field's bounds (min_value, max_value): not 1.5, not "٣"."""
 

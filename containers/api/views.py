@@ -10,7 +10,8 @@ from accounts.permissions import get_container_for_user, placeable_hosts, sees_t
 from containers import services
 from containers.choices import ContainerStatus
 from containers.models import OSTemplate
-from panel.schema import EMPTY_MEANS_ANY
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
 from tasks.api.serializers import TaskAcceptedSerializer, TaskSerializer
 from tasks.services import TaskError
 
@@ -118,11 +119,10 @@ class ContainerViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[
         OpenApiParameter("status", str, enum=ContainerStatus.values, extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("q", str, description="search: CTID, hostname, name, description, an address or its "
-                         "beginning", extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("host", str, description="a host's name", extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("tenant", str, description="a tenant's slug", extensions=EMPTY_MEANS_ANY),
-        OpenApiParameter("ostemplate", str, description="an OS template's name", extensions=EMPTY_MEANS_ANY),
+        text_filter("q", SEARCH_MAX, "search: CTID, hostname, name, description, an address or its beginning"),
+        text_filter("host", 64, "a host's name"),
+        text_filter("tenant", 40, "a tenant's slug"),
+        text_filter("ostemplate", 128, "an OS template's name"),
         OpenApiParameter("sort", str, enum=SORTS, description="a column; - before it for descending"),
     ])
     def list(self, request):

@@ -6,7 +6,8 @@ from rest_framework.response import Response
 from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
 from panel.lists import sort_choices
 from panel.pagination import ctid_query_parameter
-from panel.schema import EMPTY_MEANS_ANY
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
 from tasks.choices import TaskStatus, TaskType
 from tasks.tables import TaskTable
 from tasks.services import TaskError, cancel_task
@@ -30,8 +31,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=TaskStatus.values,
                                                extensions=EMPTY_MEANS_ANY),
                                OpenApiParameter("type", str, enum=TaskType.values, extensions=EMPTY_MEANS_ANY),
-                               OpenApiParameter("q", str, description="search: a task number, a CTID, a user's "
-                                                "name, an error", extensions=EMPTY_MEANS_ANY),
+                               text_filter("q", SEARCH_MAX, "search: a task number, a CTID, a user's name, an error"),
                                OpenApiParameter("sort", str, enum=sort_choices(TaskTable),
                                                 description="a column; - before it for descending"),
                                ctid_query_parameter()])
