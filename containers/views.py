@@ -12,7 +12,7 @@ from panel.forms import ActionForm, form_response, wants_fragment
 from panel.redirects import local_path
 from accounts.decorators import page_for
 from accounts.permissions import (get_container_for_user, manageable_containers, manages_hosts, may_create_containers,
-                                  visible_containers, visible_tasks)
+                                  visible_tasks)
 
 from . import services
 from .bulk import BULK_ACTIONS, BulkForm, run_bulk
@@ -29,16 +29,6 @@ ACTIONS = {
 TABS = ("overview", "console", "resources", "events", "network", "backups")
 
 
-def listed_containers(user):
-    """The container list's queryset, the page's and the API's: the user's containers, with what each
-    row shows (host, lock, tenant, owner, plan, addresses) fetched in a fixed number of queries whatever the number of rows."""
-    from django.db.models import Prefetch
-
-    from network.models import IPAddress
-    return visible_containers(user).select_related("plan").prefetch_related(
-        Prefetch("addresses", queryset=IPAddress.objects.only("address", "interface", "container_id")))
-
-
 @login_required
 def container_list(request):
     from panel.lists import ListView, list_response
@@ -46,7 +36,7 @@ def container_list(request):
     from accounts.permissions import visible_tenants
 
     from .filters import ContainerFilterSet, known_hosts
-    from .tables import ContainerTable
+    from .tables import ContainerTable, listed_containers
     containers = listed_containers(request.user)
     filterset = ContainerFilterSet(request.GET, containers, request=request)
     manageable = manageable_ctids(request.user)

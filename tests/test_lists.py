@@ -424,3 +424,15 @@ def test_backup_list_search_sort_and_scoping(client, admin_user, people, acme, o
     assert client.get("/api/backups/?sort=sha256").status_code == 400
     page = client.get("/backups/?sort=bogus")
     assert page.status_code == 200 and "Not filtered by it." in " ".join(m.message for m in page.context["messages"])
+
+
+@pytest.mark.parametrize("url", ["/hosts/{host}/", "/tenants/acme/"])
+def test_host_and_tenant_pages_show_addresses_in_a_fixed_number_of_queries(client, admin_user, acme, host,
+                                                                          template_name, url):
+    make_containers(host, template_name, 2600, 3, tenant=acme)
+    client.force_login(admin_user)
+    url = url.format(host=host.name)
+    small, page = queries(client, url)
+    assert "10.0.10.40" in page.content.decode() and "fd00::a28" in page.content.decode()  # CTID 2600
+    make_containers(host, template_name, 2700, 50, tenant=acme)
+    assert queries(client, url)[0] == small

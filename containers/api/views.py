@@ -108,7 +108,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
         column names (`sort`), with the addresses in one query."""
         from containers.filters import ContainerFilterSet
         from containers.tables import ContainerTable
-        from containers.views import listed_containers
+        from containers.tables import listed_containers
         from panel.lists import filtered_for_api
         return filtered_for_api(self.request, ContainerFilterSet, ContainerTable, listed_containers(self.request.user))
 
