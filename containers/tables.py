@@ -13,12 +13,25 @@ def listed_containers(user):
     """The container list's queryset (the page's, the API's, the host and tenant pages' tables): the
     user's containers, with what each row shows (host, lock, tenant, owner, plan, addresses) fetched
     in a fixed number of queries whatever the number of rows."""
+    from accounts.permissions import visible_containers
+    return visible_containers(user).select_related("plan").prefetch_related(addresses_prefetch())
+
+
+def address_order() -> tuple:
+    """venet's addresses first (OpenVZ's vzlist shows those), then each veth interface's, in the order
+    they were added."""
+    from django.db.models import Case, IntegerField, Value, When
+    return (Case(When(interface="venet0", then=Value(0)), default=Value(1), output_field=IntegerField()),
+            "interface", "id")
+
+
+def addresses_prefetch():
+    """Every listed container's addresses in one query, in address_order."""
     from django.db.models import Prefetch
 
-    from accounts.permissions import visible_containers
     from network.models import IPAddress
-    return visible_containers(user).select_related("plan").prefetch_related(
-        Prefetch("addresses", queryset=IPAddress.objects.only("address", "interface", "container_id")))
+    return Prefetch("addresses", queryset=IPAddress.objects.only("address", "interface", "container_id")
+                    .order_by(*address_order()))
 
 
 def addresses_of(ct) -> list[str]:

@@ -87,16 +87,16 @@ def test_ip_column_shows_venet_and_veth_addresses_in_page_api_and_vzlist(client,
     page = client.get("/containers/").content.decode()
     assert "198.51.100.41" in page and "192.0.2.41" in page
     api = client.get("/api/containers/").json()["results"]
-    assert api[0]["ip"] == ["192.0.2.41", "198.51.100.41"]  # eth0 before venet0, as the model orders them
+    assert api[0]["ip"] == ["198.51.100.41", "192.0.2.41"]  # venet's first, as vzlist shows them
     out = StringIO()
     call_command("vzlist", "-a", "-H", "-o", "ip,hostname", "--user", "admin", stdout=out)
-    assert out.getvalue().split() == ["192.0.2.41", "ip.example"]  # as vzlist: the first, unless the last column
+    assert out.getvalue().split() == ["198.51.100.41", "ip.example"]  # as vzlist: the first, unless the last column
     out = StringIO()
     call_command("vzlist", "-a", "-H", "--user", "admin", stdout=out)  # the default columns end on IP_ADDR...
-    assert out.getvalue().split() == ["4101", "0", "running", "192.0.2.41", "ip.example"]
+    assert out.getvalue().split() == ["4101", "0", "running", "198.51.100.41", "ip.example"]
     out = StringIO()
     call_command("vzlist", "-a", "-H", "-o", "ctid,ip", "--user", "admin", stdout=out)
-    assert out.getvalue().split() == ["4101", "192.0.2.41", "198.51.100.41"]
+    assert out.getvalue().split() == ["4101", "198.51.100.41", "192.0.2.41"]
 
 
 # -- search, sort, filter, pages ----------------------------------------------------------------
@@ -436,3 +436,21 @@ def test_host_and_tenant_pages_show_addresses_in_a_fixed_number_of_queries(clien
     assert "10.0.10.40" in page.content.decode() and "fd00::a28" in page.content.decode()  # CTID 2600
     make_containers(host, template_name, 2700, 50, tenant=acme)
     assert queries(client, url)[0] == small
+
+
+def test_vzlist_takes_the_same_queries_at_10_and_1000_containers(admin_user, host, template_name):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def run() -> tuple[int, str]:
+        out = StringIO()
+        with CaptureQueriesContext(connection) as ctx:
+            call_command("vzlist", "-a", "--user", "admin", stdout=out)
+        return len(ctx.captured_queries), out.getvalue()
+    make_containers(host, template_name, 3000, 10)
+    small, text = run()
+    assert "10.0.11.184" in text  # CTID 3000's venet address in the default IP_ADDR column
+    make_containers(host, template_name, 4000, 990)
+    count, text = run()
+    assert count == small and len(text.splitlines()) == 1001

@@ -40,7 +40,7 @@ class ContainerSerializer(serializers.ModelSerializer):
 
     def get_ip(self, ct) -> list[str]:
         # From the list's prefetch (containers.views.listed_containers), else one query for one container.
-        return [a.address for a in ct.addresses.all()]
+        return [a.address for a in sorted(ct.addresses.all(), key=lambda a: a.interface != "venet0")]
 
 
 class ContainerCreateSerializer(serializers.Serializer):

@@ -72,10 +72,11 @@ def datetime_representation():
 
 def list_rows(values: list[dict], request) -> list[dict]:
     """ContainerSerializer's output for rows of list_values: the addresses in one query for the page."""
+    from containers.tables import address_order
     from network.models import IPAddress
     addresses: dict[int, list[str]] = {}
     for container_id, address in IPAddress.objects.filter(container_id__in=[v["id"] for v in values]) \
-            .order_by("interface", "id").values_list("container_id", "address"):
+            .order_by(*address_order()).values_list("container_id", "address"):
         addresses.setdefault(container_id, []).append(address)
     sentinel = 4294967295  # no CTID is this: its place in the URL is where each row's goes
     url = reverse("api-container-detail", kwargs={"ctid": sentinel}, request=request).replace(str(sentinel), "{}")
