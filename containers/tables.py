@@ -59,6 +59,8 @@ class ContainerTable(PanelTable):
                             attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}})
 
     def __init__(self, *args, manageable=frozenset(), **kwargs):
+        if not manageable:  # nothing to tick or press: no such columns at all
+            kwargs["exclude"] = ("select", "actions")
         super().__init__(*args, **kwargs)
         self.manageable = manageable
 
