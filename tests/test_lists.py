@@ -454,3 +454,18 @@ def test_vzlist_takes_the_same_queries_at_10_and_1000_containers(admin_user, hos
     make_containers(host, template_name, 4000, 990)
     count, text = run()
     assert count == small and len(text.splitlines()) == 1001
+
+
+def test_task_list_live_poll_sends_only_the_task_that_moved(client, admin_user, people, acme, host, template_name):
+    from tasks.models import Task
+    cts = make_containers(host, template_name, 2800, 2, tenant=acme)
+    make_tasks(host, cts, people["student"], 30)
+    client.force_login(admin_user)
+    page = client.get("/tasks/").content.decode()
+    known = ",".join(f"{k}.{v}" for k, v in re.findall(r'<tr data-key="(\d+)" data-v="(\w+)"', page))
+    url = f"/tasks/?live=1&known={known}&total=30"
+    assert client.get(url).status_code == 204
+    moving = Task.objects.filter(status="queued").order_by("-id").first()
+    Task.objects.filter(pk=moving.pk).update(status="running", progress=40)
+    data = client.get(url).json()
+    assert list(data["rows"]) == [str(moving.pk)] and "40%" in data["rows"][str(moving.pk)]
