@@ -4,14 +4,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from panel.forms import form_response
 from tenancy import services
-from tenancy.forms import AuditFilterForm, UserCreateForm
+from tenancy.forms import UserCreateForm
 
 from .decorators import page_for
 from .forms import UserActiveForm
@@ -21,22 +20,35 @@ from .permissions import manages_users, oversees_people, visible_audit_events, v
 AUDIT_PAGE_SIZE = 100
 
 
-def _user_rows(viewer):
-    """(user, [(tenant, role), ...]) for each user `viewer` may see; only tenants `viewer` may see."""
-    tenant_ids = set(visible_tenants(viewer).values_list("pk", flat=True))
-    users = visible_users(viewer).prefetch_related("memberships__tenant").order_by("username")
-    return [(u, [m for m in u.memberships.all() if m.tenant_id in tenant_ids]) for u in users]
+def listed_users(viewer):
+    """The user list's queryset: the users `viewer` may see, each with its memberships in the tenants
+    `viewer` may see (`shown_memberships`), in a fixed number of queries."""
+    from django.db.models import Prefetch
+
+    from tenancy.models import Membership
+    shown = Membership.objects.filter(tenant__in=visible_tenants(viewer)).select_related("tenant").order_by("tenant__slug")
+    return visible_users(viewer).prefetch_related(
+        Prefetch("memberships", queryset=shown, to_attr="shown_memberships")).order_by("username")
 
 
 def _users_page(request, form=None, status=200, active_form=None):
+    from panel.lists import ListView
+
+    from .filters import UserFilterSet
+    from .tables import UserTable
     can_manage = manages_users(request.user)
-    return render(request, "accounts/users.html", {
-        "rows": _user_rows(request.user),
+    data = request.GET if request.method == "GET" else {}
+    filterset = UserFilterSet(data, listed_users(request.user), request=request)
+    listing = ListView(request, UserTable, filterset, noun="user", viewer=request.user, can_manage=can_manage)
+    context = listing.context()
+    context.update({
         "can_manage": can_manage,
         "form": (form or UserCreateForm()) if can_manage else None,
         "active_form": active_form,
         "tokens": ApiToken.objects.select_related("user") if can_manage else None,
-    }, status=status)
+        "tenants": visible_tenants(request.user).values_list("slug", "name"),
+    })
+    return render(request, "accounts/users.html", context, status=status if listing.valid else 400)
 
 
 @login_required
@@ -91,9 +103,10 @@ def user_active(request, pk):
 @login_required
 @page_for(oversees_people, "Users and the audit log")
 def audit_list(request):
-    form = AuditFilterForm(request.GET)
-    events = form.apply(visible_audit_events(request.user).select_related("tenant"))
-    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(request, "accounts/audit.html", {"form": form, "page": page, "query": query.urlencode()})
+    from panel.lists import ListView, list_response
+
+    from .filters import AuditFilterSet
+    from .tables import AuditTable
+    filterset = AuditFilterSet(request.GET, visible_audit_events(request.user), request=request)
+    listing = ListView(request, AuditTable, filterset, noun="event", default_per_page=AUDIT_PAGE_SIZE)
+    return list_response(request, listing, "accounts/audit.html")

@@ -6,16 +6,17 @@ from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import renderers, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.permissions import (creatable_tenants, get_backup_for_user, manageable_backups, manages_hosts,
                                   visible_backups)
 from containers.api.views import accepted, refused
-from containers.validators import CTID_MAX
 from hosts.models import Host
-from panel.pagination import checked_query_number, ctid_query_parameter
-from panel.schema import EMPTY_MEANS_ANY
+from panel.pagination import ctid_query_parameter
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
 from panel.uploads import MAX_UPLOAD_BYTES, UploadRefused, stream_uploads_to_disk
 from tasks.api.serializers import TaskAcceptedSerializer
 from panel.fields import AsciiIntegerSerializerField
@@ -100,11 +101,12 @@ class BackupViewSet(viewsets.GenericViewSet):
         qs = visible_backups(self.request.user).select_related("owner", "job", "task")
         if self.action != "list":
             return qs
-        if (ctid := checked_query_number(self.request, "ctid", 0, CTID_MAX)) is not None:
-            qs = qs.filter(ctid=ctid)
-        if self.request.query_params.get("host"):
-            qs = qs.filter(host__name=self.request.query_params["host"])
-        return qs
+        # The page's filterset and sort (backups/filters.py).
+        from .filters import BackupFilterSet
+        filterset = BackupFilterSet(self.request.query_params, qs, request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return filterset.qs
 
     def get_object(self):
         # Reading needs visibility (404); changing needs the right to manage (403 if only visible).
@@ -129,7 +131,15 @@ class BackupViewSet(viewsets.GenericViewSet):
     def _data(self, backup):
         return BackupSerializer(backup, context={"request": self.request}).data
 
-    @extend_schema(parameters=[ctid_query_parameter(), OpenApiParameter("host", str, extensions=EMPTY_MEANS_ANY)])
+    @extend_schema(parameters=[
+        ctid_query_parameter(), text_filter("host", 64, "a host's name"),
+        text_filter("q", SEARCH_MAX, "search: file name, notes, CTID"),
+        OpenApiParameter("storage", {"type": "string", "pattern": "^(dump|[0-9]{1,10})$"},
+                         description="a storage's number, or dump", extensions=EMPTY_MEANS_ANY),
+        text_filter("tenant", 40, "a tenant's slug"),
+        OpenApiParameter("sort", str, enum=[f"{s}{k}" for k in ("ctid", "host", "tenant", "size", "created", "verified")
+                                            for s in ("", "-")], description="- before it for descending"),
+    ])
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(BackupSerializer(page, many=True, context={"request": request}).data)

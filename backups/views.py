@@ -28,12 +28,12 @@ from containers.services import InvalidState
 from panel.forms import ActionForm, form_response
 from panel.redirects import local_path
 from panel.uploads import MAX_UPLOAD_BYTES, stream_uploads_to_disk
-from panel.validators import is_ascii_number
 from tasks.services import TaskError
 
 from . import services
 from .forms_backup import (KEEP_FIELDS, BackupCreateForm, DeleteForm, NotesForm, ProtectForm,
                            PruneForm, RestoreForm, UploadForm)
+from .filters import BackupFilterSet
 from .models import BackupStorage
 
 PAGE_SIZE = 100
@@ -200,27 +200,23 @@ def backup_list_page(request, status: int = 200, **forms) -> HttpResponse:
     """/backups/ with fresh forms, except those given (a form in error, bound)."""
     user = request.user
     qs = visible_backups(user).select_related("host", "storage", "tenant", "container", "owner")
-    filters = {k: request.GET.get(k, "").strip() for k in ("ctid", "host", "storage", "tenant")}
-    if filters["ctid"]:
-        if is_ascii_number(filters["ctid"]):
-            qs = qs.filter(ctid=int(filters["ctid"]))
-        else:
-            messages.error(request, f"CTID {filters['ctid']!r} is not a number; not filtered by it.")
-            filters["ctid"] = ""
-    if filters["host"]:
-        qs = qs.filter(host__name=filters["host"])
-    if filters["storage"] == "dump":
-        qs = qs.filter(storage__isnull=True)
-    elif is_ascii_number(filters["storage"]):
-        qs = qs.filter(storage_id=int(filters["storage"]))
-    if filters["tenant"]:
-        qs = qs.filter(tenant__slug=filters["tenant"])
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    filterset = BackupFilterSet(request.GET, qs, request=request)
+    if not filterset.is_valid():
+        # As this page always has: each filter it cannot apply is said and left out, the others apply.
+        for name, errors in filterset.errors.items():
+            messages.error(request, f"{filterset.form.fields[name].label or name}: {' '.join(errors)} Not filtered by it.")
+        filterset = BackupFilterSet({k: v for k, v in request.GET.items() if k not in filterset.errors}, qs,
+                                    request=request)
+        filterset.is_valid()
+    filters = {k: filterset.form.cleaned_data.get(k) or "" for k in ("ctid", "host", "storage", "tenant", "q")}
+    filters = {k: str(v) for k, v in filters.items()}
+    sort = filterset.form.cleaned_data.get("sort") or []
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     can_import = manages_hosts(user) or creatable_tenants(user).exists()
-    query = urlencode({k: v for k, v in filters.items() if v})
+    query = urlencode({k: v for k, v in {**filters, "sort": ",".join(sort)}.items() if v})
     return render(request, "backups/list.html", {
         "page": page, "backups": list(page.object_list), **_row_context(user, page.object_list),
-        "filters": filters, "query": query,
+        "filters": filters, "query": query, "sort": sort[0] if sort else "",
         "hosts": visible_hosts(user), "tenants": visible_tenants(user),
         "storages": BackupStorage.objects.filter(host__in=visible_hosts(user)).select_related("host"),
         "can_import": can_import, "upload_form": UploadForm(user=user) if can_import else None,

@@ -5,6 +5,8 @@ from . import views
 urlpatterns = [
     path("", views.container_list, name="container-list"),
     path("new/", views.container_create, name="container-create"),
+    # Two segments, so no container's name can take it; "bulk" is no container action.
+    path("actions/bulk/", views.container_bulk, name="container-bulk"),
     path("<str:ident>/", views.container_detail, name="container-detail"),
     path("<str:ident>/settings/", views.container_settings, name="container-settings"),
     path("<str:ident>/exec/", views.container_exec, name="container-exec"),

@@ -12,9 +12,11 @@ from panel.forms import ActionForm, form_response, wants_fragment
 from panel.redirects import local_path
 from accounts.decorators import page_for
 from accounts.permissions import (get_container_for_user, manageable_containers, manages_hosts, may_create_containers,
-                                  visible_containers, visible_tasks)
+                                  visible_tasks)
 
 from . import services
+from .bulk import BULK_ACTIONS, BulkForm, run_bulk
+from .bulk import selected as bulk_selected
 from .choices import ContainerStatus
 from .forms import (ContainerCreateForm, ContainerSettingsForm, DestroyForm, ExecForm, MigrateForm, PasswordForm,
                     SSHKeyForm, TemplateNameForm)
@@ -29,13 +31,62 @@ TABS = ("overview", "console", "resources", "events", "network", "backups")
 
 @login_required
 def container_list(request):
-    containers = visible_containers(request.user)
-    status = request.GET.get("status")
-    if status in ContainerStatus.values:
-        containers = containers.filter(status=status)
-    template = "containers/_table.html" if wants_fragment(request) else "containers/list.html"
-    return render(request, template, {"containers": containers, "status": status,
-                                      "statuses": ContainerStatus.choices})
+    from panel.lists import ListView, list_response
+
+    from accounts.permissions import visible_tenants
+
+    from .filters import ContainerFilterSet, known_hosts
+    from .tables import ContainerTable, listed_containers
+    containers = listed_containers(request.user)
+    filterset = ContainerFilterSet(request.GET, containers, request=request)
+    manageable = manageable_ctids(request.user)
+    listing = ListView(request, ContainerTable, filterset, noun="container", manageable=manageable)
+    return list_response(request, listing, "containers/list.html", lambda: {
+        "can_bulk": bool(manageable),
+        "statuses": ContainerStatus.choices,
+        "hosts": known_hosts(request.user).values_list("name", flat=True),
+        "tenants": visible_tenants(request.user).values_list("slug", "name"),
+        "ostemplates": containers.order_by("ostemplate").values_list("ostemplate", flat=True).distinct(),
+        "bulk_actions": BULK_ACTIONS,
+    })
+
+
+@login_required
+@require_POST
+def container_bulk(request):
+    """The list's bulk actions: the first post shows what will be done to which containers (the one
+    confirmation), the second does it, container by container, and shows each one's result."""
+    form = BulkForm(request.POST)
+    back = local_path(request.POST.get("next")) or reverse("container-list")
+    if not form.is_valid():
+        # Bad input (no selection, no such action, the confirmation mistyped): this page again, 400.
+        found, missing = bulk_selected(request.user, form.cleaned_data.get("ctids") or [])
+        return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
+                                                        "back": back}, status=400)
+    data = form.cleaned_data
+    if not data["confirmed"]:
+        found, missing = bulk_selected(request.user, data["ctids"])
+        return render(request, "containers/bulk.html", {"form": form, "found": found, "missing": missing,
+                                                        "back": back})
+    results = run_bulk(request.user, data["action"], data["ctids"])
+    return render(request, "containers/bulk.html", {"form": form, "results": results, "back": back,
+                                                    "queued": sum(r.ok for r in results)})
+
+
+class EveryContainer:
+    """`ctid in EveryContainer()`: always, for who manages every container (no query to ask)."""
+
+    def __contains__(self, ctid) -> bool:
+        return True
+
+
+def manageable_ctids(user):
+    """What `ctid in ...` asks for the rows' checkboxes and buttons: one query at most, none for the
+    global roles (an auditor manages nothing, an admin or operator everything)."""
+    from accounts.permissions import manages_all_containers
+    if manages_all_containers(user):
+        return EveryContainer()
+    return set(manageable_containers(user).values_list("ctid", flat=True))
 
 
 @login_required

@@ -8,7 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import page_for
-from accounts.permissions import is_admin, manages_hosts, sees_infrastructure, visible_containers, visible_hosts
+from accounts.permissions import is_admin, manages_hosts, sees_infrastructure, visible_hosts
+from containers.tables import listed_containers
 from panel.forms import ActionForm, form_response
 
 from .forms import DrainForm, EvacuateForm, HostAddForm, PromiseForm, RemoveHostForm, SSHForm, StorageForm
@@ -41,7 +42,7 @@ def host_page(request, host, status: int = 200, **forms) -> HttpResponse:
         host.refresh_from_db()  # a refused change may have touched the instance, not the row
     return render(request, "hosts/detail.html", {
         "host": host,
-        "containers": visible_containers(request.user).filter(host=host),
+        "containers": listed_containers(request.user).filter(host=host),
         "templates": host.templates.all(),
         "storages": host.storages.all(),
         "can_manage_host": manages_hosts(request.user),

@@ -8,6 +8,14 @@ from drf_spectacular.openapi import AutoSchema
 # drf-spectacular takes only "x-" extensions; PanelAutoSchema turns it into OpenAPI's allowEmptyValue.
 EMPTY_MEANS_ANY = {"x-empty-means-any": True}
 
+
+def text_filter(name: str, max_length: int, description: str):
+    """A list's text filter in the schema as its filterset checks it: at most `max_length` characters,
+    no NUL (Django's form fields refuse it); empty means any."""
+    from drf_spectacular.utils import OpenApiParameter
+    return OpenApiParameter(name, {"type": "string", "maxLength": max_length, "pattern": "^[^\\u0000]*$"},
+                            description=description, extensions=EMPTY_MEANS_ANY)
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 VALIDATION_ERROR = {"$ref": "#/components/schemas/ValidationError"}
 

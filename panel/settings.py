@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_filters",
+    "django_tables2",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",

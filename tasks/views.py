@@ -14,14 +14,21 @@ from .choices import TaskStatus
 from .services import cancel_task
 
 
+def listed_tasks(user):
+    """The task list's queryset, the page's and the API's: the user's tasks without their logs (a
+    list never shows them, and one log can be megabytes)."""
+    return visible_tasks(user).defer("log")
+
+
 @login_required
 def task_list(request):
-    tasks = visible_tasks(request.user)
-    status = request.GET.get("status")
-    if status in TaskStatus.values:
-        tasks = tasks.filter(status=status)
-    template = "tasks/_table.html" if wants_fragment(request) else "tasks/list.html"
-    return render(request, template, {"tasks": tasks[:200], "status": status, "statuses": TaskStatus.choices})
+    from panel.lists import ListView, list_response
+
+    from .filters import TaskFilterSet
+    from .tables import TaskTable
+    filterset = TaskFilterSet(request.GET, listed_tasks(request.user), request=request)
+    listing = ListView(request, TaskTable, filterset, noun="task")
+    return list_response(request, listing, "tasks/list.html", lambda: {"statuses": TaskStatus.choices})
 
 
 @login_required

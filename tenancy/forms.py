@@ -8,7 +8,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import QuerySet
 
-from accounts.models import AuditEvent, GlobalRole, User
+from accounts.models import GlobalRole, User
 from containers.forms import TemplateOnHostMixin
 from panel.fields import AsciiIntegerField
 
@@ -240,49 +240,3 @@ class PlanForm(forms.ModelForm):
             "disk_mb": {"min_value": "Disk must be at least 64 MiB."},
             "cpus": {"min_value": "A plan needs at least 1 CPU."},
         }
-
-
-AUDIT_RESULTS = ["ok", "refused", "failed", "locked"]
-
-
-class AuditFilterForm(forms.Form):
-    """The audit log's filters, shared by the page and the API (?user=&action=&result=&tenant=&from=&to=)."""
-
-    user = forms.CharField(required=False, max_length=150, help_text="Username contains.")
-    action = forms.CharField(required=False, max_length=64, help_text="Action starts with, e.g. container.")
-    result = forms.ChoiceField(required=False, choices=[("", "any")] + [(r, r) for r in AUDIT_RESULTS],
-                               error_messages={"invalid_choice": "The result is one of: "
-                                               + ", ".join(AUDIT_RESULTS) + "."})
-    tenant = forms.CharField(required=False, max_length=40, help_text="Tenant slug.")
-    date_from = forms.DateField(required=False, label="From",
-                                error_messages={"invalid": "Enter the from date as YYYY-MM-DD."})
-    date_to = forms.DateField(required=False, label="To",
-                              error_messages={"invalid": "Enter the to date as YYYY-MM-DD."})
-
-    def __init__(self, data=None, *args, **kwargs):
-        if data is not None:
-            # ?from= and ?to= on the API and in links; date_from/date_to are the form's names.
-            data = {k: data.get(k) for k in ("user", "action", "result", "tenant", "date_from", "date_to")
-                    if data.get(k) is not None} | {
-                f"date_{k}": data.get(k) for k in ("from", "to") if data.get(k) is not None}
-        super().__init__(data, *args, **kwargs)
-
-    def apply(self, qs: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        """Narrow `qs` by the valid filters (an invalid one is ignored and reported in `errors`)."""
-        if not self.is_bound:
-            return qs
-        self.is_valid()
-        data = self.cleaned_data
-        if data.get("user"):
-            qs = qs.filter(username__icontains=data["user"])
-        if data.get("action"):
-            qs = qs.filter(action__startswith=data["action"])
-        if data.get("result"):
-            qs = qs.filter(result=data["result"])
-        if data.get("tenant"):
-            qs = qs.filter(tenant__slug=data["tenant"])
-        if data.get("date_from"):
-            qs = qs.filter(created_at__date__gte=data["date_from"])
-        if data.get("date_to"):
-            qs = qs.filter(created_at__date__lte=data["date_to"])
-        return qs

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import page_for
 from accounts.permissions import (oversees_people, placeable_hosts, visible_plans, get_tenant_for_user, is_admin, is_tenant_admin, visible_containers,
                                   visible_tenants, visible_users)
+from containers.tables import listed_containers
 from hosts.capacity import headroom_for
 from panel.forms import ActionForm, form_response
 
@@ -61,7 +62,7 @@ def _tenant_context(request, tenant, **forms):
         "quotas": quota_rows(tenant),
         "memberships": tenant.memberships.filter(user__in=visible_users(user)).select_related("user")
                                          .order_by("user__username"),
-        "containers": visible_containers(user).filter(tenant=tenant),
+        "containers": listed_containers(user).filter(tenant=tenant),
         "classes": tenant.classes.select_related("plan", "host").annotate(n_containers=Count("containers")),
         "can_manage": can_manage,
         "can_edit_quotas": is_admin(user),

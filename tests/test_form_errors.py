@@ -106,6 +106,10 @@ FORMS: dict[str, list[Case]] = {
     "container-sshkey": [Case(_u("container-sshkey", STOPPED), {"key": "not-a-key-78", "user": "root"},
                               "key", "not-a-key-78")],
     "container-action": [Case(_u("container-action", RUNNING, "start"), {}, "running", status=409)],
+    "container-bulk": [Case(_u("container-bulk"), {"action": "destroy", "ctid": [str(STOPPED)], "confirmed": "on",
+                                                   "confirm": "nope78"}, "to destroy these containers", "nope78"),
+                       Case(_u("container-bulk"), {"action": "start"}, "Select at least one container"),
+                       Case(_u("container-bulk"), {"action": "start", "ctid": ["78x"]}, "is not a CTID")],
     "template-from-container": [Case(_u("template-from-container", STOPPED), {"name": "bad name!"},
                                      "template name", "bad name!")],
     # -- network

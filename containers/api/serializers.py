@@ -27,14 +27,20 @@ class ContainerSerializer(serializers.ModelSerializer):
     locked_by_task = serializers.IntegerField(source="lock_task_id", read_only=True, allow_null=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     plan = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    ip = serializers.SerializerMethodField(help_text="the container's addresses, venet's and veth's, as vzlist -j")
 
     class Meta:
         model = Container
-        fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "onboot", "description", "owner",
+        fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "ip", "onboot", "description", "owner",
                   "tenant", "plan", "ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
                   "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio", "expires_at",
                   "status", "unmounted", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
         read_only_fields = fields
+
+
+    def get_ip(self, ct) -> list[str]:
+        # From the list's prefetch (containers.views.listed_containers), else one query for one container.
+        return [a.address for a in sorted(ct.addresses.all(), key=lambda a: a.interface != "venet0")]
 
 
 class ContainerCreateSerializer(serializers.Serializer):

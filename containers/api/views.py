@@ -10,8 +10,8 @@ from accounts.permissions import get_container_for_user, placeable_hosts, sees_t
 from containers import services
 from containers.choices import ContainerStatus
 from containers.models import OSTemplate
-from panel.pagination import checked_query_choice
-from panel.schema import EMPTY_MEANS_ANY
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
 from tasks.api.serializers import TaskAcceptedSerializer, TaskSerializer
 from tasks.services import TaskError
 
@@ -24,6 +24,15 @@ from .serializers import (BackupRequestSerializer, ContainerCreateSerializer, Co
 LIMIT_KEYS = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 
 
+def _sorts() -> list[str]:
+    from containers.tables import ContainerTable
+    from panel.lists import sort_choices
+    return sort_choices(ContainerTable)
+
+
+SORTS = _sorts()
+
+
 def accepted(request, task):
     url = reverse("api-task-detail", args=[task.pk], request=request)
     data = TaskSerializer(task, context={"request": request}).data
@@ -34,6 +43,57 @@ def refused(exc: TaskError):
     return Response({"detail": str(exc)}, status=exc.http_status)
 
 
+# The list reads plain values, not model instances: at 100 rows a page, building Container, Host,
+# Tenant, User and Plan objects and passing each through the serializer's fields took 40x the time
+# of the SQL (bench/bench_lists.py). list_rows gives exactly what ContainerSerializer gives
+# (tests/test_lists.py compares them field by field), so the list and a container's own page agree.
+RELATED = {"host": "host__name", "owner": "owner__username", "tenant": "tenant__slug", "plan": "plan__name",
+           "locked_by_task": "lock_task_id"}
+COMPUTED = ("url", "ip")
+DATETIMES = ("expires_at", "status_changed_at", "created_at", "updated_at")
+
+
+def list_values(queryset):
+    plain = [f for f in ContainerSerializer.Meta.fields if f not in RELATED and f not in COMPUTED]
+    return queryset.prefetch_related(None).values("id", *plain, *RELATED.values())
+
+
+def datetime_representation():
+    """DRF's DateTimeField.to_representation for aware datetimes (what the database gives with USE_TZ),
+    with the current time zone looked up once per page instead of once per value."""
+    from django.utils import timezone
+    zone = timezone.get_current_timezone()
+
+    def represent(value):
+        text = value.astimezone(zone).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return represent
+
+
+def list_rows(values: list[dict], request) -> list[dict]:
+    """ContainerSerializer's output for rows of list_values: the addresses in one query for the page."""
+    from containers.tables import address_order
+    from network.models import IPAddress
+    addresses: dict[int, list[str]] = {}
+    for container_id, address in IPAddress.objects.filter(container_id__in=[v["id"] for v in values]) \
+            .order_by(*address_order()).values_list("container_id", "address"):
+        addresses.setdefault(container_id, []).append(address)
+    sentinel = 4294967295  # no CTID is this: its place in the URL is where each row's goes
+    url = reverse("api-container-detail", kwargs={"ctid": sentinel}, request=request).replace(str(sentinel), "{}")
+    when = datetime_representation()
+    fields = ContainerSerializer.Meta.fields
+    rows = []
+    for v in values:
+        for name, source in RELATED.items():
+            v[name] = v[source]
+        for name in DATETIMES:
+            v[name] = when(v[name]) if v[name] is not None else None
+        v["url"] = url.format(v["ctid"])
+        v["ip"] = addresses.get(v["id"], [])
+        rows.append({name: v[name] for name in fields})
+    return rows
+
+
 class ContainerViewSet(viewsets.GenericViewSet):
     """Containers the caller may see, addressed by CTID or name alias."""
 
@@ -42,21 +102,33 @@ class ContainerViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        qs = visible_containers(self.request.user)
-        if status_filter := checked_query_choice(self.request, "status", ContainerStatus.values):
-            qs = qs.filter(status=status_filter)
-        return qs
+        return visible_containers(self.request.user)
+
+    def list_queryset(self):
+        """The list: the same filterset as the page (containers/filters.py), sorted by the page's
+        column names (`sort`), with the addresses in one query."""
+        from containers.filters import ContainerFilterSet
+        from containers.tables import ContainerTable
+        from containers.tables import listed_containers
+        from panel.lists import filtered_for_api
+        return filtered_for_api(self.request, ContainerFilterSet, ContainerTable, listed_containers(self.request.user))
 
     def get_object(self):
         # Reading needs visibility; every other method needs the right to manage (403 if only visible).
         return get_container_for_user(self.request.user, self.kwargs["ctid"],
                                       manage=self.request.method not in ("GET", "HEAD", "OPTIONS"))
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=ContainerStatus.values,
-                                               extensions=EMPTY_MEANS_ANY)])
+    @extend_schema(parameters=[
+        OpenApiParameter("status", str, enum=ContainerStatus.values, extensions=EMPTY_MEANS_ANY),
+        text_filter("q", SEARCH_MAX, "search: CTID, hostname, name, description, an address or its beginning"),
+        text_filter("host", 64, "a host's name"),
+        text_filter("tenant", 40, "a tenant's slug"),
+        text_filter("ostemplate", 128, "an OS template's name"),
+        OpenApiParameter("sort", str, enum=SORTS, description="a column; - before it for descending"),
+    ])
     def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ContainerSerializer(page, many=True, context={"request": request}).data)
+        page = self.paginate_queryset(list_values(self.list_queryset()))
+        return self.get_paginated_response(list_rows(page, request))
 
     def retrieve(self, request, ctid=None):
         return Response(ContainerSerializer(self.get_object(), context={"request": request}).data)

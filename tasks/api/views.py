@@ -4,10 +4,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.permissions import can_cancel_task, get_task_for_user, visible_tasks
-from containers.validators import CTID_MAX
-from panel.pagination import checked_query_choice, checked_query_number, ctid_query_parameter
-from panel.schema import EMPTY_MEANS_ANY
-from tasks.choices import TaskStatus
+from panel.lists import sort_choices
+from panel.pagination import ctid_query_parameter
+from panel.filters import SEARCH_MAX
+from panel.schema import EMPTY_MEANS_ANY, text_filter
+from tasks.choices import TaskStatus, TaskType
+from tasks.tables import TaskTable
 from tasks.services import TaskError, cancel_task
 
 from .serializers import TaskDetailSerializer, TaskSerializer
@@ -17,17 +19,21 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     """Tasks the caller may see; the detail includes the log."""
 
     def get_queryset(self):
-        qs = visible_tasks(self.request.user)
         if self.action != "list":
-            return qs
-        if status_filter := checked_query_choice(self.request, "status", TaskStatus.values):
-            qs = qs.filter(status=status_filter)
-        if (ctid := checked_query_number(self.request, "ctid", 0, CTID_MAX)) is not None:
-            qs = qs.filter(ctid=ctid)
-        return qs
+            return visible_tasks(self.request.user)
+        # The page's filterset (tasks/filters.py) and sort (its table's columns).
+        from panel.lists import filtered_for_api
+        from tasks.filters import TaskFilterSet
+        from tasks.tables import TaskTable
+        from tasks.views import listed_tasks
+        return filtered_for_api(self.request, TaskFilterSet, TaskTable, listed_tasks(self.request.user))
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=TaskStatus.values,
                                                extensions=EMPTY_MEANS_ANY),
+                               OpenApiParameter("type", str, enum=TaskType.values, extensions=EMPTY_MEANS_ANY),
+                               text_filter("q", SEARCH_MAX, "search: a task number, a CTID, a user's name, an error"),
+                               OpenApiParameter("sort", str, enum=sort_choices(TaskTable),
+                                                description="a column; - before it for descending"),
                                ctid_query_parameter()])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)

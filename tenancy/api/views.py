@@ -2,12 +2,10 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
 
 from accounts.decorators import api_page_for
 from accounts.permissions import (get_tenant_for_user, oversees_people, visible_audit_events, visible_plans,
                                   visible_tenants, visible_users)
-from tenancy.forms import AuditFilterForm
 from panel.schema import EMPTY_MEANS_ANY
 
 from .serializers import AuditEventSerializer, PlanSerializer, TenantSerializer, UserSerializer
@@ -66,11 +64,11 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         qs = visible_audit_events(self.request.user).select_related("tenant")
         if self.action != "list":
             return qs
-        form = AuditFilterForm(self.request.query_params)
-        qs = form.apply(qs)
-        if form.errors:
-            raise ValidationError({k: list(v) for k, v in form.errors.items()})
-        return qs
+        # The page's filterset (accounts/filters.py) and sort (its table's columns).
+        from accounts.filters import AuditFilterSet
+        from accounts.tables import AuditTable
+        from panel.lists import filtered_for_api
+        return filtered_for_api(self.request, AuditFilterSet, AuditTable, qs)
 
 
 class UserViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
@@ -80,4 +78,11 @@ class UserViewSet(VisibleTenantsContextMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = UserSerializer
 
     def get_queryset(self):
-        return visible_users(self.request.user).prefetch_related("memberships__tenant").order_by("username")
+        qs = visible_users(self.request.user).prefetch_related("memberships__tenant").order_by("username")
+        if self.action != "list":
+            return qs
+        # The page's filterset (accounts/filters.py) and sort (its table's columns).
+        from accounts.filters import UserFilterSet
+        from accounts.tables import UserTable
+        from panel.lists import filtered_for_api
+        return filtered_for_api(self.request, UserFilterSet, UserTable, qs)

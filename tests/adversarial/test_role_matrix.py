@@ -63,7 +63,7 @@ RULES = {
     **{name: POST_ONLY for name in ("container-settings", "container-exec", "container-destroy", "container-reset",
                                     "container-migrate", "container-password", "container-sshkey",
                                     "container-action", "container-backup-create", "ct-net-ipadd", "ct-net-ipdel",
-                                    "container-console-ticket",
+                                    "container-console-ticket", "container-bulk",
                                     "ct-net-netif-add", "ct-net-netif-del", "ct-net-dns")},
     # tasks
     "task-list": always(200), "task-detail": obj(SEES_CT), "task-cancel": POST_ONLY,

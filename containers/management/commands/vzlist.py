@@ -209,8 +209,9 @@ class Command(BaseCommand):
 
         from accounts.permissions import visible_containers
         from panel.validators import is_ascii_number
+        from containers.tables import addresses_prefetch
         cts = visible_containers(acting_user(opts["user"])).select_related("beancounters") \
-            .prefetch_related("addresses").order_by("ctid")
+            .prefetch_related(addresses_prefetch()).order_by("ctid")
         if opts["ctids"]:
             bad = [c for c in opts["ctids"] if not is_ascii_number(c)]
             if bad:
