@@ -19,6 +19,9 @@ class PanelFilterSet(django_filters.FilterSet):
     def __init__(self, data=None, queryset=None, *, request=None, **kwargs):
         super().__init__(data, queryset, request=request, **kwargs)
         self.user = getattr(request, "user", None)
+        # A list page may also hold a form with the same field names (the users page's "role"):
+        # the filters' element ids get their own prefix so ids stay unique on the page.
+        self.form.auto_id = "filter_%s"
         for field in self.form.fields.values():
             css = "form-select form-select-sm" if isinstance(field.widget, forms.Select) else "form-control form-control-sm"
             field.widget.attrs.setdefault("class", css)

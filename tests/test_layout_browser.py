@@ -61,7 +61,7 @@ def admin_pages(host) -> list[str]:
 
 STUDENT_PAGES = ["/", "/containers/", "/containers/501/", "/tasks/", "/backups/", "/accounts/"]
 
-PAGE_CHECKS = """() => {
+PAGE_CHECKS = r"""() => {
   const ids = {};
   document.querySelectorAll('[id]').forEach(el => { ids[el.id] = (ids[el.id] || 0) + 1; });
   return {

@@ -152,7 +152,7 @@ def test_tenants_never_see_or_learn_of_other_tenants_rows(client, people, acme, 
     # Another tenant's slug answers exactly as a slug that does not exist: nothing.
     theirs, nobody = client.get("/containers/?tenant=other"), client.get("/containers/?tenant=nobody")
     assert theirs.status_code == nobody.status_code == 200 and rows(theirs) == rows(nobody) == []
-    assert b"other" not in theirs.content.split(b'id="id_tenant"')[1].split(b"</select>")[0]
+    assert b"other" not in theirs.content.split(b'id="filter_tenant"')[1].split(b"</select>")[0]
     assert client.get("/api/containers/?tenant=other").json() == client.get("/api/containers/?tenant=nobody").json()
     assert client.get("/api/containers/?tenant=other").json()["count"] == 0
     # Searching for another tenant's hostname, address or CTID finds nothing.

@@ -29,14 +29,14 @@ def test_search_sort_filter_pages_live_and_bulk_start(page, live_server, transac
     assert shown(page) == [str(c) for c in range(5050, 5060)] + [str(c) for c in range(6000, 6005)]
 
     # Search.
-    page.fill("#id_q", "h5007.example")
+    page.fill("#filter_q", "h5007.example")
     page.click("#list-filter button[type=submit]")
     page.wait_for_function("() => document.querySelectorAll('#container-table tbody tr[data-key]').length === 1")
     assert shown(page) == ["5007"]
 
     # Filter by tenant, then sort by CTID descending with the column's header (clicked twice).
     page.goto(f"{live_server.url}/containers/")
-    page.select_option("#id_tenant", "other")
+    page.select_option("#filter_tenant", "other")
     page.click("#list-filter button[type=submit]")
     page.wait_for_function("() => document.querySelectorAll('#container-table tbody tr[data-key]').length === 5")
     page.click("#container-table th >> text=CTID")
