@@ -45,5 +45,11 @@ def needs_second_factor(user) -> bool:
     """A signed-in user with a confirmed TOTP device whose session has not passed the code."""
     if not user.is_authenticated or getattr(user, "is_verified", lambda: False)():
         return False
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    # Asked twice per API request (this middleware, then the API's session authentication) of the
+    # same request's user object: one query, remembered on it. A device confirmed later in the
+    # request changes nothing before the next request.
+    has_device = getattr(user, "_has_confirmed_totp", None)
+    if has_device is None:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+        has_device = user._has_confirmed_totp = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    return has_device
