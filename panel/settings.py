@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "hosts",
     "tasks",
     "containers",
+    "storage",
     "consoles",
 ]
 
