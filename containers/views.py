@@ -48,7 +48,8 @@ def container_create(request):
             hostname=data["hostname"], host=data["host"], name=data["name"],
             onboot=data["onboot"], description=data["description"], start=data["start"],
             tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
-            override_capacity=data.get("override_capacity", False))
+            override_capacity=data.get("override_capacity", False),
+            storage=data.get("storage") or None)
         messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
         return redirect("task-detail", task.pk)
 
