@@ -296,6 +296,11 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
     if user is not None and not manages_hosts(user):
         raise NotAllowed("Only administrators and operators move containers between hosts.")
     ct = _reload(ct)
+    # Storage pools (issue 21): a migration copies files into an image at the destination; a btrfs
+    # container's subvolume, bind mount and snapshots are not carried (btrfs send is still to come).
+    if ct.storage is not None and ct.storage.type == "btrfs":
+        raise InvalidRequest(f"Container {ct.ctid} is on the btrfs storage pool {ct.storage.name}: moving it to "
+                             "another host is not possible yet (back it up and restore it there instead).")
     if dest is None:
         dest = pick_host(ram_mb=ct.ram_mb, cpus=ct.cpus, disk_mb=ct.disk_mb, exclude=(ct.host_id,))
     dest = Host.objects.get(pk=dest.pk)  # its agent's latest heartbeat, pinned key and drain state

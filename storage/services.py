@@ -33,6 +33,18 @@ def default_pool(host) -> StoragePool:
     return pool
 
 
+def image_pool(host) -> StoragePool:
+    """A pool of the host that keeps containers as they arrive by migration (an image in the lxcpath):
+    the default if it is one, else another image pool, else a new one."""
+    pool = default_pool(host)
+    if pool.type == PoolType.IMAGE:
+        return pool
+    pool = StoragePool.objects.filter(host=host, type=PoolType.IMAGE).order_by("pk").first()
+    if pool is None:
+        pool, _ = StoragePool.objects.get_or_create(host=host, name="images", defaults={"type": PoolType.IMAGE})
+    return pool
+
+
 def usable_pools(host, user, tenant=None):
     """The ready pools of `host` that `user` may create containers on for `tenant`: every pool for
     administrators and operators (and the system); others only pools open to every tenant or

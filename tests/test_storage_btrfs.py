@@ -159,3 +159,32 @@ def test_pool_on_a_device_is_refused_when_it_is_not_a_free_block_device(tmp_path
     if os.path.exists(root_dev):
         with pytest.raises(StorageError, match="mounted"):
             BtrfsPool(tmp_path / "m", device=root_dev).make()
+
+
+def _copy_host_program(program: str, rootfs: Path) -> str:
+    """Put a host program and the libraries it loads into a container's tree (a tenant could install
+    btrfs-progs): returns its path inside."""
+    import shutil
+    path = shutil.which(program)
+    libs = [part for line in subprocess.run(["ldd", path], capture_output=True, text=True).stdout.splitlines()
+            for part in line.split() if part.startswith("/")]
+    for source in [path, *libs]:
+        target = rootfs / source.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(source), target)
+    return path
+
+
+def test_a_container_cannot_make_subvolumes_that_escape_its_quota(lxc, btrfs_pool, busybox_template):  # noqa: F811
+    make(lxc, busybox_template, 9857, disk_mb=64, start=False)
+    btrfs = _copy_host_program("btrfs", lxc.rootfs(9857))
+    lxc.start(9857)
+    for argv in ([btrfs, "subvolume", "create", "/escape"], [btrfs, "subvolume", "snapshot", "/", "/copy"]):
+        res = lxc.attach(9857, argv, timeout=60)
+        assert res.returncode != 0 and "Operation not permitted" in res.stderr + res.stdout, res
+    assert not (lxc.rootfs(9857) / "escape").exists() and not (lxc.rootfs(9857) / "copy").exists()
+    listing = subprocess.run(["btrfs", "subvolume", "list", str(btrfs_pool.mountpoint)], capture_output=True,
+                             text=True, check=True).stdout
+    assert [line.split()[-1] for line in listing.splitlines()] == ["ct/9857"]
+    # Ordinary ioctls still work (the filter matches these four requests only).
+    assert sh(lxc, 9857, "echo x > /f && sync /f && echo ok").stdout.strip() == "ok"

@@ -72,6 +72,10 @@ MIN_SLOTS = 1024           # a range of root's smaller than this many containers
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 # Syscalls refused inside containers on top of LXC's common profile: the kernel keyring is not
 # namespaced (a key is found by its owner's host uid), so containers get none, as under Docker.
+# btrfs lets any user make a subvolume or snapshot in a directory they may write; one made inside a
+# container's subvolume has a qgroup of its own, outside the container's limit (its disk quota would
+# not hold): the four ioctls that make them (BTRFS_IOC_SNAP_CREATE, SUBVOL_CREATE, SNAP_CREATE_V2,
+# SUBVOL_CREATE_V2) are refused with EPERM.
 SECCOMP_PROFILE = """2
 denylist
 reject_force_umount
@@ -84,6 +88,10 @@ delete_module errno 1
 keyctl errno 38
 add_key errno 38
 request_key errno 38
+ioctl errno 1 [1,0x50009401,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x5000940e,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x50009417,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x50009418,SCMP_CMP_EQ]
 """
 SECCOMP_NAME = ".vzpanel.seccomp"  # in the lxcpath, which is root's alone
 
