@@ -24,7 +24,7 @@ ACTIONS = {
     "stop": services.stop_container,
     "restart": services.restart_container,
 }
-TABS = ("overview", "console", "resources", "events", "network", "backups")
+TABS = ("overview", "console", "resources", "events", "network", "backups", "snapshots")
 
 
 @login_required
@@ -114,6 +114,9 @@ def container_page(request, ct, tab: str = "overview", status: int = 200, **form
     elif tab == "backups":
         from backups.views import container_backups
         context.update(container_backups(ct, request.user, context["can_manage"]))
+    elif tab == "snapshots":
+        from storage.views import container_snapshots
+        context.update(container_snapshots(ct))
     context.update(forms)
     return render(request, "containers/detail.html", context, status=status)
 

@@ -65,8 +65,6 @@ def storage_pools_context(host) -> dict:
     """The host's storage pools (issue 21) with their container counts, and the form to add one."""
     from django.db.models import Count
     from storage.forms import PoolAddForm
-    from storage.services import default_pool
-    default_pool(host)
     pools = host.storage_pools.annotate(container_count=Count("containers")).prefetch_related("tenants")
     return {"pools": pools, "pool_form": PoolAddForm()}
 

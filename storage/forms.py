@@ -20,3 +20,9 @@ class PoolAddForm(forms.Form):
     make_default = forms.BooleanField(required=False, label="make it the host's default")
     tenants = forms.ModelMultipleChoiceField(queryset=Tenant.objects.all(), required=False,
                                              help_text="who may create containers on it; none: every tenant")
+
+
+class SnapshotForm(forms.Form):
+    name = forms.CharField(max_length=64, required=False, help_text="letters, digits, '.', '_', '-'; "
+                                                                  "empty: snap-DATE-TIME")
+    description = forms.CharField(max_length=500, required=False)

@@ -50,7 +50,6 @@ def usable_pools(host, user, tenant=None):
     administrators and operators (and the system); others only pools open to every tenant or
     named for theirs."""
     from accounts.permissions import manages_all_containers
-    default_pool(host)
     qs = StoragePool.objects.filter(host=host, status=PoolStatus.READY)
     if user is None or manages_all_containers(user):
         return qs

@@ -11,8 +11,10 @@ from accounts.permissions import is_admin
 from hosts.views import host_form
 from panel.forms import ActionForm
 
+from containers.views import container_form
+
 from . import services
-from .forms import PoolAddForm
+from .forms import PoolAddForm, SnapshotForm
 
 
 @login_required
@@ -41,3 +43,36 @@ def pool_default(request, name, pk):
         messages.success(request, f"New containers on {host.name} go on storage pool {pool.name}.")
         return redirect("host-detail", host.name)
     return host_form(request, name, "pool_default_form", ActionForm(request.POST), act, may=is_admin)
+
+
+def container_snapshots(ct) -> dict:
+    """The Snapshots tab: the container's own snapshots (it was looked up for the user)."""
+    pool = ct.storage
+    return {"snapshots": services.visible_snapshots(ct), "snapshot_form": SnapshotForm(),
+            "snapshots_possible": pool is not None and pool.type == "btrfs"}
+
+
+@login_required
+@require_POST
+def snapshot_take(request, ident):
+    def act(ct, form):
+        d = form.cleaned_data
+        task = services.take_snapshot(ct, request.user, d["name"] or None, d["description"])
+        messages.success(request, f"Task #{task.pk} queued: snapshot of {ct.ctid}.")
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "snapshot_form", lambda ct: SnapshotForm(request.POST), act, tab="snapshots")
+
+
+@login_required
+@require_POST
+def snapshot_action(request, ident, name, action):
+    funcs = {"switch": services.switch_snapshot, "delete": services.delete_snapshot}
+    if action not in funcs:
+        raise Http404("No such action")
+
+    def act(ct, form):
+        task = funcs[action](ct, request.user, name)
+        messages.success(request, f"Task #{task.pk} queued: {action} snapshot {name} of {ct.ctid}.")
+        return redirect("task-detail", task.pk)
+    return container_form(request, ident, "snapshot_action_form", lambda ct: ActionForm(request.POST), act,
+                          tab="snapshots")

@@ -172,3 +172,45 @@ def test_snapshots_refused_on_pools_that_cannot_take_them(host, admin_user, temp
     with pytest.raises(InvalidRequest, match="cannot take snapshots"):
         storage.take_snapshot(ct, admin_user, "x")
     assert not Snapshot.objects.exists() and not Task.objects.exists()
+
+
+def test_host_page_adds_pools_and_shows_them_and_the_create_form_offers_only_allowed_ones(
+        client, host, admin_user, people, acme, other_tenant, redis_conn):  # noqa: F811
+    client.force_login(admin_user)
+    resp = client.post(f"/hosts/{host.name}/pools/", {"name": "plain", "type": "dir", "tenants": [other_tenant.pk]})
+    assert resp.status_code == 302, resp.content.decode()[:500]
+    pool = StoragePool.objects.get(host=host, name="plain")
+    assert (pool.type, pool.status, list(pool.tenants.all())) == ("dir", "ready", [other_tenant])
+    resp = client.post(f"/hosts/{host.name}/pools/", {"name": "bad", "type": "btrfs", "device": "/etc/passwd"})
+    assert resp.status_code == 400 and "path under /dev" in resp.content.decode()
+    assert not StoragePool.objects.filter(name="bad").exists()
+    page = client.get(f"/hosts/{host.name}/").content.decode()
+    assert 'data-pool="plain"' in page and 'data-pool="default"' in page and "every tenant" in page
+    # An operator sees the host but may not add pools.
+    client.force_login(people["operator"])
+    assert client.post(f"/hosts/{host.name}/pools/", {"name": "x", "type": "dir"}).status_code == 403
+    # acme's admin is offered the pools open to acme only.
+    client.force_login(people["tadmin"])
+    form = client.get("/containers/new/").context["form"]
+    assert [v for v, _ in form.fields["storage"].choices] == ["", "default"]
+    client.force_login(people["outsider"])
+
+
+def test_snapshots_tab_shows_only_the_containers_own(client, host, template_name, people, acme, plan,  # noqa: F811
+                                                    other_tenant):  # noqa: F811
+    tank = StoragePool.objects.create(host=host, name="tank", type="btrfs", loop_size_mb=1024)
+    mine = Container.objects.create(ctid=9866, hostname="m.test", ostemplate=template_name, host=host, tenant=acme,
+                                    owner=people["student"], status="stopped", storage=tank)
+    theirs = Container.objects.create(ctid=9867, hostname="t.test", ostemplate=template_name, host=host,
+                                      tenant=other_tenant, owner=people["outsider"], status="stopped", storage=tank)
+    Snapshot.objects.create(container=mine, name="mine-1", ready=True)
+    Snapshot.objects.create(container=theirs, name="secret-1", ready=True)
+    client.force_login(people["student"])
+    page = client.get("/containers/9866/?tab=snapshots").content.decode()
+    assert 'data-snapshot="mine-1"' in page and "secret-1" not in page
+    assert client.get("/containers/9867/?tab=snapshots").status_code == 404
+    assert client.post("/containers/9867/snapshots/secret-1/delete/").status_code == 404
+    # Another container's snapshot name through one's own container: not found there, nothing queued.
+    resp = client.post("/containers/9866/snapshots/secret-1/delete/")
+    assert resp.status_code == 400 and "has no snapshot secret-1" in resp.content.decode()
+    assert not Task.objects.exists() and Snapshot.objects.count() == 2

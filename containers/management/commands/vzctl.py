@@ -115,10 +115,10 @@ UNMAPPED_VERBS = {
     "restore": "no checkpoints are written here, so none can be restored; vzrestore restores backups",
     "snapshot-mount": "snapshots are not mounted here; snapshot-switch rolls a stopped container back to one",
     "snapshot-umount": "snapshots are not mounted here; snapshot-switch rolls a stopped container back to one",
-    "quotaon": "the disk quota is the container's own XFS image: it is always on",
-    "quotaoff": "the disk quota is the container's own XFS image: it is always on",
-    "quotainit": "the disk quota is the container's own XFS image: nothing to initialise",
-    "convert": "there is one disk layout here (an XFS image), nothing to convert to",
+    "quotaon": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): it is always on",
+    "quotaoff": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): it is always on",
+    "quotainit": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): nothing to initialise",
+    "convert": "a container stays on the storage pool it was created on; back it up and restore it on another",
     "compact": "the disk image is sparse; there is nothing to compact",
 }
 
