@@ -213,7 +213,7 @@ def mount(task, log):
         log(f"Container is already mounted at {lxc.rootfs(ct.ctid)}")
     else:
         disk.mount()
-        log(f"Container is mounted: {disk.image.name} at {lxc.rootfs(ct.ctid)}")
+        log(f"Container is mounted: {disk.describe} at {lxc.rootfs(ct.ctid)}")
     return {"mounted": True}
 
 

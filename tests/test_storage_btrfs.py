@@ -78,7 +78,7 @@ def test_disk_limit_changes_up_and_down_while_running(lxc, btrfs_pool, busybox_t
     make(lxc, busybox_template, 9852, disk_mb=64)
     assert lxc.set_disk(9852, 160, None, running=True) == "grown"
     assert sh(lxc, 9852, "dd if=/dev/zero of=/f bs=1M count=100 && sync && echo ok").stdout.strip().endswith("ok")
-    with pytest.raises(LxcError, match="below what the container uses"):
+    with pytest.raises(LxcError, match="below what container 9852 uses"):
         lxc.set_disk(9852, 80, None, running=True)
     assert lxc.disk(9852).size_mb() == 160  # refused: nothing changed
     assert sh(lxc, 9852, "rm /f && sync && echo ok").stdout.strip() == "ok"
@@ -188,3 +188,16 @@ def test_a_container_cannot_make_subvolumes_that_escape_its_quota(lxc, btrfs_poo
     assert [line.split()[-1] for line in listing.splitlines()] == ["ct/9857"]
     # Ordinary ioctls still work (the filter matches these four requests only).
     assert sh(lxc, 9857, "echo x > /f && sync /f && echo ok").stdout.strip() == "ok"
+
+
+def test_reset_to_template_builds_a_new_subvolume_and_keeps_the_limit(lxc, btrfs_pool, busybox_template):  # noqa: F811
+    make(lxc, busybox_template, 9858, disk_mb=64, start=False)
+    (lxc.rootfs(9858) / "marker").write_text("old files\n")
+    lxc.reset(ContainerSpec(ctid=9858, hostname="b9858.test", disk_mb=64), busybox_template)
+    assert not (lxc.rootfs(9858) / "marker").exists() and (lxc.rootfs(9858) / "bin").is_dir()
+    assert mounted(lxc.rootfs(9858)) and lxc.disk(9858).size_mb() == 64
+    listing = subprocess.run(["btrfs", "subvolume", "list", str(btrfs_pool.mountpoint)], capture_output=True,
+                             text=True, check=True).stdout
+    assert [line.split()[-1] for line in listing.splitlines()] == ["ct/9858"]  # the old one and .new- gone
+    lxc.start(9858)
+    assert lxc.state(9858) == "RUNNING"

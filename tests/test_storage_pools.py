@@ -124,6 +124,12 @@ def test_btrfs_pool_snapshots_through_cli_api_and_quota(agent, tank, host, admin
     assert subprocess.run(["btrfs", "subvolume", "show", str(LXCPATH / ".pools/tank/ct/9864")],
                           capture_output=True).returncode == 0
     assert wait_task(services.start_container(ct, admin_user)).status == "ok"
+    # vzctl set --diskspace on the running container: the qgroup limit changes at once.
+    task = wait_task(services.update_container(ct, admin_user, disk_mb=400))
+    assert task.status == "ok", task.log
+    show = subprocess.run(["btrfs", "qgroup", "show", "-reF", "--raw", str(LXCPATH / ".pools/tank/ct/9864")],
+                          capture_output=True, text=True, check=True).stdout
+    assert str(400 << 20) in show, show
     res = vzctl(agent, "snapshot", "9864", "--name", "first", "--description", "before the upgrade")
     assert res.returncode == 0, res.stderr
     assert "frozen for" in res.stdout
@@ -214,3 +220,22 @@ def test_snapshots_tab_shows_only_the_containers_own(client, host, template_name
     resp = client.post("/containers/9866/snapshots/secret-1/delete/")
     assert resp.status_code == 400 and "has no snapshot secret-1" in resp.content.decode()
     assert not Task.objects.exists() and Snapshot.objects.count() == 2
+
+
+@pytest.mark.integration
+def test_after_a_reboot_the_agent_mounts_the_pool_then_its_containers(agent, tank, host, admin_user, template_name):
+    from .conftest import wait_until
+    task = services.create_container(user=admin_user, ctid=9868, ostemplate=template_name, hostname="r.test",
+                                     host=host, storage="tank")
+    assert wait_task(task).status == "ok", task.log
+    rootfs, mountpoint = LXCPATH / "9868" / "rootfs", LXCPATH / ".pools" / "tank"
+
+    def mounted(path):
+        with open("/proc/self/mountinfo") as fh:
+            return any(line.split()[4] == str(path) for line in fh)
+    # What a reboot leaves: neither the pool nor the container's bind mount.
+    subprocess.run(["umount", str(rootfs)], check=True)
+    subprocess.run(["umount", str(mountpoint)], check=True)
+    wait_until(lambda: mounted(mountpoint) and mounted(rootfs), 30, message="the agent to mount pool and rootfs")
+    assert (rootfs / "bin").is_dir()
+    assert wait_task(services.start_container(Container.objects.get(ctid=9868), admin_user)).status == "ok"

@@ -170,9 +170,9 @@ class Lxc:
         if disk is None:
             raise LxcError(f"container {ctid} has no disk image: its disk space is not limited")
         try:
-            return disk.resize(disk_mb, diskinodes, running, log)
+            return disk.resize(disk_mb, diskinodes, running, log, who=f"container {ctid}")
         except (DiskImageError, StorageError) as exc:
-            raise LxcError(f"container {ctid}: {exc}") from None
+            raise LxcError(str(exc)) from None
 
     def _base(self, ctid: int) -> list[str]:
         return ["-n", str(int(ctid)), "-P", str(self.lxcpath)]
@@ -561,6 +561,7 @@ class Lxc:
         if not self.exists(ctid):
             return
         pool = self.storage(ctid)
+        pool.ensure_ready()  # a btrfs pool not mounted yet (after a reboot): its subvolume must go too
         disk = pool.volume(self.path(ctid), ctid)
         if disk:
             disk.umount()  # never let a recursive delete walk into a mounted filesystem

@@ -69,8 +69,10 @@ class Volume(ABC):
         """The hard disk limit in MiB as the pool enforces it now."""
 
     @abstractmethod
-    def resize(self, size_mb: int, inodes: int | None, running: bool, log: Log = _noop) -> str:
-        """vzctl set --diskspace/--diskinodes; returns what was done (grown, shrunk, ...)."""
+    def resize(self, size_mb: int, inodes: int | None, running: bool, log: Log = _noop,
+               who: str = "the container") -> str:
+        """vzctl set --diskspace/--diskinodes; returns what was done (grown, shrunk, ...). `who` names
+        the container in refusals."""
 
     @abstractmethod
     def remove(self) -> None:

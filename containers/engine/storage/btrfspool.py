@@ -314,12 +314,13 @@ class Subvolume(Volume):
     def set_limit(self, size_mb: int) -> None:
         _run(["btrfs", "qgroup", "limit", f"{int(size_mb) * MIB}", str(self.path)], "setting the disk limit")
 
-    def resize(self, size_mb: int, inodes: int | None, running: bool, log: Log = _noop) -> str:
+    def resize(self, size_mb: int, inodes: int | None, running: bool, log: Log = _noop,
+               who: str = "the container") -> str:
         """Up or down, running or not: a qgroup limit changes at once. Not below what it uses."""
         run(["btrfs", "filesystem", "sync", str(self.pool.mountpoint)], check=False, timeout=120)
         used, limit = self.qgroup()
         if size_mb * MIB < used + OVERHEAD_MB * MIB:
-            raise StorageError(f"diskspace {size_mb} MiB is below what the container uses "
+            raise StorageError(f"diskspace {size_mb} MiB is below what {who} uses "
                                f"({used // MIB} MiB, plus {OVERHEAD_MB} MiB of room)")
         current = (limit or 0) // MIB
         self.set_limit(size_mb)
