@@ -239,3 +239,12 @@ def test_after_a_reboot_the_agent_mounts_the_pool_then_its_containers(agent, tan
     wait_until(lambda: mounted(mountpoint) and mounted(rootfs), 30, message="the agent to mount pool and rootfs")
     assert (rootfs / "bin").is_dir()
     assert wait_task(services.start_container(Container.objects.get(ctid=9868), admin_user)).status == "ok"
+
+
+def test_a_container_on_btrfs_is_not_migrated_yet(host, admin_user, template_name, redis_conn):
+    tank = StoragePool.objects.create(host=host, name="tank", type="btrfs", loop_size_mb=1024)
+    ct = Container.objects.create(ctid=9869, hostname="m.test", ostemplate=template_name, host=host,
+                                  status="stopped", storage=tank)
+    with pytest.raises(InvalidRequest, match="not possible yet"):
+        services.migrate_container(ct, admin_user, None)
+    assert not Task.objects.exists() and Container.objects.get(ctid=9869).lock_task is None
