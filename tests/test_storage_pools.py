@@ -73,6 +73,10 @@ def test_a_tenant_cannot_create_on_a_pool_it_is_not_allowed(host, template_name,
                                          "storage": "fast"}, format="json")
     assert resp.status_code == 400 and "no storage pool 'fast'" in resp.json()["detail"]
     assert not Container.objects.filter(ctid=9863).exists()
+    # The host's pools are listed with the host (for those who see hosts), by the names create takes.
+    api.force_authenticate(people["operator"])
+    pools = {p["name"]: p for p in api.get(f"/api/hosts/{host.name}/").json()["storage_pools"]}
+    assert pools["default"]["is_default"] and pools["default"]["type"] == "image" and pools["fast"]["type"] == "dir"
 
 
 def test_only_administrators_add_pools_and_bad_ones_are_refused(host, people, admin_user):  # noqa: F811
