@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-RUN_DEBS := lxc apparmor uidmap redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs openssl debootstrap gnupg \
+RUN_DEBS := lxc apparmor uidmap redis-server rsync zstd xz-utils busybox-static python3-venv iproute2 xfsprogs btrfs-progs openssl debootstrap gnupg \
             openssh-client criu
 # A host that receives migrations runs sshd; the tests run one in a network namespace.
 AGENT_DEBS := openssh-server

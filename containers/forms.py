@@ -77,6 +77,21 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
         if not self.admin_limits:
             for key in ("ram_mb", "swap_mb", "cpus", "disk_mb"):
                 del self.fields[key]
+        self.add_storage_field(user)
+
+    def add_storage_field(self, user):
+        """Storage pool (issue 21): the names of the pools the user may create on, on any host; the
+        service checks the chosen one against the host and the tenant."""
+        from storage.models import PoolStatus, StoragePool
+        from accounts.permissions import manages_all_containers
+        pools = StoragePool.objects.filter(status=PoolStatus.READY)
+        if not manages_all_containers(user):
+            from accounts.permissions import creatable_tenants
+            pools = pools.filter(tenants__isnull=True) | pools.filter(tenants__in=creatable_tenants(user))
+        names = sorted(set(pools.values_list("name", flat=True)))
+        self.fields["storage"] = forms.ChoiceField(
+            label="Storage pool", required=False, choices=[("", "The host's default")] + [(n, n) for n in names],
+            help_text="Where its root filesystem lives: a btrfs pool takes snapshots; see the host's page.")
 
     def clean_ctid(self):
         ctid = self.cleaned_data["ctid"]

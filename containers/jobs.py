@@ -17,6 +17,7 @@ from .choices import LXC_STATE_MAP, ContainerStatus
 from .engine.cgroups import CgroupError, Limits
 from .engine.commands import CommandError
 from .engine.diskimage import DiskImageError, MountTable
+from .engine.storage import StorageError
 from .engine.faults import fault_point
 from .engine.lxc import ABSENT, ContainerSpec, Lxc, LxcError
 from .engine.safefs import SafeFsError, Tree, readonly_view, root_only_dir
@@ -32,8 +33,11 @@ logger = logging.getLogger(__name__)
 
 
 def lxc_for(host) -> Lxc:
-    """The host's containers: in an lxcpath root alone can change (the row's path is not trusted blindly)."""
-    return Lxc(root_only_dir(host.lxcpath, "lxcpath"))
+    """The host's containers: in an lxcpath root alone can change (the row's path is not trusted blindly),
+    each on the storage pool its row names."""
+    from storage.jobs import storage_resolver
+    lxcpath = root_only_dir(host.lxcpath, "lxcpath")
+    return Lxc(lxcpath, storage_of=storage_resolver(host, lxcpath))
 
 
 def views_dir() -> Path:
@@ -119,7 +123,8 @@ def as_task_failure(exc: BaseException) -> BaseException:
     if isinstance(exc, OSError):
         text = exc.strerror or str(exc)
         text += f" ({exc.filename})" if exc.filename else ""
-    elif isinstance(exc, (TaskFailed, LxcError, ArchiveError, SafeFsError, DiskImageError, CgroupError, CommandError)):
+    elif isinstance(exc, (TaskFailed, LxcError, ArchiveError, SafeFsError, DiskImageError, StorageError, CgroupError,
+                          CommandError)):
         text = str(exc)
     else:
         return exc
@@ -162,7 +167,7 @@ def needs_rootfs(run_handler):
                     log(f"Unmounted the root filesystem of {ct.ctid} again, as vzctl umount left it")
                 elif state != ABSENT:  # running now; ABSENT: gone from this host (destroyed, migrated)
                     _mark_unmounted(ct, False)
-            except (DiskImageError, LxcError, CommandError) as exc:
+            except (DiskImageError, StorageError, LxcError, CommandError) as exc:
                 log(f"The root filesystem of {ct.ctid} stays mounted for now ({exc}); the agent unmounts it "
                     "at its next reconcile")
     return mounted_for_the_task
@@ -208,7 +213,7 @@ def mount(task, log):
         log(f"Container is already mounted at {lxc.rootfs(ct.ctid)}")
     else:
         disk.mount()
-        log(f"Container is mounted: {disk.image.name} at {lxc.rootfs(ct.ctid)}")
+        log(f"Container is mounted: {disk.describe} at {lxc.rootfs(ct.ctid)}")
     return {"mounted": True}
 
 

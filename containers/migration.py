@@ -272,9 +272,10 @@ class Migration:
         from metrics.models import ContainerEvent
         ct, log = self.ct, self.log
         running = self.was_running
+        from storage.services import image_pool
         Container.objects.filter(pk=ct.pk).update(
             host=self.dest, status=ContainerStatus.RUNNING if running else ContainerStatus.STOPPED,
-            status_changed_at=timezone.now())
+            status_changed_at=timezone.now(), storage=image_pool(self.dest))  # its copy there is an image
         ct.host = self.dest
         self.phase = "committed"
         self.remember()
@@ -475,9 +476,11 @@ def recover_interrupted(task: Task, lxc: Lxc, log) -> None:
     dest_started = Task.objects.filter(type=TaskType.CT_MIGRATE_IN, params__migration=task.pk,
                                        params__step="finish", status=TaskStatus.OK).exists()
     if dest_started:
+        from storage.services import image_pool
         Container.objects.filter(pk=ct.pk).update(host_id=task.params["dest_host_id"],
                                                   status=ContainerStatus.RUNNING if state.get("was_running")
-                                                  else ContainerStatus.STOPPED)
+                                                  else ContainerStatus.STOPPED,
+                                                  storage=image_pool(Host.objects.get(pk=task.params["dest_host_id"])))
         lxc.kill(ct.ctid)
         lxc.destroy(ct.ctid)
         log(f"CT {ct.ctid} had reached its destination; committed the move and removed the source copy")

@@ -29,6 +29,9 @@ class Container(models.Model):
     # vzctl umount: its admin unmounted the root filesystem (a disk image) on purpose. The agent,
     # which otherwise keeps every disk image mounted, leaves it so until vzctl mount or start.
     unmounted = models.BooleanField(default=False)
+    # Where its root filesystem lives (storage.StoragePool of its host); chosen at create.
+    storage = models.ForeignKey("storage.StoragePool", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="containers")
     # The task that holds this container; at most one mutating task at a time.
     lock_task = models.ForeignKey("tasks.Task", null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="+")

@@ -212,9 +212,11 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
                      name: str | None = None, onboot: bool = False, description: str = "",
                      start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
                      student_class=None, expires_at=None, override_capacity: bool = False,
-                     task_type: str = TaskType.CT_CREATE, task_params: dict | None = None) -> Task:
+                     task_type: str = TaskType.CT_CREATE, task_params: dict | None = None,
+                     storage: str | None = None) -> Task:
     """Register a container in state 'creating' and queue its creation on `host` (None: the panel
-    picks one by capacity) or, with task_type CT_RESTORE, its restore from a backup."""
+    picks one by capacity) or, with task_type CT_RESTORE, its restore from a backup. `storage`: the
+    name of the host's storage pool to make it on (None: the host's default)."""
     from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
         validate_ctid(ctid)
@@ -256,6 +258,9 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
                              "does not manage; pick another CTID.")
     if owner is None and user is not None and user.is_authenticated:
         owner = user
+    # Storage pool (issue 21): the named one or the host's default, one the user may use for the tenant.
+    from storage.services import pool_for_create
+    pool = pool_for_create(host, user, tenant, storage)
     try:
         with transaction.atomic():
             check_quota(tenant, containers=1, **{k: v for k, v in wanted.items() if k in PLAN_LIMITS})
@@ -266,6 +271,8 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
                 onboot=onboot, description=description, owner=owner, tenant=tenant, plan=plan,
                 student_class=student_class, expires_at=expires_at, status=ContainerStatus.CREATING, **wanted,
             )
+            Container.objects.filter(pk=ct.pk).update(storage=pool)  # its own line: see pool_for_create above
+            ct.storage = pool
             task = submit_task(type=task_type, host=host, user=user, container=ct,
                                params={"ostemplate": ostemplate, "hostname": hostname, "start": bool(start),
                                        **(task_params or {})})
@@ -289,6 +296,11 @@ def migrate_container(ct: Container, user, dest: Host | None, *, online: bool = 
     if user is not None and not manages_hosts(user):
         raise NotAllowed("Only administrators and operators move containers between hosts.")
     ct = _reload(ct)
+    # Storage pools (issue 21): a migration copies files into an image at the destination; a btrfs
+    # container's subvolume, bind mount and snapshots are not carried (btrfs send is still to come).
+    if ct.storage is not None and ct.storage.type == "btrfs":
+        raise InvalidRequest(f"Container {ct.ctid} is on the btrfs storage pool {ct.storage.name}: moving it to "
+                             "another host is not possible yet (back it up and restore it there instead).")
     if dest is None:
         dest = pick_host(ram_mb=ct.ram_mb, cpus=ct.cpus, disk_mb=ct.disk_mb, exclude=(ct.host_id,))
     dest = Host.objects.get(pk=dest.pk)  # its agent's latest heartbeat, pinned key and drain state

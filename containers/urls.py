@@ -1,5 +1,7 @@
 from django.urls import path
 
+from storage import views as snapshot_views
+
 from . import views
 
 urlpatterns = [
@@ -16,5 +18,8 @@ urlpatterns = [
     path("<str:ident>/password/", views.container_password, name="container-password"),
     path("<str:ident>/sshkey/", views.container_sshkey, name="container-sshkey"),
     path("<str:ident>/console/ticket/", views.container_console_ticket, name="container-console-ticket"),
+    path("<str:ident>/snapshots/", snapshot_views.snapshot_take, name="container-snapshot"),
+    path("<str:ident>/snapshots/<str:name>/<str:action>/", snapshot_views.snapshot_action,
+         name="container-snapshot-action"),
     path("<str:ident>/<str:action>/", views.container_action, name="container-action"),
 ]

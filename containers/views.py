@@ -26,7 +26,7 @@ ACTIONS = {
     "stop": services.stop_container,
     "restart": services.restart_container,
 }
-TABS = ("overview", "console", "resources", "events", "network", "backups")
+TABS = ("overview", "console", "resources", "events", "network", "backups", "snapshots")
 
 
 @login_required
@@ -99,7 +99,8 @@ def container_create(request):
             hostname=data["hostname"], host=data["host"], name=data["name"],
             onboot=data["onboot"], description=data["description"], start=data["start"],
             tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
-            override_capacity=data.get("override_capacity", False))
+            override_capacity=data.get("override_capacity", False),
+            storage=data.get("storage") or None)
         messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
         return redirect("task-detail", task.pk)
 
@@ -164,6 +165,9 @@ def container_page(request, ct, tab: str = "overview", status: int = 200, **form
     elif tab == "backups":
         from backups.views import container_backups
         context.update(container_backups(ct, request.user, context["can_manage"]))
+    elif tab == "snapshots":
+        from storage.views import container_snapshots
+        context.update(container_snapshots(ct))
     context.update(forms)
     return render(request, "containers/detail.html", context, status=status)
 

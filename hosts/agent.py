@@ -26,6 +26,7 @@ import backups.jobs  # noqa: F401  (registers the backup task handler)
 import containers.migration  # noqa: F401  (registers the migration and evacuation handlers)
 import containers.template_jobs  # noqa: F401  (registers the OS template task handlers)
 import network.jobs  # noqa: F401  (registers the network task handlers)
+import storage.jobs  # noqa: F401  (registers the storage pool and snapshot task handlers)
 from containers.jobs import keep_mount_as_marked, lxc_for, record_states  # also registers the container task handlers
 from containers.models import Container, OSTemplate
 from consoles.agent import ConsoleServer
@@ -226,6 +227,10 @@ class Agent:
         since lxc-ls looked was written back with the state before the task, until the next pass."""
         managed = list(Container.objects.filter(host=self.host))
         seen = self.lxc.list_all()
+        try:  # btrfs pools are not mounted after a reboot: before their containers' bind mounts
+            storage.jobs.refresh_pools(self.host, self.lxc.lxcpath)
+        except Exception as exc:
+            logger.warning("cannot refresh the storage pools: %s", exc)
         mounts = diskimage.read_mount_table()
         for ct in managed:
             if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:

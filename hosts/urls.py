@@ -1,5 +1,7 @@
 from django.urls import path
 
+from storage import views as pool_views
+
 from . import views
 
 urlpatterns = [
@@ -9,4 +11,6 @@ urlpatterns = [
     path("<str:name>/storages/", views.storage_create, name="storage-create"),
     path("<str:name>/do/<str:action>/", views.host_action, name="host-action"),
     path("<str:name>/storages/<int:pk>/delete/", views.storage_delete, name="storage-delete"),
+    path("<str:name>/pools/", pool_views.pool_add, name="pool-add"),
+    path("<str:name>/pools/<int:pk>/default/", pool_views.pool_default, name="pool-default"),
 ]

@@ -54,11 +54,20 @@ def host_page(request, host, status: int = 200, **forms) -> HttpResponse:
         "promise_form": PromiseForm(initial={k: getattr(host, k) for k in PromiseForm.base_fields}),
         "remove_form": RemoveHostForm(),
         "storage_form": StorageForm(),
+        **storage_pools_context(host),
         **forms,
         # The buttons' forms in error, shown at the top of their card.
         "maintenance_forms": [forms.get(f"{a}_form") for a in ("drain", "undrain", "evacuate") if forms.get(f"{a}_form")],
         "access_forms": [forms.get(f"{a}_form") for a in ("token", "revoke", "ssh", "promise", "remove") if forms.get(f"{a}_form")],
     }, status=status)
+
+
+def storage_pools_context(host) -> dict:
+    """The host's storage pools (issue 21) with their container counts, and the form to add one."""
+    from django.db.models import Count
+    from storage.forms import PoolAddForm
+    pools = host.storage_pools.annotate(container_count=Count("containers")).prefetch_related("tenants")
+    return {"pools": pools, "pool_form": PoolAddForm()}
 
 
 def host_form(request, name, key: str, form, act, may=manages_hosts) -> HttpResponse:

@@ -130,13 +130,19 @@ def _disk_counters(ct: Container, disk) -> list[dict]:
     """diskspace (1K blocks) and diskinodes, as vzquota showed them: held, soft (barrier), hard (limit)."""
     # The limits are what the filesystem enforces (statvfs), the barriers the soft limits set, if any.
     space_limit, inode_limit = disk.total_bytes // 1024, disk.inodes_total
+    if not inode_limit:  # btrfs: inodes are made as needed and no limit on them can be enforced
+        inodes = {"resource": "diskinodes", "held": None, "maxheld": None, "barrier": None, "limit": None,
+                  "failcnt": None, "measured": False,
+                  "note": "not enforceable on this storage pool (btrfs makes inodes as it needs them)"}
+    else:
+        inodes = {"resource": "diskinodes", "held": disk.inodes_used, "maxheld": None,
+                  "barrier": min(ct.diskinodes_soft, inode_limit) if ct.diskinodes_soft else inode_limit,
+                  "limit": inode_limit, "failcnt": None, "measured": True,
+                  "note": "the hard limit is what the container's filesystem allows"}
     return [
         {"resource": "diskspace", "held": disk.used_bytes // 1024, "maxheld": None,
          "barrier": min(ct.disk_soft_mb * 1024, space_limit) if ct.disk_soft_mb else space_limit,
          "limit": space_limit, "failcnt": None, "measured": True,
          "note": "1K blocks; the hard limit is the size of the container's filesystem"},
-        {"resource": "diskinodes", "held": disk.inodes_used, "maxheld": None,
-         "barrier": min(ct.diskinodes_soft, inode_limit) if ct.diskinodes_soft else inode_limit,
-         "limit": inode_limit, "failcnt": None, "measured": True,
-         "note": "the hard limit is what the container's filesystem allows"},
+        inodes,
     ]

@@ -9,6 +9,7 @@ from backups.api.views import BackupJobViewSet
 from containers.api.template_api import TemplateAdminViewSet
 from containers.api.views import ContainerViewSet
 from hosts.api.views import HostViewSet
+from storage.api.views import SnapshotViewSet
 from network.api.views import ContainerNetworkViewSet, HostBridgeViewSet, PoolViewSet, TenantBridgeViewSet
 from tasks.api.views import TaskViewSet
 from tenancy.api.views import AuditEventViewSet, PlanViewSet, TenantViewSet, UserViewSet
@@ -28,6 +29,7 @@ router.register("plans", PlanViewSet, basename="api-plan")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("users", UserViewSet, basename="api-user")
 router.register(r"containers/(?P<ctid>[^/]+)/network", ContainerNetworkViewSet, basename="api-ct-network")
+router.register(r"containers/(?P<ctid>[^/]+)/snapshots", SnapshotViewSet, basename="api-ct-snapshots")
 router.register("pools", PoolViewSet, basename="api-pool")
 router.register("backup-jobs", BackupJobViewSet, basename="api-backup-job")
 router.register("backups", BackupViewSet, basename="api-backup")

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "hosts",
     "tasks",
     "containers",
+    "storage",
     "consoles",
 ]
 

@@ -59,4 +59,8 @@ class TaskType(models.TextChoices):
     CT_MIGRATE = "ct.migrate", "migrate"
     CT_MIGRATE_IN = "ct.migrate_in", "migrate (destination step)"
     HOST_EVACUATE = "host.evacuate", "evacuate host"
+    POOL_CREATE = "storage.create", "make storage pool"
+    CT_SNAPSHOT = "ct.snapshot", "snapshot"
+    CT_SNAPSHOT_SWITCH = "ct.snapshot_switch", "switch to snapshot"
+    CT_SNAPSHOT_DELETE = "ct.snapshot_delete", "delete snapshot"
     NOOP = "noop", "no-op"

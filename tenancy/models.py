@@ -43,6 +43,7 @@ QUOTA_FIELDS = {
     "max_ips": ("IP addresses", ""),
     "max_backups": ("backups", ""),
     "max_backup_mb": ("backup space", "MiB"),
+    "max_snapshots": ("snapshots", ""),
 }
 
 
@@ -61,6 +62,7 @@ class Tenant(models.Model):
     max_ips = models.PositiveIntegerField(null=True, blank=True)
     max_backups = models.PositiveIntegerField(null=True, blank=True)
     max_backup_mb = models.PositiveIntegerField(null=True, blank=True)
+    max_snapshots = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -203,6 +203,14 @@ FORMS: dict[str, list[Case]] = {
     "storage-create": [Case(_u("storage-create", lambda w: w["host"].name), {"name": "nfs78",
                                                                              "path": "relative/78"},
                             "absolute", "relative/78")],
+    "pool-add": [Case(_u("pool-add", lambda w: w["host"].name), {"name": "tank78", "type": "btrfs",
+                                                                 "device": "/etc/passwd78"},
+                      "path under /dev", "/etc/passwd78")],
+    "pool-default": [Case(_u("pool-default", lambda w: w["host"].name, lambda w: w["failed_pool"].pk), {},
+                          "cannot be the default", status=409)],
+    "container-snapshot": [Case(_u("container-snapshot", STOPPED), {"name": "snap78"}, "cannot take snapshots")],
+    "container-snapshot-action": [Case(_u("container-snapshot-action", STOPPED, "snap78", "delete"), {},
+                                       "cannot take snapshots")],
     "storage-delete": [Case(_u("storage-delete", lambda w: w["host"].name, lambda w: w["storage"].pk), {},
                             "still lists backups")],
     "host-action": [
@@ -263,6 +271,9 @@ def world(client, admin_user, host, template_name, settings, tmp_path):
                                 plan=plan)
     empty_host = Host.objects.create(name="empty78", lxcpath=str(tmp_path / "lxc"), template_dir=str(tmp_path),
                                      dump_dir=str(tmp_path / "dump"))
+    from storage.models import StoragePool
+    failed_pool = StoragePool.objects.create(host=host, name="failed78", type="btrfs", loop_size_mb=1024,
+                                             status="failed")
     twofactor = User.objects.create_user("twofactor78", "2fa78@example.test", "twofactor-pass-78")
     TOTPDevice.objects.create(user=twofactor, name="default", confirmed=True)
     reset_user = User.objects.create_user("reset78", "reset78@example.test", "reset-pass-78")
@@ -275,7 +286,7 @@ def world(client, admin_user, host, template_name, settings, tmp_path):
         return response["Location"]
     return {"admin": admin_user, "host": host, "template": template_name, "acme": acme, "plan": plan,
             "tadmin": tadmin, "stopped": stopped, "running": running, "storage": storage, "backup": backup,
-            "done_task": done_task, "pool": pool, "job": job,
+            "done_task": done_task, "pool": pool, "job": job, "failed_pool": failed_pool,
             "empty_host": empty_host, "twofactor": twofactor, "reset_url": reset_url,
             "template_row": OSTemplate.objects.filter(host=host).first()}
 

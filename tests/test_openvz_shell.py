@@ -216,7 +216,7 @@ def test_vzctl_verbs_as_an_openvz_admin_types_them(vz, admin_user, host, templat
         res = vz("vzctl", "set", "9701", *argv, "--save")
         assert res.returncode != 0 and says in res.stderr and "Nothing was changed" in res.stderr, res.stderr
     assert Task.objects.count() == before and Container.objects.get(ctid=9701).ram_mb == 256
-    for verb in ("chkpnt", "snapshot", "quotaon"):
+    for verb in ("chkpnt", "snapshot-mount", "quotaon"):
         res = vz("vzctl", verb, "9701")
         assert res.returncode != 0 and res.stderr.startswith(f"CommandError: vzctl {verb}: "), res.stderr
     help_text = vz("vzctl", "--help").stdout

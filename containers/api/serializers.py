@@ -4,7 +4,7 @@ from backups.models import Compression
 from containers.models import Container, OSTemplate
 from hosts.models import Host
 from panel.fields import AsciiIntegerSerializerField
-from panel.validators import validate_ctid, validate_hostname, validate_name_alias
+from panel.validators import validate_ctid, validate_hostname, validate_name as validate_pool_name, validate_name_alias
 from tenancy.models import Plan, Tenant
 
 
@@ -28,15 +28,15 @@ class ContainerSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     plan = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     ip = serializers.SerializerMethodField(help_text="the container's addresses, venet's and veth's, as vzlist -j")
+    storage = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Container
         fields = ["ctid", "url", "name", "hostname", "ostemplate", "host", "ip", "onboot", "description", "owner",
                   "tenant", "plan", "ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpulimit", "numproc",
-                  "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio", "expires_at",
+                  "disk_mb", "disk_soft_mb", "diskinodes", "diskinodes_soft", "ioprio", "expires_at", "storage",
                   "status", "unmounted", "nproc", "locked_by_task", "status_changed_at", "created_at", "updated_at"]
         read_only_fields = fields
-
 
     def get_ip(self, ct) -> list[str]:
         # From the list's prefetch (containers.views.listed_containers), else one query for one container.
@@ -64,6 +64,10 @@ class ContainerCreateSerializer(serializers.Serializer):
     cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
     disk_mb = AsciiIntegerSerializerField(min_value=300, required=False)
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
+    # The host's storage pool by name (default: the host's default pool); checked by the service
+    # against the pools the caller may use for the tenant.
+    storage = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True,
+                                    validators=[_django(validate_pool_name)])
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

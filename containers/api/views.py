@@ -48,7 +48,7 @@ def refused(exc: TaskError):
 # of the SQL (bench/bench_lists.py). list_rows gives exactly what ContainerSerializer gives
 # (tests/test_lists.py compares them field by field), so the list and a container's own page agree.
 RELATED = {"host": "host__name", "owner": "owner__username", "tenant": "tenant__slug", "plan": "plan__name",
-           "locked_by_task": "lock_task_id"}
+           "locked_by_task": "lock_task_id", "storage": "storage__name"}
 COMPUTED = ("url", "ip")
 DATETIMES = ("expires_at", "status_changed_at", "created_at", "updated_at")
 

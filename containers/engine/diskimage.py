@@ -166,6 +166,37 @@ class DiskImage:
         self.umount()
         self.image.unlink(missing_ok=True)
 
+    def resize(self, size_mb: int, inodes: int | None, running: bool, log=lambda _msg: None,
+               who: str = "the container") -> str:
+        """vzctl set --diskspace/--diskinodes: grow and change inodes online; shrink only when stopped."""
+        self.mount()
+        usage = self.usage()
+        if size_mb * MIB < usage.used_bytes + 16 * MIB:
+            raise DiskImageError(f"diskspace {size_mb} MiB is below what {who} uses "
+                                 f"({usage.used_bytes // MIB} MiB, plus 16 MiB for the filesystem itself)")
+        if inodes and inodes < usage.inodes_used + 16:
+            raise DiskImageError(f"diskinodes {inodes} is below the {usage.inodes_used} inodes {who} uses")
+        current_mb = self.size_mb()
+        if size_mb < current_mb:
+            if running:
+                raise DiskImageError("the disk can only shrink while the container is stopped "
+                                     "(its filesystem is rebuilt smaller and the files copied)")
+            log(f"Rebuilding the disk of {who} at {size_mb} MiB (was {current_mb} MiB)")
+            self.rebuild(size_mb, inodes or usage.inodes_total)
+            return "shrunk"
+        if size_mb > current_mb:
+            log(f"Growing the disk of {who} from {current_mb} to {size_mb} MiB" + (" online" if running else ""))
+            self.grow(size_mb, inodes)
+            return "grown"
+        if inodes:
+            self.set_inodes(size_mb, inodes)
+            return "inodes set"
+        return "unchanged"
+
+    @property
+    def describe(self) -> str:
+        return self.image.name
+
 
 def maxpct_for(size_mb: int, inodes: int | None) -> int:
     """imaxpct that lets about `inodes` inodes fit on a filesystem of `size_mb`."""

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +24,9 @@ from . import apparmor
 from .commands import CommandError, CommandResult, OutputCallback, run
 from .cgroups import Cgroup, Limits
 from .faults import fault_point
-from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, MountTable, mounted_source
+from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskImageError, DiskUsage, MountTable, mounted_source
+from .storage import ImagePool, StorageError, StoragePool, Volume
+from .storage.btrfspool import BtrfsPool, Subvolume
 from .safefs import Tree, resolved_name
 from .vzdump import SYSTEM_DIRS, ArchiveError, safe_extract
 
@@ -69,6 +72,10 @@ MIN_SLOTS = 1024           # a range of root's smaller than this many containers
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 # Syscalls refused inside containers on top of LXC's common profile: the kernel keyring is not
 # namespaced (a key is found by its owner's host uid), so containers get none, as under Docker.
+# btrfs lets any user make a subvolume or snapshot in a directory they may write; one made inside a
+# container's subvolume has a qgroup of its own, outside the container's limit (its disk quota would
+# not hold): the four ioctls that make them (BTRFS_IOC_SNAP_CREATE, SUBVOL_CREATE, SNAP_CREATE_V2,
+# SUBVOL_CREATE_V2) are refused with EPERM.
 SECCOMP_PROFILE = """2
 denylist
 reject_force_umount
@@ -81,6 +88,10 @@ delete_module errno 1
 keyctl errno 38
 add_key errno 38
 request_key errno 38
+ioctl errno 1 [1,0x50009401,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x5000940e,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x50009417,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x50009418,SCMP_CMP_EQ]
 """
 SECCOMP_NAME = ".vzpanel.seccomp"  # in the lxcpath, which is root's alone
 
@@ -115,8 +126,11 @@ def _noop(_msg: str) -> None:
 class Lxc:
     """The containers of one lxcpath (default /var/lib/lxc)."""
 
-    def __init__(self, lxcpath: str | os.PathLike):
+    def __init__(self, lxcpath: str | os.PathLike, storage_of: Callable[[int], StoragePool | None] | None = None):
+        """`storage_of(ctid)`: the storage pool a container is on, from the agent's own rows; without it
+        (or where it answers None) a container is on the host's image pool, as before storage pools."""
         self.lxcpath = Path(lxcpath)
+        self.storage_of = storage_of
 
     # -- paths and state -------------------------------------------------
     def path(self, ctid: int) -> Path:
@@ -128,10 +142,14 @@ class Lxc:
     def exists(self, ctid: int) -> bool:
         return (self.path(ctid) / "config").is_file()
 
-    def disk(self, ctid: int) -> DiskImage | None:
-        """The container's disk image, or None for a plain-directory container."""
-        image = DiskImage(self.path(ctid) / IMAGE_NAME, self.rootfs(ctid))
-        return image if image.exists() else None
+    def storage(self, ctid: int) -> StoragePool:
+        """The pool the container's root filesystem is on."""
+        pool = self.storage_of(int(ctid)) if self.storage_of else None
+        return pool if pool is not None else ImagePool(self.lxcpath)
+
+    def disk(self, ctid: int) -> Volume | None:
+        """The container's volume (a disk image, a subvolume), or None for a plain-directory container."""
+        return self.storage(ctid).volume(self.path(ctid), ctid)
 
     def ensure_mounted(self, ctid: int, mounts: MountTable | None = None) -> None:
         """Mount the container's disk image if it has one that is not mounted. A pass over many
@@ -146,33 +164,15 @@ class Lxc:
         return disk.usage() if disk and disk.is_mounted(mounts) else None
 
     def set_disk(self, ctid: int, disk_mb: int, diskinodes: int | None, running: bool, log: Log = _noop) -> str:
-        """vzctl set --diskspace/--diskinodes: grow and change inodes online; shrink only when stopped."""
+        """vzctl set --diskspace/--diskinodes, as the container's pool can: an image grows and changes
+        inodes online and shrinks only when stopped; a btrfs subvolume's quota changes either way online."""
         disk = self.disk(ctid)
         if disk is None:
             raise LxcError(f"container {ctid} has no disk image: its disk space is not limited")
-        disk.mount()
-        usage = disk.usage()
-        if disk_mb * MIB < usage.used_bytes + 16 * MIB:
-            raise LxcError(f"diskspace {disk_mb} MiB is below what container {ctid} uses "
-                           f"({usage.used_bytes // MIB} MiB, plus 16 MiB for the filesystem itself)")
-        if diskinodes and diskinodes < usage.inodes_used + 16:
-            raise LxcError(f"diskinodes {diskinodes} is below the {usage.inodes_used} inodes container {ctid} uses")
-        current_mb = disk.size_mb()
-        if disk_mb < current_mb:
-            if running:
-                raise LxcError("the disk can only shrink while the container is stopped "
-                               "(its filesystem is rebuilt smaller and the files copied)")
-            log(f"Rebuilding the disk of {ctid} at {disk_mb} MiB (was {current_mb} MiB)")
-            disk.rebuild(disk_mb, diskinodes or usage.inodes_total)
-            return "shrunk"
-        if disk_mb > current_mb:
-            log(f"Growing the disk of {ctid} from {current_mb} to {disk_mb} MiB" + (" online" if running else ""))
-            disk.grow(disk_mb, diskinodes)
-            return "grown"
-        if diskinodes:
-            disk.set_inodes(disk_mb, diskinodes)
-            return "inodes set"
-        return "unchanged"
+        try:
+            return disk.resize(disk_mb, diskinodes, running, log, who=f"container {ctid}")
+        except (DiskImageError, StorageError) as exc:
+            raise LxcError(str(exc)) from None
 
     def _base(self, ctid: int) -> list[str]:
         return ["-n", str(int(ctid)), "-P", str(self.lxcpath)]
@@ -302,15 +302,12 @@ class Lxc:
             raise LxcError(f"{target} already exists: a container {spec.ctid} is already known to LXC")
         self.lxcpath.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-", dir=self.lxcpath))
+        pool, volume = self.storage(spec.ctid), None
         try:
             os.chmod(partial, 0o770)
             rootfs = partial / "rootfs"
             rootfs.mkdir()
-            if spec.disk_mb:
-                image = DiskImage(partial / IMAGE_NAME, rootfs)
-                log(f"Making a {spec.disk_mb} MiB disk" + (f" with {spec.diskinodes} inodes" if spec.diskinodes else ""))
-                image.create(spec.disk_mb, spec.diskinodes)
-                image.mount()
+            volume = pool.create_volume(partial, spec.ctid, spec.disk_mb, spec.diskinodes, log)
             spec = populate(rootfs) or spec
             fault_point("build.populated")
             _make_system_dirs(rootfs)
@@ -318,11 +315,14 @@ class Lxc:
             _atomic_write(partial / "config", self.render_config(spec, rootfs))
             os.rename(partial, target)  # the image's mount moves with its directory
         except BaseException:
+            if volume is not None:
+                volume.remove()  # a subvolume lives outside the directory: removed by itself
             _discard(partial)
             raise
         try:
             self.ensure_mounted(spec.ctid)
         except BaseException:
+            pool.discard_volume(target, spec.ctid)
             _discard(target)
             raise
 
@@ -364,10 +364,12 @@ class Lxc:
             raise LxcError(_lxc_error_text(res, None))
 
     @contextlib.contextmanager
-    def frozen(self, ctid: int, deadline: float):
+    def frozen(self, ctid: int, deadline: float, window: dict | None = None):
         """Freeze the container for the block, with a watchdog outside this process that thaws it
         if this process dies or the block takes longer than `deadline` seconds. A block that
-        outlived its deadline fails: what it copied while frozen is not consistent any more."""
+        outlived its deadline fails: what it copied while frozen is not consistent any more.
+        `window`, if given, gets "seconds": from just before the freeze to just after the thaw (an
+        upper bound on how long any process of the container stood still)."""
         watch = subprocess.Popen([sys.executable, str(Path(__file__).with_name("freezewatch.py")),
                                   str(self.lxcpath), str(int(ctid)), str(deadline)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -376,6 +378,7 @@ class Lxc:
             if watch.stdout.readline() != b"watching\n":
                 raise LxcError(f"the freeze watchdog for {ctid} did not start: "
                                f"{watch.stderr.read().decode(errors='replace').strip()}")
+            began = time.monotonic()
             self.freeze(ctid)
             try:
                 yield
@@ -388,6 +391,8 @@ class Lxc:
                 thawed_by_watchdog = watch.wait(timeout=90) == 3
                 if not thawed_by_watchdog:
                     self.unfreeze(ctid)
+                if window is not None:
+                    window["seconds"] = time.monotonic() - began
             if thawed_by_watchdog:
                 raise LxcError(f"container {ctid} stayed frozen longer than {deadline:g} s and was thawed "
                                "by the watchdog; this copy is not consistent and is discarded")
@@ -398,6 +403,25 @@ class Lxc:
             for pipe in (watch.stdin, watch.stdout, watch.stderr):
                 if not pipe.closed:
                     pipe.close()
+
+    def snapshot(self, ctid: int, name: str, running: bool, deadline: float = 30) -> float | None:
+        """vzctl snapshot: a read-only snapshot of the container's volume, on a pool that can take them.
+        A running container is frozen for the snapshot alone (one ioctl), so its files are consistent
+        as of one instant; returns that frozen window in seconds (None when it was not running)."""
+        pool = self.storage(ctid)
+        if not pool.capabilities.snapshots or not running:
+            pool.snapshot(ctid, name)  # refuses on a pool without snapshots
+            return None
+        window: dict = {}
+        with self.frozen(ctid, deadline, window):
+            pool.snapshot(ctid, name)
+        return window["seconds"]
+
+    def snapshot_switch(self, ctid: int, name: str, disk_mb: int | None) -> None:
+        """vzctl snapshot-switch of a stopped container: its volume replaced by a copy of the snapshot."""
+        if self.state(ctid) not in ("STOPPED", ABSENT):
+            raise LxcError(f"container {ctid} is running; stop it before switching to a snapshot")
+        self.storage(ctid).snapshot_switch(self.path(ctid), ctid, name, disk_mb)
 
     def kill(self, ctid: int) -> None:
         run(["lxc-stop", *self._base(ctid), "-k"], check=False, timeout=60)
@@ -536,12 +560,17 @@ class Lxc:
     def destroy(self, ctid: int) -> None:
         if not self.exists(ctid):
             return
-        disk = self.disk(ctid)
+        pool = self.storage(ctid)
+        pool.ensure_ready()  # a btrfs pool not mounted yet (after a reboot): its subvolume must go too
+        disk = pool.volume(self.path(ctid), ctid)
         if disk:
             disk.umount()  # never let a recursive delete walk into a mounted filesystem
         res = run(["lxc-destroy", *self._base(ctid)], check=False, timeout=600)
         if res.returncode != 0:
             raise LxcError(_lxc_error_text(res, None))
+        if disk is not None and disk.exists():
+            disk.remove()  # a subvolume outlives its container's directory: removed, and its snapshots
+        pool.snapshot_delete_all(ctid)
 
     def attach(self, ctid: int, argv: Sequence[str], timeout: float = 60,
                input_text: str | None = None, keep_last: int | None = None,
@@ -592,6 +621,10 @@ class Lxc:
         """Give a stopped container a new root filesystem that `populate(rootfs)` fills, built aside
         and swapped in only when complete; on any failure the old one stays as it was."""
         path = self.path(spec.ctid)
+        pool = self.storage(spec.ctid)
+        if isinstance(pool, BtrfsPool):
+            self._replace_subvolume(pool, spec, populate)
+            return
         partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-swap-", dir=self.lxcpath))
         old_disk = self.disk(spec.ctid)
         try:
@@ -619,6 +652,33 @@ class Lxc:
             if old_disk:
                 old_disk.mount()
         shutil.rmtree(path / OLD_ROOTFS, ignore_errors=True)
+        self.write_config(spec)
+
+    def _replace_subvolume(self, pool: BtrfsPool, spec: ContainerSpec, populate: Callable[[Path], None]) -> None:
+        """replace_rootfs on btrfs: a new subvolume (ct/.new-CTID) filled through a bind mount in a
+        hidden directory, then swapped for the old one; on failure the new one is deleted."""
+        partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{spec.ctid}-swap-", dir=self.lxcpath))
+        stale = pool.subvolume_path(spec.ctid, ".new-")
+        if stale.exists():
+            pool.delete_subvolume(stale)
+        new = pool.create_volume(partial, spec.ctid, spec.disk_mb, spec.diskinodes, tag=".new-")
+        view = Subvolume(pool, spec.ctid, partial / "rootfs", ".new-")
+        try:
+            (partial / "rootfs").mkdir()
+            _run_mount(["mount", "--bind", str(view.path), str(view.mountpoint)])
+            populate(partial / "rootfs")
+            _make_system_dirs(partial / "rootfs")
+            write_identity(partial / "rootfs", spec)
+            fault_point("replace.populated")
+            view.umount()
+            pool.swap_in(self.path(spec.ctid), spec.ctid, ".new-")
+        except BaseException:
+            view.umount()
+            if new.exists():
+                pool.delete_subvolume(new.path)
+            raise
+        finally:
+            _discard(partial)
         self.write_config(spec)
 
     def finish_swaps(self) -> list[str]:
@@ -734,6 +794,13 @@ def _root_range(path: Path) -> tuple[int, int]:
         path.touch(mode=0o644)
     run(["usermod", option, f"{start}-{start + count - 1}", "root"], timeout=60)
     return start, count
+
+
+def _run_mount(argv: list[str]) -> None:
+    try:
+        run(argv, timeout=120)
+    except CommandError as exc:
+        raise LxcError(f"{' '.join(argv[:2])} failed: {exc.output.strip()}") from None
 
 
 def _discard(directory: Path) -> None:

@@ -3,19 +3,31 @@ from rest_framework import serializers
 from hosts.models import Host
 
 
+class HostStoragePoolSerializer(serializers.Serializer):
+    """A host's storage pool as vzctl create --storage and the API's storage field name it."""
+    name = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    is_default = serializers.BooleanField()
+    size_bytes = serializers.IntegerField(allow_null=True)
+    used_bytes = serializers.IntegerField(allow_null=True)
+    free_bytes = serializers.IntegerField(allow_null=True)
+
+
 class HostSerializer(serializers.ModelSerializer):
     agent_online = serializers.BooleanField(read_only=True)
     agent_status = serializers.CharField(source="agent_status_text", read_only=True)
     drained = serializers.BooleanField(source="is_drained", read_only=True)
     has_token = serializers.SerializerMethodField()
     container_count = serializers.SerializerMethodField()
+    storage_pools = HostStoragePoolSerializer(many=True, read_only=True)
 
     class Meta:
         model = Host
         fields = ["id", "name", "lxcpath", "template_dir", "dump_dir", "agent_online", "agent_status",
                   "agent_started_at", "agent_seen_at", "drained", "drained_at", "drain_reason", "has_token",
                   "ssh_address", "ssh_host_key", "capabilities", "container_count", "stats", "unmanaged",
-                  "ram_promise", "cpu_promise", "disk_promise", "created_at"]
+                  "ram_promise", "cpu_promise", "disk_promise", "storage_pools", "created_at"]
         read_only_fields = fields
 
     def get_has_token(self, host) -> bool:

@@ -106,23 +106,19 @@ UNMAPPED_OPTIONS = {
 CREATE_UNMAPPED = {
     "private": UNMAPPED_OPTIONS["private"],
     "root": UNMAPPED_OPTIONS["root"],
-    "layout": "there is one disk layout here: an XFS image",
-    "ve_layout": "there is one disk layout here: an XFS image",
+    "layout": "the disk layout is the storage pool's: choose one with --storage",
+    "ve_layout": "the disk layout is the storage pool's: choose one with --storage",
 }
 # vzctl verbs that have no counterpart (yet), and why.
 UNMAPPED_VERBS = {
     "chkpnt": "no checkpoints are written here (see vzctl suspend)",
     "restore": "no checkpoints are written here, so none can be restored; vzrestore restores backups",
-    "snapshot": "the containers' storage here cannot take snapshots yet",
-    "snapshot-switch": "the containers' storage here cannot take snapshots yet",
-    "snapshot-delete": "the containers' storage here cannot take snapshots yet",
-    "snapshot-mount": "the containers' storage here cannot take snapshots yet",
-    "snapshot-umount": "the containers' storage here cannot take snapshots yet",
-    "snapshot-list": "the containers' storage here cannot take snapshots yet",
-    "quotaon": "the disk quota is the container's own XFS image: it is always on",
-    "quotaoff": "the disk quota is the container's own XFS image: it is always on",
-    "quotainit": "the disk quota is the container's own XFS image: nothing to initialise",
-    "convert": "there is one disk layout here (an XFS image), nothing to convert to",
+    "snapshot-mount": "snapshots are not mounted here; snapshot-switch rolls a stopped container back to one",
+    "snapshot-umount": "snapshots are not mounted here; snapshot-switch rolls a stopped container back to one",
+    "quotaon": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): it is always on",
+    "quotaoff": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): it is always on",
+    "quotainit": "the disk quota is the storage pool's (an XFS image or a btrfs qgroup): nothing to initialise",
+    "convert": "a container stays on the storage pool it was created on; back it up and restore it on another",
     "compact": "the disk image is sparse; there is nothing to compact",
 }
 
@@ -208,6 +204,8 @@ class Command(BaseCommand):
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
         p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="routed (venet) addresses, once created")
+        p.add_argument("--storage", metavar="POOL", help="the host's storage pool to create it on (default: the "
+                                                        "host's default pool; see the host's page)")
         p.add_argument("--override-capacity", action="store_true",
                        help="administrators: create even if the host's promise policy (RAM, CPU, disk; see the "
                             "host's page) has no room left. OpenVZ's vzctl had no such check to override; "
@@ -274,6 +272,25 @@ class Command(BaseCommand):
         p.add_argument("script", help="the script's path on this machine")
         p.add_argument("--exec-timeout", type=count, default=600)
         p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARG")
+        # Snapshots (containers on btrfs pools). OpenVZ named them by a UUID (--id) and gave them a
+        # --name; here the name is the identity, and --id is taken as the name.
+        p = sub.add_parser("snapshot", help="take a snapshot (a running container is frozen for the instant)")
+        p.add_argument("ctid")
+        p.add_argument("--name", "--id", dest="snapshot_name", help="its name (default: snap-DATE-TIME)")
+        p.add_argument("--description", default="")
+        p.add_argument("--skip-suspend", action="store_true", help="accepted: no memory is ever dumped here")
+        p.add_argument("--skip-config", action="store_true", help="accepted: the panel keeps the configuration")
+        for verb, what in (("snapshot-switch", "roll a stopped container back to a snapshot"),
+                           ("snapshot-delete", "delete a snapshot")):
+            p = sub.add_parser(verb, help=what)
+            p.add_argument("ctid")
+            p.add_argument("--id", "--name", dest="snapshot_name", required=True, help="the snapshot's name")
+            if verb == "snapshot-switch":
+                p.add_argument("--skip-resume", action="store_true", help="accepted: it stays stopped")
+                p.add_argument("--skip-config", action="store_true", help="accepted")
+        p = sub.add_parser("snapshot-list", help="list a container's snapshots")
+        p.add_argument("ctid")
+        p.add_argument("-H", "--no-header", action="store_true")
         for verb, why in UNMAPPED_VERBS.items():
             p = sub.add_parser(verb, help="not available here (it says why)")
             p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -288,7 +305,7 @@ class Command(BaseCommand):
         try:
             if verb == "create":
                 return self._create(user, opts)
-            ct = get_container_for_user(user, opts["ctid"], manage=verb != "status")
+            ct = get_container_for_user(user, opts["ctid"], manage=verb not in ("status", "snapshot-list"))
         except TaskError as exc:
             raise CommandError(str(exc)) from None
         except Http404:
@@ -317,6 +334,8 @@ class Command(BaseCommand):
                 task = services.destroy_container(ct, user, confirm=ct.ctid)
             elif verb == "set":
                 return self._set(ct, user, opts)
+            elif verb.startswith("snapshot"):
+                return self._snapshot(ct, user, verb, opts)
             elif verb in ("exec", "exec2"):
                 argv = shell_words(opts["command"])
                 stdin = None
@@ -364,6 +383,26 @@ class Command(BaseCommand):
         if task is None:
             self.stdout.write(f"Saved {', '.join(sorted(changes))} of CT {ct.ctid}")
             return
+        self._finish(task, opts)
+
+    def _snapshot(self, ct, user, verb: str, opts):
+        """vzctl snapshot, snapshot-switch, snapshot-delete and snapshot-list (containers on btrfs pools)."""
+        from storage import services as storage
+        if verb == "snapshot-list":
+            rows = storage.visible_snapshots(ct)
+            if not opts["no_header"]:
+                self.stdout.write(f"{'NAME':<24} {'DATE':<19} {'FROZEN':>9}  DESCRIPTION")
+            for snap in rows:
+                frozen = f"{snap.frozen_ms:.1f}ms" if snap.frozen_ms is not None else "-"
+                self.stdout.write(f"{snap.name:<24} {snap.created_at:%Y-%m-%d %H:%M:%S} {frozen:>9}  "
+                                  f"{snap.description}")
+            return
+        if verb == "snapshot":
+            task = storage.take_snapshot(ct, user, opts["snapshot_name"], opts["description"])
+        elif verb == "snapshot-switch":
+            task = storage.switch_snapshot(ct, user, opts["snapshot_name"])
+        else:
+            task = storage.delete_snapshot(ct, user, opts["snapshot_name"])
         self._finish(task, opts)
 
     def _plan_limits(self, user, name: str) -> dict:
@@ -420,7 +459,8 @@ class Command(BaseCommand):
         task = services.create_container(
             user=user, ctid=ctid, ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
-            description=opts["description"], tenant=tenant, plan=plan, override_capacity=opts["override_capacity"])
+            description=opts["description"], tenant=tenant, plan=plan, override_capacity=opts["override_capacity"],
+            storage=opts["storage"])
         self._finish(task, opts)
         if opts["ipadd"]:
             from network import services as net
