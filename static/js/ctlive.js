@@ -1,8 +1,8 @@
 /* The container page's live parts (containers/live.py): the poller (#ct-live, htmx) sends the digest of
  * every part the page shows; the answer swaps in, out of band, the parts whose digest changed.
  *
- * A part the user is typing in (the focus in one of its fields, or a field changed and not sent) is
- * left as it is: it keeps its old digest, so the next poll offers it again.
+ * A part the user is typing in (the focus in a field of one of its forms, or such a field changed and
+ * not sent) is left as it is: it keeps its old digest, so the next poll offers it again.
  * While a task holds the container, its log's WebSocket (tasks/consumers.py, as tasklog.js uses it)
  * says when its status changes or it ends, and the poller asks at once instead of at its next tick.
  * Runs again on every page htmx swaps in (a boosted form leads here), so it defines itself once.
@@ -22,12 +22,12 @@
     return field.value !== field.defaultValue;
   }
 
+  // Fields of forms only: the console's terminal has a textarea of its own, which is no form.
+  const FIELDS = "form input:not([type=submit]):not([type=button]), form textarea, form select";
   function busy(part) {
     const active = document.activeElement;
-    if (active && part.contains(active) && active.matches("input:not([type=submit]):not([type=button]), textarea, select")) {
-      return true;
-    }
-    return Array.from(part.querySelectorAll("input, textarea, select")).some(changed);
+    if (active && part.contains(active) && active.matches(FIELDS)) return true;
+    return Array.from(part.querySelectorAll(FIELDS)).some(changed);
   }
 
   document.addEventListener("htmx:configRequest", (event) => {
