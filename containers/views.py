@@ -118,10 +118,12 @@ def container_page(request, ct, tab: str = "overview", status: int = 200, **form
         from metrics.models import Beancounters
         from metrics.views import beancounter_rows, mark_seen
         snapshot = Beancounters.objects.filter(container=ct).first()
+        measured, unmeasured = beancounter_rows(snapshot)
         chart_range = request.GET.get("range")
         context.update({
             "beancounters": snapshot,
-            "counter_rows": beancounter_rows(snapshot),
+            "counter_rows": measured,
+            "unmeasured_rows": unmeasured,
             "ranges": list(RANGES),
             "chart_range": chart_range if chart_range in RANGES else "hour",
         })
