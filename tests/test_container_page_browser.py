@@ -78,4 +78,11 @@ def test_stop_updates_every_card_without_a_reload(page, live_server, console_ser
     page.keyboard.press("Enter")
     page.wait_for_function("() => window.vzConsole.text().includes('live-12')")
     assert page.evaluate("window.stillThisDocument === true")
+
+    # Destroyed elsewhere: the page says so and stops asking.
+    assert wait_task(services.stop_container(Container.objects.get(ctid=CTID), admin_user)).status == "ok"
+    assert wait_task(services.destroy_container(Container.objects.get(ctid=CTID), admin_user,
+                                                str(CTID))).status == "ok"
+    page.wait_for_selector("#ct-gone", timeout=30_000)
+    assert "no longer exists" in page.inner_text("main .alert-warning")
     assert errors == []

@@ -38,6 +38,25 @@
     if (target && target.hasAttribute("data-live-key") && busy(target)) event.detail.shouldSwap = false;
   });
 
+  // The container destroyed (or no longer the user's to see) while the page is open: the poll answers
+  // 404. Say so once, and stop asking.
+  document.addEventListener("htmx:responseError", (event) => {
+    const poller = event.detail.elt;
+    if (poller.id !== "ct-live" || event.detail.xhr.status !== 404) return;
+    const gone = document.createElement("span");
+    gone.id = "ct-gone";
+    gone.className = "badge text-bg-dark";
+    gone.textContent = "gone";
+    poller.replaceWith(gone);
+    const note = document.createElement("div");
+    note.className = "alert alert-warning py-2";
+    note.setAttribute("role", "alert");
+    note.textContent = "This container no longer exists, or is no longer yours to see. " +
+      "Its tasks stay in its CTID's history.";
+    const main = document.querySelector("main");
+    if (main) main.prepend(note);
+  });
+
   let following = null;  // the stream URL followed, and its socket
   function refresh() {
     const poller = document.getElementById("ct-live");
