@@ -79,7 +79,10 @@ def render_parts(request, context: dict, names, key_context: dict | None = None)
 
 
 def _render(request, template: str, context: dict) -> str:
-    return render_to_string(template, {**context, "csrf_token": CSRF_STAND_IN}, request)
+    # Without the request, so without the context processors: they would run again for every part (the
+    # menu's permission queries among them), and a part needs only the user from them.
+    return render_to_string(template, {**context, "csrf_token": CSRF_STAND_IN, "user": request.user,
+                                       "request": request})
 
 
 def parse_seen(value: str) -> dict[str, str]:

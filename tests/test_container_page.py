@@ -211,3 +211,24 @@ def test_a_destroyed_containers_task_links_to_the_history(client, admin_user, re
     assert 'href="/containers/501/history/"' in html
     html = client.get("/tasks/").content.decode()
     assert 'href="/containers/501/history/"' in html and 'href="/containers/501/"' in html
+
+
+def test_a_poll_takes_a_fixed_number_of_queries(client, people, running_ct):
+    """However many tasks the container has: no query per task row or per part."""
+    from django.db import connection
+
+    def poll_queries():
+        client.force_login(people["tadmin"])
+        keys = live_keys(client.get("/containers/501/").content.decode())
+        count = [0]
+
+        def counting(execute, sql, params, many, context):
+            count[0] += 1
+            return execute(sql, params, many, context)
+        with connection.execute_wrapper(counting):
+            assert client.get("/containers/501/", {"live": seen(keys)}, **POLL).status_code == 200
+        return count[0]
+    few = poll_queries()
+    for _ in range(30):
+        task_for(running_ct, people["student"])
+    assert poll_queries() == few <= 16
