@@ -79,6 +79,17 @@ def test_stop_updates_every_card_without_a_reload(page, live_server, console_ser
     page.wait_for_function("() => window.vzConsole.text().includes('live-12')")
     assert page.evaluate("window.stillThisDocument === true")
 
+    # A page out of sight does not poll; shown again, it asks again.
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "live=" in request.url else None)
+    page.evaluate("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true})")
+    page.wait_for_timeout(6_000)
+    hidden_polls = len(polls)
+    assert hidden_polls <= 1  # (one may have been on its way)
+    with page.expect_request(lambda request: "live=" in request.url):
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+                                 document.dispatchEvent(new Event('visibilitychange')); }""")
+
     # Destroyed elsewhere: the page says so and stops asking.
     assert wait_task(services.stop_container(Container.objects.get(ctid=CTID), admin_user)).status == "ok"
     assert wait_task(services.destroy_container(Container.objects.get(ctid=CTID), admin_user,

@@ -93,6 +93,9 @@
     };
   }
 
+  // A page out of sight does not poll (the poller's trigger says so): once shown again, it asks at once.
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+
   window.vzCtLive = {follow, seen};
   document.addEventListener("htmx:load", follow);
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", follow);
