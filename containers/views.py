@@ -164,8 +164,12 @@ def container_history(request, ident):
     tasks = visible_tasks(request.user).filter(ctid=ctid)
     if current is not None:
         tasks = tasks.exclude(container=current)
-    shown = current if current is not None and visible_containers(request.user).filter(pk=current.pk).exists() \
-        else None
+    shown = None  # the container living now, if the user may see it
+    if current is not None:
+        try:
+            shown = get_container_for_user(request.user, ctid)
+        except Http404:
+            pass
     tasks = list(tasks[:HISTORY_TASKS + 1])
     if not tasks and shown is None:
         raise Http404(f"No container {ctid}")
