@@ -9,7 +9,7 @@ from panel.fields import AsciiIntegerField
 
 from .jobs_service import (JobInvalid, StorageChoice, job_containers, job_storages, job_tenants, parse_mailto,
                           validate_schedule)
-from .models import BackupJob, BackupMode, Compression
+from .models import DEFAULT_MODE, MODE_HELP, BackupJob, BackupMode, Compression
 from .retention import RULES
 
 
@@ -31,7 +31,7 @@ class BackupJobForm(forms.Form):
                                       help_text="Backed up when the selection is the containers listed.")
     excluded = ContainerChoiceField(queryset=None, required=False, to_field_name="ctid", label="Exclude",
                                     help_text="Left out when the selection is all containers or a tenant's.")
-    mode = forms.ChoiceField(choices=BackupMode.choices, initial=BackupMode.SUSPEND)
+    mode = forms.ChoiceField(choices=BackupMode.choices, initial=DEFAULT_MODE, help_text=MODE_HELP)
     compress = forms.ChoiceField(choices=Compression.choices, initial=Compression.ZSTD, label="Compression")
     storage = forms.ModelChoiceField(queryset=None, required=False, empty_label="the host's dump directory")
     mailto = forms.CharField(max_length=500, required=False, label="Send email to",

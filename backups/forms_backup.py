@@ -11,7 +11,7 @@ from panel.fields import AsciiIntegerField
 from panel.forms import add_capacity_override
 from tenancy.models import Plan, Tenant
 
-from .models import BackupMode, BackupStorage, Compression
+from .models import DEFAULT_MODE, MODE_HELP, BackupMode, BackupStorage, Compression
 
 from panel.uploads import MAX_UPLOAD_BYTES  # noqa: E402,F401  (one limit for every upload)
 KEEP_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
@@ -20,9 +20,7 @@ KEEP_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_mo
 class BackupCreateForm(forms.Form):
     """vzdump CTID: how, where, what to leave out."""
 
-    mode = forms.ChoiceField(choices=BackupMode.choices, initial=BackupMode.SNAPSHOT,
-                             help_text="stop: consistent, the container is down meanwhile; suspend: short pause; "
-                                       "snapshot: no downtime.")
+    mode = forms.ChoiceField(choices=BackupMode.choices, initial=DEFAULT_MODE, help_text=MODE_HELP)
     compress = forms.ChoiceField(label="Compression", choices=Compression.choices, initial=Compression.ZSTD)
     storage = forms.ModelChoiceField(queryset=BackupStorage.objects.none(), required=False,
                                      empty_label="dump directory")

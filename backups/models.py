@@ -12,6 +12,18 @@ class BackupMode(models.TextChoices):
     SNAPSHOT = "snapshot", "snapshot"
 
 
+# The mode every web form (a backup now, a backup job) and a job made over the API start from: suspend.
+# The container keeps running and pauses only while the last pass copies what changed, seconds at most.
+# Snapshot needs storage that can snapshot (btrfs, ZFS, LVM thin); the panel's containers live on XFS
+# disk images, which cannot, so a snapshot backup runs as suspend here anyway: offering it as the default
+# promised what never happened. vzdump at the shell keeps vzdump's own default, stop.
+DEFAULT_MODE = BackupMode.SUSPEND
+MODE_HELP = ("suspend (the default): the container keeps running and pauses only while the last pass copies "
+             "what changed, seconds at most; stop: consistent, the container is down for the whole copy; "
+             "snapshot: needs storage that can snapshot (btrfs, ZFS, LVM thin), so on this panel's disk images "
+             "it runs as suspend.")
+
+
 class Compression(models.TextChoices):
     ZSTD = "zst", "zstd"
     GZIP = "gz", "gzip"
@@ -116,7 +128,7 @@ class BackupJob(Retention):
     selection = models.CharField(max_length=8, choices=Selection.choices, default=Selection.LIST)
     containers = models.ManyToManyField("containers.Container", blank=True, related_name="backup_jobs")
     excluded = models.ManyToManyField("containers.Container", blank=True, related_name="+")
-    mode = models.CharField(max_length=16, choices=BackupMode.choices, default=BackupMode.SUSPEND)
+    mode = models.CharField(max_length=16, choices=BackupMode.choices, default=DEFAULT_MODE)
     compress = models.CharField(max_length=8, choices=Compression.choices, default=Compression.ZSTD)
     storage = models.ForeignKey(BackupStorage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     mailto = models.CharField(max_length=500, blank=True, help_text="addresses, comma separated")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("<str:ident>/migrate/", views.container_migrate, name="container-migrate"),
     path("<str:ident>/password/", views.container_password, name="container-password"),
     path("<str:ident>/sshkey/", views.container_sshkey, name="container-sshkey"),
+    path("<str:ident>/history/", views.container_history, name="container-history"),
     path("<str:ident>/console/ticket/", views.container_console_ticket, name="container-console-ticket"),
     path("<str:ident>/snapshots/", snapshot_views.snapshot_take, name="container-snapshot"),
     path("<str:ident>/snapshots/<str:name>/<str:action>/", snapshot_views.snapshot_action,

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -14,7 +15,7 @@ from accounts.decorators import page_for
 from accounts.permissions import (get_container_for_user, manageable_containers, manages_hosts, may_create_containers,
                                   visible_tasks)
 
-from . import services
+from . import live, services
 from .bulk import BULK_ACTIONS, BulkForm, run_bulk
 from .bulk import selected as bulk_selected
 from .choices import ContainerStatus
@@ -120,56 +121,120 @@ def container_detail(request, ident):
     return container_page(request, ct, tab if tab in TABS else "overview")
 
 
+OVERVIEW_PARTS = ("status", "details", "tasks")
+MANAGER_PARTS = ("exec_run", "settings", "destroy", "migrate", "make_template")
+
+
+def live_part_names(tab: str, can_manage: bool) -> tuple[str, ...]:
+    """The live parts (containers/live.py) the page shows on `tab`."""
+    if tab == "overview":
+        return OVERVIEW_PARTS + (MANAGER_PARTS if can_manage else ())
+    if tab == "console":
+        return ("console",)
+    return ()
+
+
 def container_page(request, ct, tab: str = "overview", status: int = 200, **forms) -> HttpResponse:
-    """The container page on `tab`, with fresh forms except those given (a form in error, bound)."""
-    context = {
-        "ct": ct,
-        "can_manage": manageable_containers(request.user).filter(pk=ct.pk).exists(),
-        "tasks": visible_tasks(request.user).filter(ctid=ct.ctid)[:15],
-        "settings_form": ContainerSettingsForm(container=ct),
-        "exec_form": ExecForm(),
-        "destroy_form": DestroyForm(),
-        "password_form": PasswordForm(),
-        "sshkey_form": SSHKeyForm(),
-        "template_form": TemplateNameForm(),
-        "action_form": ActionForm(),
-        "tab": tab,
-    }
-    if manages_hosts(request.user) and context["can_manage"]:
-        context["migrate_form"] = MigrateForm(container=ct)
-    if wants_fragment(request):
-        return render(request, "containers/_status.html", context)
+    """The container page on `tab`, with fresh forms except those given (a form in error, bound).
+    The page's poller (a GET over htmx) gets its badge again and the live parts that changed."""
+    from django.conf import settings
+    can_manage = manageable_containers(request.user).filter(pk=ct.pk).exists()
+    context = {"ct": ct, "can_manage": can_manage, "tab": tab, "ws_port": settings.CONSOLE_BROWSER_PORT}
+    polled = request.method == "GET" and wants_fragment(request)
+    seen = live.parse_seen(request.GET.get("live", "")) if polled else {}
+    names = [name for name in live_part_names(tab, can_manage) if not polled or name in seen]
+    if "tasks" in names:
+        # This container's life only: a CTID used before keeps its older tasks on the CTID's history.
+        tasks = visible_tasks(request.user)
+        context["tasks"] = tasks.filter(container=ct)[:15]
+        context["earlier_tasks"] = tasks.filter(ctid=ct.ctid).exclude(container=ct).exists()
+    fresh = {}
+    if set(MANAGER_PARTS) & set(names):
+        fresh.update(settings_form=ContainerSettingsForm(container=ct), exec_form=ExecForm(),
+                     destroy_form=DestroyForm(), template_form=TemplateNameForm())
+        if manages_hosts(request.user):
+            fresh["migrate_form"] = MigrateForm(container=ct)
+    if not polled:
+        fresh.update(password_form=PasswordForm(), sshkey_form=SSHKeyForm(), action_form=ActionForm())
+    if tab == "console":
+        context["console_idle_minutes"] = max(1, settings.CONSOLE_IDLE_SECONDS // 60)
+        context["console_browser_port"] = settings.CONSOLE_BROWSER_PORT
+    context.update(fresh)
+    context.update(forms)
+    if polled:
+        answer = render_to_string("containers/_poller.html", context, request)
+        return HttpResponse(answer + live.changed_parts(request, context, seen, names))
     if tab == "resources":
         # The table only: the charts fetch their samples from series.json.
         from metrics.consolidate import RANGES
         from metrics.models import Beancounters
         from metrics.views import beancounter_rows, mark_seen
         snapshot = Beancounters.objects.filter(container=ct).first()
+        measured, unmeasured = beancounter_rows(snapshot)
         chart_range = request.GET.get("range")
         context.update({
             "beancounters": snapshot,
-            "counter_rows": beancounter_rows(snapshot),
+            "counter_rows": measured,
+            "unmeasured_rows": unmeasured,
             "ranges": list(RANGES),
             "chart_range": chart_range if chart_range in RANGES else "hour",
         })
         mark_seen(snapshot)
     elif tab == "events":
         context["events"] = ct.events.all()[:200]
-    elif tab == "console":
-        from django.conf import settings
-        context["console_idle_minutes"] = max(1, settings.CONSOLE_IDLE_SECONDS // 60)
-        context["console_browser_port"] = settings.CONSOLE_BROWSER_PORT
     elif tab == "network":
         from network.views import container_network
-        context.update(container_network(ct, request.user, context["can_manage"]))
+        context.update(container_network(ct, request.user, can_manage))
     elif tab == "backups":
         from backups.views import container_backups
-        context.update(container_backups(ct, request.user, context["can_manage"]))
+        context.update(container_backups(ct, request.user, can_manage))
     elif tab == "snapshots":
         from storage.views import container_snapshots
         context.update(container_snapshots(ct))
-    context.update(forms)
+    context.update(forms)  # again: over the fresh forms of the tab's own (network, backups)
+    # A form in error (bound) stays until the state changes: the parts' digests are those of a poll's drawing.
+    key_context = {**context, **fresh} if forms else None
+    context["live"] = live.render_parts(request, context, names, key_context)
     return render(request, "containers/detail.html", context, status=status)
+
+
+HISTORY_TASKS = 500
+
+
+@login_required
+def container_history(request, ident):
+    """CTID history: the tasks of the CTID's earlier containers (a CTID is used again once its container
+    is destroyed), one list per container. Each user sees the tasks they may see (accounts.permissions:
+    a tenant sees its own containers' tasks, never another tenant's); a CTID of which they see nothing,
+    neither a task nor the container living now, answers 404 like one that never existed."""
+    from django.core.exceptions import ValidationError
+
+    from panel.validators import parse_ctid
+    from .models import Container
+    try:
+        ctid = parse_ctid(str(ident).strip())
+    except ValidationError:
+        ctid = get_container_for_user(request.user, ident).ctid  # a name: the container living now
+    current = Container.objects.filter(ctid=ctid).first()
+    tasks = visible_tasks(request.user).filter(ctid=ctid)
+    if current is not None:
+        tasks = tasks.exclude(container=current)
+    shown = None  # the container living now, if the user may see it
+    if current is not None:
+        try:
+            shown = get_container_for_user(request.user, ctid)
+        except Http404:
+            pass
+    tasks = list(tasks[:HISTORY_TASKS + 1])
+    if not tasks and shown is None:
+        raise Http404(f"No container {ctid}")
+    lives: dict = {}
+    for task in tasks[:HISTORY_TASKS]:
+        lives.setdefault(task.container_created_at, []).append(task)
+    return render(request, "containers/history.html", {
+        "ctid": ctid, "current": shown, "lives": [{"created_at": created, "tasks": rows}
+                                                  for created, rows in lives.items()],
+        "cut": len(tasks) > HISTORY_TASKS, "limit": HISTORY_TASKS})
 
 
 def container_form(request, ident, key: str, make_form, act, tab: str = "overview") -> HttpResponse:
@@ -222,8 +287,9 @@ def container_exec(request, ident):
         task = services.exec_in_container(ct, request.user, form.cleaned_data["command"], form.cleaned_data["timeout"])
         if wants_fragment(request):
             from django.conf import settings
-            return render(request, "containers/_exec_box.html", {
-                "ct": ct, "exec_form": form, "exec_task": task, "ws_port": settings.CONSOLE_BROWSER_PORT})
+            context = {"ct": ct, "exec_form": form, "exec_task": task, "ws_port": settings.CONSOLE_BROWSER_PORT}
+            context["live"] = live.render_parts(request, context, ["exec_run"])
+            return render(request, "containers/_exec_box.html", context)
         return redirect("task-detail", task.pk)
     return container_form(request, ident, "exec_form", lambda ct: ExecForm(request.POST), act)
 

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.permissions import get_container_for_user, visible_containers, visible_hosts
 from containers.choices import ContainerStatus
-from containers.engine.cgroups import Counter, format_user_beancounters
+from containers.engine.cgroups import Counter, cpu_cap_percent, format_user_beancounters
 from containers.models import Container
 
 from .consolidate import RANGES
@@ -53,12 +53,16 @@ UNITS = {"kmemsize": "bytes", "tcpsndbuf": "bytes", "tcprcvbuf": "bytes", "other
          "diskinodes": "inodes"}
 
 
-def beancounter_rows(snapshot: Beancounters | None) -> list[dict]:
-    """Rows for the Resources tab: Beancounters.rows() (with "rose") plus the unit of each counter."""
+def beancounter_rows(snapshot: Beancounters | None) -> tuple[list[dict], list[dict]]:
+    """Rows for the Resources tab: Beancounters.rows() (with "rose") plus the unit of each counter, as
+    (measured, not measured), each in OpenVZ's order. Most of OpenVZ's 23 counters have no counterpart
+    in the mainline kernel: listed one by one among the others, "not measured" over and over read as
+    a broken sampler, so the tab shows the measured ones and folds the rest into one line that says why."""
     if snapshot is None:
-        return []
-    return [{**row, "unit": "pages" if row["resource"].endswith("pages") else UNITS.get(row["resource"], "")}
+        return [], []
+    rows = [{**row, "unit": "pages" if row["resource"].endswith("pages") else UNITS.get(row["resource"], "")}
             for row in snapshot.rows()]
+    return [r for r in rows if r.get("measured")], [r for r in rows if not r.get("measured")]
 
 
 def mark_seen(snapshot: Beancounters | None) -> None:
@@ -91,6 +95,23 @@ def series_points(container_id: int, range_name: str, now) -> tuple[int, list[di
     return tier, points
 
 
+def chart_limits(ct: Container) -> list[dict]:
+    """The limit lines the charts draw: the container's settings now, in the units of the series field
+    each belongs with (field, label, value, hard)."""
+    mib = 1024 * 1024
+    lines = [
+        ("cpu_pct", "CPU limit", cpu_cap_percent(ct.cpulimit, ct.cpus), True),
+        ("mem_bytes", "RAM limit", ct.ram_mb * mib, True),
+        ("mem_bytes", "RAM barrier", ct.ram_barrier_mb * mib if ct.ram_barrier_mb else None, False),
+        ("swap_bytes", "swap limit", ct.swap_mb * mib if ct.swap_mb else None, True),
+        ("nproc", "process limit", ct.numproc, True),
+        ("disk_used", "disk limit", ct.disk_mb * mib, True),
+        ("disk_used", "disk soft limit", ct.disk_soft_mb * mib if ct.disk_soft_mb else None, False),
+    ]
+    return [{"field": field, "label": label, "value": value, "hard": hard}
+            for field, label, value, hard in lines if value]
+
+
 # -- JSON series ----------------------------------------------------------------
 @login_required
 @require_GET
@@ -104,7 +125,8 @@ def container_series(request, ident):
     # Tier 0 holds one row per sampling round; the higher tiers one per consolidation period.
     step = settings.SAMPLE_SECONDS if tier == 0 else dict((t, s) for t, s, _keep in TIERS)[tier]
     return JsonResponse({"ctid": ct.ctid, "range": range_name, "tier": tier, "step": step,
-                         "seconds": RANGES[range_name][0], "now": now.isoformat(), "points": points})
+                         "seconds": RANGES[range_name][0], "now": now.isoformat(), "points": points,
+                         "limits": chart_limits(ct)})
 
 
 # -- /proc/user_beancounters as text ---------------------------------------------

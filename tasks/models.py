@@ -18,6 +18,10 @@ class Task(models.Model):
                                   on_delete=models.SET_NULL, related_name="tasks")
     # Kept when the container is destroyed, so the history still says which one.
     ctid = models.PositiveIntegerField(null=True, blank=True, db_index=True, db_column="ct_id")  # not "ctid": PostgreSQL
+    # Which of the CTID's containers: a CTID is used again once its container is destroyed, and the
+    # foreign key above is cleared then, so the created time of the container, kept, tells one life
+    # of the CTID from the next (the container page shows its own, the CTID's history the others).
+    container_created_at = models.DateTimeField(null=True, blank=True)
     # NULL once the host has been removed from the panel; the history stays.
     host = models.ForeignKey("hosts.Host", null=True, on_delete=models.SET_NULL, related_name="tasks")
     # The tenant of the container at the time, so tenant admins keep seeing the history.
@@ -40,6 +44,11 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def save(self, *args, **kwargs):
+        if self.container_id and self.container_created_at is None:
+            self.container_created_at = self.container.created_at
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         target = f" CT {self.ctid}" if self.ctid else ""

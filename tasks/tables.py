@@ -37,7 +37,8 @@ class TaskTable(PanelTable):
     def render_ctid(self, record):
         if record.container_id:
             return format_html('<a href="{}">{}</a>', reverse("container-detail", args=[record.ctid]), record.ctid)
-        return record.ctid
+        return format_html('<a href="{}" title="a container destroyed since: the CTID\'s history">{}</a>',
+                           reverse("container-history", args=[record.ctid]), record.ctid)
 
     def render_status(self, value):
         return status_badge(value)

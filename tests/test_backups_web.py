@@ -622,3 +622,36 @@ def test_api_import_refuses_bad_names_and_who_may_not(people, admin_user, host, 
     assert response.status_code == 403
     assert snapshot() == before
     assert not (dump_dir / "uploads").exists() or not any((dump_dir / "uploads").iterdir())
+
+
+# -- backup jobs in reach, one default mode (issue 18) ---------------------------------
+@pytest.mark.parametrize("who", ["student", "tadmin", "admin"])
+def test_backup_jobs_are_linked_from_the_menu_and_the_backups_page(client, people, admin_user, student_ct, who):
+    client.force_login(_user(people, admin_user, who))
+    html = client.get("/backups/").content.decode()
+    nav = html[html.index("<nav"):html.index("</nav>")]
+    assert 'href="/backups/jobs/">Backup jobs</a>' in nav and 'href="/backups/">Backups</a>' in nav
+    assert 'href="/backups/jobs/" id="backup-jobs-link"' in html
+    jobs = client.get("/backups/jobs/").content.decode()
+    nav = jobs[jobs.index("<nav"):jobs.index("</nav>")]
+    assert 'active" href="/backups/jobs/"' in nav and 'active" href="/backups/"' not in nav
+
+
+def test_a_backup_and_a_backup_job_start_from_the_same_mode(client, people, admin_user, student_ct):
+    """suspend, on the Backup-now form, the job form and a job made over the API without a mode; the
+    help says why (snapshot runs as suspend on the panel's disk images)."""
+    import re
+
+    from backups.models import BackupJob
+    client.force_login(admin_user)
+    for url, form in ((TAB, "the Backups tab"), ("/backups/jobs/new/", "the job form")):
+        html = client.get(url).content.decode()
+        assert re.search(r'<option value="suspend" selected>', html), form
+        assert not re.search(r'<option value="snapshot" selected>', html), form
+        assert "suspend (the default)" in html and "it runs as suspend" in html, form
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.post("/api/backup-jobs/", {"name": "nightly", "schedule": "0 1 * * *", "selection": "all"},
+                        format="json")
+    assert response.status_code == 201, response.content
+    assert BackupJob.objects.get(name="nightly").mode == "suspend"

@@ -123,6 +123,11 @@ def test_resources_tab_draws_charts_from_samples(page, live_server, agent, host,
                                      .data.datasets[0].data.filter(p => p.y !== null).length""")
     assert points >= 2
     assert page.evaluate("() => Chart.getChart(document.getElementById('chart-cpu')).data.datasets[0].data.length") >= 2
+    # The limits are drawn as level lines across the range: RAM on the memory chart, the disk on its own.
+    labels = page.evaluate("() => Chart.getChart(document.getElementById('chart-mem')).data.datasets.map(d => d.label)")
+    assert "RAM limit 512 MiB" in labels
+    assert page.evaluate("""() => Chart.getChart(document.getElementById('chart-diskused')).data.datasets
+                                  .some(d => d.label.startsWith('disk limit') && d.data[0].y === 2048 * 1024 * 1024)""")
     # Another range is fetched without reloading the page.
     page.click("#range-selector >> text=day")
     page.wait_for_function("() => new URLSearchParams(location.search).get('range') === 'day'")

@@ -41,6 +41,7 @@ NOT_FORMS = {
     "dashboard", "account", "logout", "password_reset_done", "password_reset_complete",
     "container-series", "container-beancounters", "host-beancounters", "metrics",
     "pool-list", "backup-list", "backup-download", "backup-log", "container-list", "container-detail",
+    "container-history",
     "task-list", "task-detail", "backup-job-list", "host-list", "host-detail", "template-list",
     "tenant-list", "tenant-detail", "class-detail", "plan-list", "user-list", "audit-list",
     # A button without input whose lookup answers 404 for any token the user may not revoke: it has

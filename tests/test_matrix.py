@@ -51,6 +51,9 @@ def test_ui_matrix(client, people, student_ct, who):
     base = f"/containers/{student_ct.ctid}/"
     assert client.get(base).status_code == (200 if SEE[who] else 404)
     assert client.get(f"/containers/{student_ct.name}/").status_code == (200 if SEE[who] else 404)
+    # The page's poll (its live parts) and the CTID's history answer as the page does.
+    assert client.get(base, {"live": "ct-status:0"}, HTTP_HX_REQUEST="true").status_code == (200 if SEE[who] else 404)
+    assert client.get(base + "history/").status_code == (200 if SEE[who] else 404)
     listed = b"student.acme" in client.get("/containers/").content
     assert listed == SEE[who]
     for suffix, data in UI_POSTS:

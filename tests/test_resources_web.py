@@ -1,4 +1,5 @@
 """The Resources and Events tabs, series.json, user_beancounters as text and /metrics, on real rows."""
+import re
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -261,3 +262,38 @@ def test_metrics_exposition(client, settings, running_ct, foreign_ct):
 
 def test_label_values_are_escaped():
     assert _escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+# -- the limit lines and the unmeasured counters (issue 18) --------------------------
+def test_the_measured_counters_come_first_and_the_others_are_one_line(client, people, running_ct):
+    _login(client, people["student"])
+    html = client.get("/containers/501/?tab=resources").content.decode()
+    table = html[html.index('<table class="table table-sm align-middle mb-0 beancounters">'):html.index("</table>")]
+    rows = re.findall(r'<tr data-resource="([a-z]+)"', table)
+    assert rows == ["kmemsize", "numproc", "physpages", "swappages", "diskspace"]  # OpenVZ's order, measured
+    assert table.count('id="unmeasured-counters"') == 1 and table.index("unmeasured-counters") > table.index(
+        'data-resource="diskspace"')
+    fold = table[table.index('id="unmeasured-counters"'):]
+    assert "1 more of OpenVZ's counters are not measured" in fold and "lockedpages" in fold
+    assert "no counterpart in the mainline kernel" in fold  # each one's note, behind the summary
+
+
+def test_series_json_carries_the_limits_the_charts_draw(client, people, running_ct):
+    Container.objects.filter(pk=running_ct.pk).update(ram_mb=256, ram_barrier_mb=200, swap_mb=128, cpus=2,
+                                                      cpulimit=150, numproc=64, disk_mb=1024, disk_soft_mb=None)
+    _login(client, people["student"])
+    limits = client.get("/containers/501/series.json?range=hour").json()["limits"]
+    mib = 1024 * 1024
+    assert limits == [
+        {"field": "cpu_pct", "label": "CPU limit", "value": 150, "hard": True},  # min(cpulimit, cpus x 100 %)
+        {"field": "mem_bytes", "label": "RAM limit", "value": 256 * mib, "hard": True},
+        {"field": "mem_bytes", "label": "RAM barrier", "value": 200 * mib, "hard": False},
+        {"field": "swap_bytes", "label": "swap limit", "value": 128 * mib, "hard": True},
+        {"field": "nproc", "label": "process limit", "value": 64, "hard": True},
+        {"field": "disk_used", "label": "disk limit", "value": 1024 * mib, "hard": True},
+    ]
+    # No swap and no process limit: no line for them (0 swap is no swap at all, not a level to draw).
+    Container.objects.filter(pk=running_ct.pk).update(swap_mb=0, numproc=None, cpulimit=0, cpus=1)
+    limits = client.get("/containers/501/series.json?range=hour").json()["limits"]
+    assert {line["label"] for line in limits} == {"CPU limit", "RAM limit", "RAM barrier", "disk limit"}
+    assert limits[0]["value"] == 100

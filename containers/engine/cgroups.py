@@ -431,17 +431,19 @@ class Cgroup:
         return Usage(cpu_ns=cpu_ns, io_read_bytes=read, io_write_bytes=write, oom_kills=oom, nproc=nproc)
 
 
-def cpu_quota_us(limits: Limits) -> int | None:
-    """CFS quota per 100 ms period: min(cpulimit %, cpus * 100 %) of one CPU, as
+def cpu_cap_percent(cpulimit: int | None, cpus: int | None) -> int | None:
+    """The CPU a container may use, in % of one CPU: min(cpulimit %, cpus * 100 %), as
     `vzctl set --cpulimit/--cpus` meant it; None when neither limits the CPU."""
-    caps = []
-    if limits.cpulimit:
-        caps.append(limits.cpulimit)
-    if limits.cpus:
-        caps.append(limits.cpus * 100)
-    if not caps:
+    caps = [cap for cap in (cpulimit, cpus * 100 if cpus else None) if cap]
+    return min(caps) if caps else None
+
+
+def cpu_quota_us(limits: Limits) -> int | None:
+    """CFS quota per 100 ms period for cpu_cap_percent; None when nothing limits the CPU."""
+    cap = cpu_cap_percent(limits.cpulimit, limits.cpus)
+    if cap is None:
         return None
-    return max(MIN_QUOTA_US, min(caps) * CPU_PERIOD_US // 100)
+    return max(MIN_QUOTA_US, cap * CPU_PERIOD_US // 100)
 
 
 def io_weight(ioprio: int) -> int:

@@ -1,7 +1,8 @@
 /* The Resources tab's charts: samples from series.json, drawn by Chart.js (static/vendor/chart.umd.js).
  *
  * The x axis is linear in milliseconds (no date adapter needed); labels are formatted here.
- * The range buttons fetch another range without reloading the page.
+ * The range buttons fetch another range without reloading the page. The container's limits (RAM, swap,
+ * CPU, processes, disk) are drawn as dashed lines: red for a hard limit, orange for a soft one.
  */
 (function () {
   "use strict";
@@ -51,11 +52,31 @@
     "chart-diskused": {fmt: bytes, max: 1024 * 1024, sets: [["disk_used", "space used", "#6c757d"]]},
   };
 
+  // A limit (series.json's "limits": the container's settings now) as a dashed level line across the range.
+  function limitLine(limit, spec, from, to) {
+    const colour = limit.hard ? "#dc3545" : "#fd7e14";
+    return {
+      label: `${limit.label} ${spec.fmt(limit.value)}`,
+      isLimit: true,
+      borderColor: colour,
+      backgroundColor: colour,
+      borderWidth: 1.5,
+      borderDash: limit.hard ? [6, 4] : [2, 3],
+      pointRadius: 0,
+      pointHitRadius: 0,
+      fill: false,
+      data: [{x: from, y: limit.value}, {x: to, y: limit.value}],
+    };
+  }
+
   function draw(id, spec, points, range) {
     const canvas = document.getElementById(id);
     if (!canvas) return;
     const seconds = range.seconds;
     const now = Date.parse(range.now);
+    const fields = spec.sets.map(([field]) => field);
+    const limits = (range.limits || []).filter((limit) => fields.includes(limit.field))
+      .map((limit) => limitLine(limit, spec, now - seconds * 1000, now));
     const datasets = spec.sets
       // The "peak" line only where the tier keeps maxima (consolidated tiers).
       .filter(([field, , , onlyIfPresent]) => !onlyIfPresent || points.some((p) => p[field] !== null && p[field] !== undefined))
@@ -68,7 +89,8 @@
         tension: 0,
         spanGaps: false,
         data: points.map((p) => ({x: p.ms, y: p[field] === undefined ? null : p[field]})),
-      }));
+      }))
+      .concat(limits);
     const old = Chart.getChart(canvas);
     if (old) old.destroy();
     charts[id] = new Chart(canvas, {
@@ -87,7 +109,7 @@
         },
         plugins: {
           legend: {display: datasets.length > 1, labels: {boxWidth: 12}},
-          tooltip: {callbacks: {
+          tooltip: {filter: (item) => !item.dataset.isLimit, callbacks: {
             title: (items) => (items.length ? fullTime(items[0].parsed.x) : ""),
             label: (item) => item.dataset.label + ": " + spec.fmt(item.parsed.y),
           }},
