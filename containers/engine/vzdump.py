@@ -117,6 +117,27 @@ def log_path_for(archive: Path) -> Path:
     return archive.with_name(archive.name.split(".tar")[0] + ".log")
 
 
+def _bigger_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a pipe of the default size is only slower
+
+
+def _write_hashed(src: int, dst: int, digest) -> int:
+    """Copy everything from `src` to `dst`, hashing it on the way; returns the bytes copied.
+    hashlib and the system calls let go of the interpreter lock for blocks this size."""
+    buffer = bytearray(CHUNK)
+    view, total = memoryview(buffer), 0
+    while n := os.readv(src, [buffer]):
+        chunk = view[:n]
+        digest.update(chunk)
+        while chunk:
+            chunk = chunk[os.write(dst, chunk):]
+        total += n
+    return total
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -183,11 +204,10 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
         log(f"Writing {final.name}" + (f" at most {opts.bwlimit_kbps} KiB/s" if opts.bwlimit_kbps else ""))
         procs: list[subprocess.Popen] = []
         threads: list[threading.Thread] = []
+        source = None
         try:
             with open(partial, "wb", opener=_private_opener) as out:
-                # The tools write the file themselves: no Python in the data path unless throttling.
-                tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE if (compressor or opts.bwlimit_kbps) else out,
-                                       stderr=subprocess.PIPE)
+                tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 procs.append(tar)
                 source = tar.stdout
                 if opts.bwlimit_kbps:
@@ -200,15 +220,20 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     threads.append(feeder)
                     source = os.fdopen(reader, "rb")
                 if compressor:
-                    try:
-                        fcntl.fcntl(source.fileno(), F_SETPIPE_SZ, 1 << 20)  # fewer stalls between tar and zstd
-                    except OSError:
-                        pass
-                    comp = subprocess.Popen(compressor, stdin=source, stdout=out, stderr=subprocess.PIPE)
+                    _bigger_pipe(source.fileno())  # fewer stalls between tar and zstd
+                    comp = subprocess.Popen(compressor, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                     procs.append(comp)
                     source.close()
-                elif source is not None:
-                    _pump(source, out)
+                    source = comp.stdout
+                # The last tool writes into a pipe that this process hashes as it writes it to the
+                # file: the archive is read once, compressed (a third of tar's bytes or less), and
+                # never a second time to hash it.
+                _bigger_pipe(source.fileno())
+                digest = hashlib.sha256()
+                try:
+                    _write_hashed(source.fileno(), out.fileno(), digest)
+                except OSError as exc:
+                    raise ArchiveError(f"writing {partial} failed: {exc.strerror}") from None
                 for thread in threads:
                     thread.join()
                 errors = []
@@ -220,7 +245,7 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                         errors.append(f"{proc.args[0]} exited with {proc.returncode}: {err}")
             if errors:
                 raise ArchiveError("archiving failed: " + "; ".join(errors))
-            hexdigest = sha256_file(partial)
+            hexdigest = digest.hexdigest()
         except BaseException:
             for proc in procs:
                 if proc.poll() is None:
@@ -228,6 +253,10 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     proc.wait()
             partial.unlink(missing_ok=True)
             raise
+        finally:
+            for stream in [source] + [p.stdout for p in procs] + [p.stderr for p in procs]:
+                if stream is not None:
+                    stream.close()
     keep_private(partial, opts.gid)
     os.replace(partial, final)
     write_private(final.with_name(final.name + ".sha256"), f"{hexdigest}  {final.name}\n", opts.gid)
@@ -345,14 +374,6 @@ def entry_of(directory: str | os.PathLike, path: str | os.PathLike) -> Path:
     if path.name in ("", ".", "..") or os.path.realpath(path.parent) != os.path.realpath(directory):
         raise ArchiveError(f"{path} is not in {directory}")
     return Path(os.path.realpath(directory)) / path.name
-
-
-def sha256_fd(fd: int) -> str:
-    digest, offset = hashlib.sha256(), 0
-    while block := os.pread(fd, CHUNK, offset):
-        digest.update(block)
-        offset += len(block)
-    return digest.hexdigest()
 
 
 def _reader_argv(magic: bytes) -> list[str]:
@@ -839,6 +860,7 @@ class ArchiveReport:
     config: tuple[str, bytes] | None  # the archive's own configuration: ("etc/vzdump/pct.conf", its bytes)
     watched: set[str]
     seconds: float
+    sha256: str | None = None         # of the archive file, read in the same pass (when asked for)
 
     def dropped_text(self) -> str:
         return ", ".join(f"{what}: {n}" for what, n in sorted(self.dropped.items()))
@@ -863,22 +885,87 @@ def _said(errors) -> str:
     return "; ".join(line.strip() for line in lines[:5] if line.strip() and "Exiting with failure status" not in line)
 
 
-def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> ArchiveReport:
+def _stop_all(procs: list[subprocess.Popen], feeder: threading.Thread | None) -> None:
+    """Kill what still runs and reap it; then the feeder, whose pipe no longer blocks it, ends."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    if feeder is not None:
+        feeder.join()
+
+
+class _HashingFeeder(threading.Thread):
+    """Reads the archive file once, from its first byte to its last, hashing every byte, and
+    writes it into the decompressor: the checksum costs no pass of its own. Its digest is of the
+    whole file even when the decompressor stops reading early."""
+
+    def __init__(self, fd: int, pipe):
+        super().__init__(name="archive-hash", daemon=True)
+        self.fd, self.pipe = fd, pipe
+        self.digest = hashlib.sha256()
+        self.offset = 0
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        try:
+            while n := os.preadv(self.fd, [buffer], self.offset):
+                chunk = view[:n]
+                self.digest.update(chunk)
+                self.offset += n
+                out = self.pipe.fileno()
+                while chunk:
+                    chunk = chunk[os.write(out, chunk):]
+        except BrokenPipeError:
+            pass  # the decompressor stopped reading: it failed, or was stopped because the walk did
+        except OSError as exc:
+            self.error = exc
+        finally:
+            try:
+                self.pipe.close()
+            except OSError:
+                pass
+
+    def hexdigest(self) -> str:
+        """After the thread ended: the digest of the whole file, what the decompressor never
+        asked for included (a few bytes it ignored after the end of its stream)."""
+        while block := os.pread(self.fd, CHUNK, self.offset):
+            self.digest.update(block)
+            self.offset += len(block)
+        return self.digest.hexdigest()
+
+
+def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashed: bool = False,
+          expected_sha256: str | None = None) -> ArchiveReport:
     """Read `archive` (a path, or an fd from open_archive) through `check`; with `dest`, GNU tar
-    unpacks what passes into it, otherwise nothing is written anywhere. Every process started
-    here is killed if still running and reaped before this returns or raises."""
+    unpacks what passes into it, otherwise nothing is written anywhere. With `hashed` (or an
+    `expected_sha256`) the archive file is hashed in the same pass; a digest other than the one
+    expected fails the walk before tar is let finish. Every process and thread started here is
+    stopped before this returns or raises."""
     started = time.monotonic()
     fd = archive if isinstance(archive, int) else open_archive(archive)
     procs: list[subprocess.Popen] = []
     pipes: list = []
     null = -1
+    feeder = None
+    sha256 = None
     with tempfile.TemporaryFile() as reader_errors, tempfile.TemporaryFile() as tar_errors:
         try:
             argv = _reader_argv(os.pread(fd, 6, 0))
-            os.lseek(fd, 0, os.SEEK_SET)
-            reader = subprocess.Popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=reader_errors)
-            procs.append(reader)
-            pipes.append(reader.stdout)
+            if hashed or expected_sha256:
+                reader = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=reader_errors)
+                procs.append(reader)
+                pipes.append(reader.stdout)
+                _bigger_pipe(reader.stdin.fileno())
+                feeder = _HashingFeeder(fd, reader.stdin)
+                feeder.start()
+            else:
+                os.lseek(fd, 0, os.SEEK_SET)
+                reader = subprocess.Popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=reader_errors)
+                procs.append(reader)
+                pipes.append(reader.stdout)
             tar = None
             if dest is None:
                 null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -911,6 +998,14 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
                 said = _said(reader_errors)
                 raise UnsafeArchive(f"the archive does not add up: {argv[0]} could not read it to the end"
                                     + (f": {said}" if said else ""))
+            if feeder is not None:
+                feeder.join()
+                if feeder.error is not None:
+                    raise ArchiveError(f"reading the archive failed: {feeder.error.strerror}")
+                sha256 = feeder.hexdigest()
+                if expected_sha256 and sha256 != expected_sha256:
+                    # Found before tar may finish: the caller removes what it wrote so far.
+                    raise ArchiveError(f"checksum mismatch: the archive has {sha256}, the backup was {expected_sha256}")
             if tar is not None:
                 tar.stdin.close()
                 if tar.wait() != 0:
@@ -918,11 +1013,18 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
                                        + (_said(tar_errors) or f"tar exited with {tar.returncode}"))
                 if said := _said(tar_errors):
                     log(f"tar: {said}")
+        except ArchiveError as exc:
+            if feeder is None or not expected_sha256 or sha256 is not None:
+                raise
+            # A damaged archive: say that it is not the one backed up, if so, with what reading it found.
+            _stop_all(procs, feeder)
+            actual = feeder.hexdigest()
+            if actual != expected_sha256:
+                raise ArchiveError(f"checksum mismatch: the archive has {actual}, the backup was {expected_sha256} "
+                                   f"(reading it: {exc})") from None
+            raise
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+            _stop_all(procs, feeder)
             for pipe in pipes:
                 try:
                     pipe.close()
@@ -933,14 +1035,16 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
             if not isinstance(archive, int):
                 os.close(fd)
     return ArchiveReport(walker.members, check.members, check.total, check.dropped, walker.config, check.watched,
-                         time.monotonic() - started)
+                         time.monotonic() - started, sha256)
 
 
 def safe_extract(archive: Path | int, dest: Path, log=lambda _m: None, max_bytes: int | None = None,
-                 watch: tuple[str, ...] = ()) -> ArchiveReport:
+                 watch: tuple[str, ...] = (), expected_sha256: str | None = None) -> ArchiveReport:
     """Unpack `archive` into `dest` (which must exist and be empty), checking every member first.
-    The configuration (./etc/vzdump/pct.conf or vps.conf) comes back in the report, not in `dest`."""
-    report = _walk(archive, MemberCheck(max_bytes, watch), dest, log)
+    The configuration (./etc/vzdump/pct.conf or vps.conf) comes back in the report, not in `dest`.
+    With `expected_sha256` the file is hashed in the same pass and a mismatch fails the unpacking
+    (what tar wrote by then stays in `dest`, for the caller to remove with it)."""
+    report = _walk(archive, MemberCheck(max_bytes, watch), dest, log, expected_sha256=expected_sha256)
     if report.members == 0:
         raise UnsafeArchive("the archive is empty")
     if report.dropped:
@@ -948,9 +1052,11 @@ def safe_extract(archive: Path | int, dest: Path, log=lambda _m: None, max_bytes
     return report
 
 
-def scan_archive(archive: Path | int, max_bytes: int | None = None, watch: tuple[str, ...] = ()) -> ArchiveReport:
-    """Read the whole archive through the same checks as safe_extract, writing nothing."""
-    return _walk(archive, MemberCheck(max_bytes, watch), None, lambda _m: None)
+def scan_archive(archive: Path | int, max_bytes: int | None = None, watch: tuple[str, ...] = (),
+                 hashed: bool = False, expected_sha256: str | None = None) -> ArchiveReport:
+    """Read the whole archive through the same checks as safe_extract, writing nothing; with
+    `hashed` or `expected_sha256`, hashing the file in the same pass (report.sha256)."""
+    return _walk(archive, MemberCheck(max_bytes, watch), None, lambda _m: None, hashed, expected_sha256)
 
 
 def config_of(report: ArchiveReport) -> tuple[str, str] | None:
@@ -966,14 +1072,11 @@ def verify_archive(archive: Path, expected_sha256: str | None, log=lambda _m: No
     number of members."""
     fd = open_archive(archive)
     try:
-        if expected_sha256:
-            actual = sha256_fd(fd)
-            if actual != expected_sha256:
-                raise ArchiveError(f"checksum mismatch: expected {expected_sha256}, the file has {actual}")
-            log("Checksum matches")
-        report = scan_archive(fd)
+        report = scan_archive(fd, expected_sha256=expected_sha256)  # hashed in the same pass
     finally:
         os.close(fd)
+    if expected_sha256:
+        log("Checksum matches")
     log(f"Read {report.checked} members to the end"
         + (f"; a restore leaves out {report.dropped_text()}" if report.dropped else ""))
     return report.checked
