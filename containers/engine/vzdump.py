@@ -41,6 +41,8 @@ from .transfer import RSYNC_BASE
 COMPRESSORS = {"zst": ".tar.zst", "gz": ".tar.gz", "none": ".tar"}
 STD_EXCLUDES = ["./tmp/?*", "./var/tmp/?*", "./var/run/?*.pid", "./run/?*.pid"]  # vzdump --stdexcludes
 CHUNK = 1 << 20
+READ_AHEAD = 1 << 17   # what the archive walker reads at once
+WRITE_BATCH = 1 << 17  # what it gathers before writing to tar
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named here for Pythons that lack it
 
 
@@ -311,6 +313,7 @@ PAX_HARMLESS_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
 PAX_GLOBAL_HARMLESS = frozenset({"comment"})
 _PAX_LENGTH = re.compile(rb"([1-9][0-9]{0,8}) ")
 _SPACES = b" \t\n\v\f\r"
+_OCTAL = re.compile(rb"[0-7]+(?=[\0 ])")  # at the start of a field: tar reads it the same way (from_header)
 KEEP, DROP, CONFIG = "keep", "drop", "config"
 
 
@@ -501,6 +504,7 @@ class MemberCheck:
         self.max_bytes, self.max_members = max_bytes, max_members
         # What the tree will hold: symlinks, everything else, and what was left out (each path in one).
         self.symlinks, self.kept, self.left_out = PathSet(), PathSet(), PathSet()
+        self._clear_parent: str | None = None  # a directory none of whose leading paths is a symlink
         self.total = 0      # bytes the kept members take in the tree
         self.members = 0    # every member checked
         self.dropped: dict[str, int] = {}
@@ -545,6 +549,7 @@ class MemberCheck:
                                                                     "size)" if member.sparse else ""))
         if member.issym():
             self.symlinks.add(name)
+            self._clear_parent = None  # the new symlink may lie on that directory's path
         else:
             # GNU tar replaces a symlink with a file or link, but keeps a symlink that leads to a
             # directory when a directory of that name follows: then it stays a symlink here too.
@@ -556,11 +561,15 @@ class MemberCheck:
         return KEEP
 
     def _not_through_symlink(self, name: str, message: str) -> None:
+        parent = name.rpartition("/")[0]
+        if parent == self._clear_parent:
+            return  # members come directory by directory: this one was checked for the member before
         parts = name.split("/")
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
             if prefix in self.symlinks:
                 raise UnsafeArchive(f"{message} {prefix!r}")
+        self._clear_parent = parent
 
     def _config(self, name: str, member: Member) -> str:
         if member.type not in REGULAR_TYPES or member.isdir() or member.sparse:
@@ -592,6 +601,8 @@ def _number(field: bytes, what: str, octal_only: bool = False) -> int:
     """A numeric header field, read exactly as GNU tar reads it (from_header in its list.c), or
     refused: a value tar would read differently, or reject and then skip ahead looking for the
     next header, would let it see members the walker never checked."""
+    if plain := _OCTAL.match(field):  # what GNU tar writes: octal digits, then a NUL or a blank
+        return int(plain.group(), 8)
     if field[:1] == b"\x80" and not octal_only:  # GNU base-256, positive
         value = int.from_bytes(field[1:], "big")
     else:
@@ -716,31 +727,76 @@ class TarWalker:
     differently, data after the end. What is not for the tree never reaches tar: device nodes
     and FIFOs are left out (counted), the archive's configuration is read from the stream
     (`config`) and never written. Headers, names and the configuration are read into Python,
-    each with a size limit; file data goes from pipe to pipe with os.splice, never through Python.
+    each with a size limit; the stream is read ahead and written on in batches of at most
+    READ_AHEAD and WRITE_BATCH bytes, and file data larger than that goes from pipe to pipe with
+    os.splice, never through Python.
     """
 
     def __init__(self, src: int, dst: int, check: MemberCheck):
         self.src, self.dst, self.check = src, dst, check
         self.members = 0  # members passed on
         self.config: tuple[str, bytes] | None = None
+        # Read ahead and write in batches: most members are a header or two and a small file, and a
+        # system call for each block cost more than the checks. Both buffers stay small (what one
+        # read brings, one batch, or one extended header at most); nothing reaches tar before the
+        # member it belongs to passed the checks, and large file data still goes by splice.
+        self._in = bytearray()
+        self._at = 0  # self._in[self._at:] is read from the stream but not yet walked
+        self._out: list[bytes] = []
+        self._out_size = 0
+
+    def _buffered(self) -> int:
+        return len(self._in) - self._at
+
+    def _fill(self, n: int) -> bool:
+        """At least `n` bytes buffered, reading ahead; False if the stream ends first."""
+        if self._at:
+            del self._in[:self._at]
+            self._at = 0
+        while len(self._in) < n:
+            data = os.read(self.src, max(READ_AHEAD, n - len(self._in)))
+            if not data:
+                return False
+            self._in += data
+        return True
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._in[self._at:self._at + n])
+        self._at += n
+        return data
 
     def _read(self, n: int, boundary: bool = False) -> bytes:
-        chunks, left = [], n
-        while left:
-            data = os.read(self.src, left)
-            if not data:
-                raise _EndOfStream("the archive does not add up: it ends " + (
-                    "without an end marker" if boundary and left == n else "in the middle of a member"))
-            chunks.append(data)
-            left -= len(data)
-        return b"".join(chunks)
+        if self._buffered() < n and not self._fill(n):
+            raise _EndOfStream("the archive does not add up: it ends " + (
+                "without an end marker" if boundary and not self._buffered() else "in the middle of a member"))
+        return self._take(n)
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= WRITE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        view = memoryview(b"".join(self._out))
+        self._out, self._out_size = [], 0
         while view:
             view = view[os.write(self.dst, view):]
 
     def _forward(self, n: int) -> None:
+        """Pass on `n` bytes of a member's data: what is buffered, then a small rest read (with the
+        headers after it), a large one spliced from pipe to pipe."""
+        if took := min(n, self._buffered()):
+            self._write(self._take(took))
+            n -= took
+        if not n:
+            return
+        if n <= READ_AHEAD:
+            if not self._fill(n):
+                raise _EndOfStream("the archive does not add up: a member's data is shorter than its header says")
+            self._write(self._take(n))
+            return
+        self._flush()
         while n:
             moved = os.splice(self.src, self.dst, min(n, CHUNK))
             if moved == 0:
@@ -758,6 +814,7 @@ class TarWalker:
                     raise UnsafeArchive("the archive does not add up: an extended header has no member after it")
                 self._trailer()
                 self._write(ZERO_BLOCK * 2)
+                self._flush()
                 return self.members
             _check_header(header)
             kind = header[156:157]
@@ -838,8 +895,8 @@ class TarWalker:
 
     def _trailer(self) -> None:
         """After the end marker: zero padding, a little of it, and nothing else."""
-        seen = 0
-        while data := os.read(self.src, 1 << 16):
+        data, seen = self._take(self._buffered()), 0  # what was read ahead, then the rest of the stream
+        while data:
             seen += len(data)
             if data.count(0) != len(data):
                 raise UnsafeArchive("the archive has data after its end marker: refused (only zero padding may "
@@ -847,6 +904,7 @@ class TarWalker:
             if seen > TRAILER_LIMIT:
                 raise UnsafeArchive(f"the archive has more than {TRAILER_LIMIT // 1024} KiB after its end marker: "
                                     "refused")
+            data = os.read(self.src, 1 << 16)
 
 
 @dataclass

@@ -718,3 +718,29 @@ def test_a_matching_checksum_lets_no_hostile_member_through(tmp_path):
     with pytest.raises(UnsafeArchive, match="through the symlink"):
         safe_extract(path, dest, expected_sha256=sha256_file(path))
     assert not (tmp_path / "escaped").exists()
+
+
+def test_member_data_of_every_size_around_the_walkers_read_ahead_arrives_whole(tmp_path):
+    """The walker reads ahead and writes in batches, splicing only large data: every size around
+    its buffers unpacks byte for byte, and zero padding read ahead with the last member is still checked."""
+    from containers.engine.vzdump import READ_AHEAD
+    sizes = [0, 1, 511, 512, 513, READ_AHEAD - 513, READ_AHEAD - 1, READ_AHEAD, READ_AHEAD + 1, 3 * MIB + 7]
+    files = {f"./srv/f{size}": os.urandom(size) for size in sizes}
+    data = TREE + b"".join(A.member(name, body) for name, body in files.items())
+    report, dest = unpack(tmp_path, data + A.end(bytes(10 * 512)))
+    assert report.members == 4 + len(sizes)
+    for name, body in files.items():
+        assert (dest / name).read_bytes() == body
+    refused(tmp_path / "junk", data + A.end(bytes(512) + b"x" + bytes(511)), "data after its end marker")
+
+
+def test_a_symlink_in_the_directory_just_checked_is_seen(tmp_path):
+    """The walker remembers the last directory it found free of symlinks; a symlink made in it (or as
+    it) right after is still caught."""
+    for hostile in (A.member("./srv/a", b"x") + A.symlink("./srv/l", str(tmp_path / "escaped"))
+                    + A.member("./srv/l/owned", b"x"),
+                    A.symlink("./srv/d", str(tmp_path / "escaped")) + A.member("./srv/d/owned", b"x"),
+                    A.directory("./srv/e/") + A.member("./srv/e/a", b"x") + A.hardlink("./srv/e/h", "./srv/e/a")
+                    + A.symlink("./srv/e/l", str(tmp_path / "escaped")) + A.hardlink("./srv/e/l/h2", "./srv/e/a")):
+        shutil.rmtree(tmp_path / "dest", ignore_errors=True)
+        refused(tmp_path, TREE + hostile + A.end(), "through the symlink")
