@@ -257,8 +257,12 @@ def main():
         for image in raw_mounts:
             image.umount()
         if agent:
-            agent.terminate()
-            agent.wait(30)
+            agent.terminate()  # it lets a task under way finish (PANEL_STOP_GRACE); on a loaded host, slowly
+            try:
+                agent.wait(120)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
         for ctid in made:
             path = lxcpath / str(ctid)
             if path.exists():

@@ -126,20 +126,6 @@ def _bigger_pipe(fd: int) -> None:
         pass  # a pipe of the default size is only slower
 
 
-def _write_hashed(src: int, dst: int, digest) -> int:
-    """Copy everything from `src` to `dst`, hashing it on the way; returns the bytes copied.
-    hashlib and the system calls let go of the interpreter lock for blocks this size."""
-    buffer = bytearray(CHUNK)
-    view, total = memoryview(buffer), 0
-    while n := os.readv(src, [buffer]):
-        chunk = view[:n]
-        digest.update(chunk)
-        while chunk:
-            chunk = chunk[os.write(dst, chunk):]
-        total += n
-    return total
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -206,10 +192,16 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
         log(f"Writing {final.name}" + (f" at most {opts.bwlimit_kbps} KiB/s" if opts.bwlimit_kbps else ""))
         procs: list[subprocess.Popen] = []
         threads: list[threading.Thread] = []
-        source = None
+        hasher = None
         try:
-            with open(partial, "wb", opener=_private_opener) as out:
-                tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # Read and write: the hasher reads what the tools write through this same open file.
+            with open(partial, "w+b", opener=_private_opener) as out:
+                # The tools write the file themselves: no Python in the data path unless throttling.
+                # The archive is hashed as it grows, from the page cache, never read again after.
+                hasher = FileHasher(out.fileno(), growing=True)
+                hasher.start()
+                tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE if (compressor or opts.bwlimit_kbps) else out,
+                                       stderr=subprocess.PIPE)
                 procs.append(tar)
                 source = tar.stdout
                 if opts.bwlimit_kbps:
@@ -223,19 +215,11 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     source = os.fdopen(reader, "rb")
                 if compressor:
                     _bigger_pipe(source.fileno())  # fewer stalls between tar and zstd
-                    comp = subprocess.Popen(compressor, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    comp = subprocess.Popen(compressor, stdin=source, stdout=out, stderr=subprocess.PIPE)
                     procs.append(comp)
                     source.close()
-                    source = comp.stdout
-                # The last tool writes into a pipe that this process hashes as it writes it to the
-                # file: the archive is read once, compressed (a third of tar's bytes or less), and
-                # never a second time to hash it.
-                _bigger_pipe(source.fileno())
-                digest = hashlib.sha256()
-                try:
-                    _write_hashed(source.fileno(), out.fileno(), digest)
-                except OSError as exc:
-                    raise ArchiveError(f"writing {partial} failed: {exc.strerror}") from None
+                elif source is not None:
+                    _pump(source, out)
                 for thread in threads:
                     thread.join()
                 errors = []
@@ -245,20 +229,21 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     # tar says "file changed as we read it" (exit 1) for live copies: not a failure.
                     if proc.returncode not in (0, 1) or (proc.returncode == 1 and proc is not tar):
                         errors.append(f"{proc.args[0]} exited with {proc.returncode}: {err}")
+                out.flush()
+                hexdigest = hasher.finish()
             if errors:
                 raise ArchiveError("archiving failed: " + "; ".join(errors))
-            hexdigest = digest.hexdigest()
+            if hasher.error is not None:
+                raise ArchiveError(f"reading {partial} back to hash it failed: {hasher.error.strerror}")
         except BaseException:
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+            if hasher is not None:
+                hasher.finish()
             partial.unlink(missing_ok=True)
             raise
-        finally:
-            for stream in [source] + [p.stdout for p in procs] + [p.stderr for p in procs]:
-                if stream is not None:
-                    stream.close()
     keep_private(partial, opts.gid)
     os.replace(partial, final)
     write_private(final.with_name(final.name + ".sha256"), f"{hexdigest}  {final.name}\n", opts.gid)
@@ -943,56 +928,60 @@ def _said(errors) -> str:
     return "; ".join(line.strip() for line in lines[:5] if line.strip() and "Exiting with failure status" not in line)
 
 
-def _stop_all(procs: list[subprocess.Popen], feeder: threading.Thread | None) -> None:
-    """Kill what still runs and reap it; then the feeder, whose pipe no longer blocks it, ends."""
+def _stop_all(procs: list[subprocess.Popen], hasher: FileHasher | None) -> None:
+    """Kill what still runs and reap it, and let the hasher finish (it reads a file, never blocks)."""
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    if feeder is not None:
-        feeder.join()
+    if hasher is not None:
+        hasher.finish()
 
 
-class _HashingFeeder(threading.Thread):
-    """Reads the archive file once, from its first byte to its last, hashing every byte, and
-    writes it into the decompressor: the checksum costs no pass of its own. Its digest is of the
-    whole file even when the decompressor stops reading early."""
+class FileHasher(threading.Thread):
+    """SHA-256 of an open file, computed beside whatever else reads or writes it: the restore's
+    decompressor reads the archive, the backup's compressor writes it, and this thread reads the
+    same bytes from the page cache as they come (pread: the file offset the tools share is never
+    moved), so the checksum costs no pass of its own and no Python stage between the tools.
 
-    def __init__(self, fd: int, pipe):
+    `growing`: the file is being written; at its end it waits for more until finish() says the
+    writer is done."""
+
+    def __init__(self, fd: int, growing: bool = False):
         super().__init__(name="archive-hash", daemon=True)
-        self.fd, self.pipe = fd, pipe
+        self.fd, self.growing = fd, growing
         self.digest = hashlib.sha256()
         self.offset = 0
         self.error: OSError | None = None
+        self.hexdigest: str | None = None
+        self._writer_done = threading.Event()
 
     def run(self) -> None:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
+        done = False
         try:
-            while n := os.preadv(self.fd, [buffer], self.offset):
-                chunk = view[:n]
-                self.digest.update(chunk)
-                self.offset += n
-                out = self.pipe.fileno()
-                while chunk:
-                    chunk = chunk[os.write(out, chunk):]
-        except BrokenPipeError:
-            pass  # the decompressor stopped reading: it failed, or was stopped because the walk did
+            while True:
+                n = os.preadv(self.fd, [buffer], self.offset)
+                if n:
+                    self.digest.update(view[:n])
+                    self.offset += n
+                elif not self.growing or done:
+                    break
+                else:
+                    # At the end of what was written so far: once the writer is done, one more read
+                    # takes what it wrote last.
+                    done = self._writer_done.wait(0.02)
         except OSError as exc:
             self.error = exc
-        finally:
-            try:
-                self.pipe.close()
-            except OSError:
-                pass
+            return
+        self.hexdigest = self.digest.hexdigest()
 
-    def hexdigest(self) -> str:
-        """After the thread ended: the digest of the whole file, what the decompressor never
-        asked for included (a few bytes it ignored after the end of its stream)."""
-        while block := os.pread(self.fd, CHUNK, self.offset):
-            self.digest.update(block)
-            self.offset += len(block)
-        return self.digest.hexdigest()
+    def finish(self) -> str | None:
+        """The writer (if any) is done: wait for the digest of the whole file (None on a read error)."""
+        self._writer_done.set()
+        self.join()
+        return self.hexdigest
 
 
 def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashed: bool = False,
@@ -1007,23 +996,18 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashe
     procs: list[subprocess.Popen] = []
     pipes: list = []
     null = -1
-    feeder = None
+    hasher = None
     sha256 = None
     with tempfile.TemporaryFile() as reader_errors, tempfile.TemporaryFile() as tar_errors:
         try:
             argv = _reader_argv(os.pread(fd, 6, 0))
+            os.lseek(fd, 0, os.SEEK_SET)
+            reader = subprocess.Popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=reader_errors)
+            procs.append(reader)
+            pipes.append(reader.stdout)
             if hashed or expected_sha256:
-                reader = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=reader_errors)
-                procs.append(reader)
-                pipes.append(reader.stdout)
-                _bigger_pipe(reader.stdin.fileno())
-                feeder = _HashingFeeder(fd, reader.stdin)
-                feeder.start()
-            else:
-                os.lseek(fd, 0, os.SEEK_SET)
-                reader = subprocess.Popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=reader_errors)
-                procs.append(reader)
-                pipes.append(reader.stdout)
+                hasher = FileHasher(fd)  # beside the decompressor, from the pages it reads
+                hasher.start()
             tar = None
             if dest is None:
                 null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -1056,11 +1040,10 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashe
                 said = _said(reader_errors)
                 raise UnsafeArchive(f"the archive does not add up: {argv[0]} could not read it to the end"
                                     + (f": {said}" if said else ""))
-            if feeder is not None:
-                feeder.join()
-                if feeder.error is not None:
-                    raise ArchiveError(f"reading the archive failed: {feeder.error.strerror}")
-                sha256 = feeder.hexdigest()
+            if hasher is not None:
+                sha256 = hasher.finish()
+                if sha256 is None:
+                    raise ArchiveError(f"reading the archive to hash it failed: {hasher.error.strerror}")
                 if expected_sha256 and sha256 != expected_sha256:
                     # Found before tar may finish: the caller removes what it wrote so far.
                     raise ArchiveError(f"checksum mismatch: the archive has {sha256}, the backup was {expected_sha256}")
@@ -1072,17 +1055,17 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashe
                 if said := _said(tar_errors):
                     log(f"tar: {said}")
         except ArchiveError as exc:
-            if feeder is None or not expected_sha256 or sha256 is not None:
+            if hasher is None or not expected_sha256 or sha256 is not None:
                 raise
             # A damaged archive: say that it is not the one backed up, if so, with what reading it found.
-            _stop_all(procs, feeder)
-            actual = feeder.hexdigest()
-            if actual != expected_sha256:
+            _stop_all(procs, hasher)
+            actual = hasher.hexdigest
+            if actual is not None and actual != expected_sha256:
                 raise ArchiveError(f"checksum mismatch: the archive has {actual}, the backup was {expected_sha256} "
                                    f"(reading it: {exc})") from None
             raise
         finally:
-            _stop_all(procs, feeder)
+            _stop_all(procs, hasher)
             for pipe in pipes:
                 try:
                     pipe.close()

@@ -673,7 +673,8 @@ def test_the_checksum_is_taken_in_the_one_pass_that_checks_and_unpacks(tmp_path,
     dest.mkdir()
     report = safe_extract(path, dest, expected_sha256=expected)
     assert report.sha256 == expected and (dest / "srv" / "big").stat().st_size == 3 * MIB
-    # The file is read once: its 6 magic bytes, then every byte exactly once (no pass of its own for the hash).
+    # The panel reads the file once besides the decompressor: its 6 magic bytes, then every byte once for the
+    # hash while the walk runs (no pass of its own before or after).
     assert seen[0] == 6 and sum(seen[1:]) == path.stat().st_size
     assert scan_archive(path, hashed=True).sha256 == expected
     assert scan_archive(path).sha256 is None  # not asked for: the decompressor reads the file itself
@@ -744,3 +745,23 @@ def test_a_symlink_in_the_directory_just_checked_is_seen(tmp_path):
                     + A.symlink("./srv/e/l", str(tmp_path / "escaped")) + A.hardlink("./srv/e/l/h2", "./srv/e/a")):
         shutil.rmtree(tmp_path / "dest", ignore_errors=True)
         refused(tmp_path, TREE + hostile + A.end(), "through the symlink")
+
+
+@pytest.mark.parametrize("compress, bwlimit", [("zst", None), ("gz", None), ("none", None), ("zst", 4096),
+                                               ("none", 4096)])
+def test_a_backup_is_hashed_as_it_is_written(tmp_path, compress, bwlimit):
+    """The digest the backup records is the file's, every byte of it, however the archive was written
+    (the tools write the file, the hasher follows it as it grows)."""
+    from containers.engine.vzdump import ArchiveOptions, create_archive
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    for i in range(40):
+        (root / "srv" / f"f{i}").write_bytes(os.urandom(64 * 1024 * (i % 5)))
+    archive = create_archive(root, "hostname: h\n", tmp_path / "dump", 555,
+                             ArchiveOptions(compress=compress, bwlimit_kbps=bwlimit))
+    assert archive.sha256 == sha256_file(archive.path)
+    assert (tmp_path / "dump" / (archive.path.name + ".sha256")).read_text().split()[0] == archive.sha256
+    assert not list((tmp_path / "dump").glob("*.partial"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert safe_extract(archive.path, dest, expected_sha256=archive.sha256).members == 42  # ., srv and its files
