@@ -29,6 +29,7 @@ LIVE_ENV = dict(os.environ)  # before the bench changes it
 def run_dir(prefix: str) -> Path:
     """The bench's temporary directory, removed when it exits however it does (--help, a refusal)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)  # enter, not list: a container's root (an unprivileged id) walks through to its lxcpath
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
