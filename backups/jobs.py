@@ -16,7 +16,7 @@ from containers.engine.faults import fault_point
 from containers.engine.ctconf import parse_pct_conf, parse_vps_conf, render_pct_conf
 from containers.engine.vzdump import (STD_EXCLUDES, ArchiveError, ArchiveOptions, ArchiveReport, create_archive,
                                       log_path_for, open_archive, remove_archive, rsync_copy, safe_extract,
-                                      scan_archive, sha256_fd, verify_archive, write_private, ARCHIVE_MODE,
+                                      scan_archive, verify_archive, write_private, ARCHIVE_MODE,
                                       prepare_dump_dir, entry_of, is_file_of, place_open_file, unlink_if_same)
 from containers.engine.safefs import SafeFsError, root_only_dir
 from containers.jobs import (as_task_failure, live_view, lxc_for, needs_rootfs, network_up, record_state,
@@ -236,20 +236,20 @@ def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport,
         raise TaskFailed("the backup no longer exists")
     archive = Path(backup_row.path)
     try:
-        fd = open_archive(archive)  # hashed and unpacked from this one open file
+        fd = open_archive(archive)  # hashed and unpacked from this one open file, in one pass
     except ArchiveError as exc:
         raise TaskFailed(f"the archive is not on host {task.host.name}: {exc}") from None
     try:
         log(f"Restoring {archive.name} to container {ct.ctid}" + (" (overwriting it)" if overwrite else ""))
-        if backup_row.sha256:
-            actual = sha256_fd(fd)
-            if actual != backup_row.sha256:
-                raise TaskFailed(f"checksum mismatch: the archive has {actual}, the backup was {backup_row.sha256}")
-            log("Checksum matches")
         found = {}
 
         def populate(rootfs: Path):
-            report = safe_extract(fd, rootfs, log, max_bytes=(ct.disk_mb or 1 << 20) * MIB)
+            # The checksum is computed while the archive is read and checked: a mismatch fails the
+            # unpacking, and the new root filesystem, built aside, goes with it.
+            report = safe_extract(fd, rootfs, log, max_bytes=(ct.disk_mb or 1 << 20) * MIB,
+                                  expected_sha256=backup_row.sha256 or None)
+            if backup_row.sha256:
+                log("Checksum matches")
             found["report"] = report
             log(f"Unpacked {report.members} members, {report.bytes // MIB} MiB, in {report.seconds:.1f} s")
             if overwrite:
@@ -337,7 +337,7 @@ def import_archive(task, log):
         raise TaskFailed(f"{source} is not a vzdump archive on host {task.host.name}") from None
     try:
         try:
-            report = scan_archive(fd)
+            report = scan_archive(fd, hashed=True)  # the checksum of what was checked, in the same pass
             if report.config is None:
                 raise ArchiveError("the archive has no ./etc/vzdump/pct.conf or vps.conf: not a vzdump archive")
         except ArchiveError as exc:
@@ -362,7 +362,7 @@ def import_archive(task, log):
             os.fchmod(fd, ARCHIVE_MODE)
             place_open_file(fd, target)
             unlink_if_same(source, fd)
-        size, sha256 = os.fstat(fd).st_size, sha256_fd(fd)
+        size, sha256 = os.fstat(fd).st_size, report.sha256
     finally:
         os.close(fd)
     row = Backup.objects.create(

@@ -2,7 +2,7 @@
 """The agent at rest, run by hand as root (not part of `make test`): its CPU use per second with
 N stopped containers, next to the raw floor of reading the same things directly, in the same run.
 
-    .venv/bin/python bench/bench_agent_idle.py [--ctids 70000-70999] [--lxcpath DIR] [--calls 9]
+    .venv/bin/python bench/bench_agent_idle.py [--ctid-range 70000-70999] [--lxcpath DIR] [--calls 9]
 
 What runs: the agent's housekeeping duties as its housekeeping process runs them (heartbeat,
 reconcile with the template and network listings, a sampling round, a consolidation pass),
@@ -18,7 +18,8 @@ The floor, per duty: the same reads done directly (sqlite3 on the same database,
 same arguments, /proc/self/mountinfo, the heartbeat's psutil figures).
 
 Its own database (a temporary PANEL_VAR_DIR) and only the CTIDs given, in the lxcpath given: it
-refuses CTIDs that exist there already, so it can run beside a live panel without touching it.
+refuses CTIDs that are containers of the live panel or have anything under the lxcpath already
+(bench/benchlib.py), so it can run beside a live panel without touching it.
 """
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import benchlib  # first: it keeps the environment the bench started in, to find the live panel's database
+
 BASE = Path(__file__).resolve().parent.parent
-RUN = Path(tempfile.mkdtemp(prefix="vzpb-idle-"))
+RUN = benchlib.run_dir("vzpb-idle-")
 os.environ.update({
     "PANEL_VAR_DIR": str(RUN), "PANEL_TEMPLATE_DIR": str(RUN / "templates"), "PANEL_HOST_NAME": "bench-idle",
     "PANEL_AGENT_DATA_DIR": str(RUN / "agent"), "DJANGO_SETTINGS_MODULE": "panel.settings",
@@ -68,16 +70,12 @@ def cost(call, times: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ctids", default="70000-70999", help="FIRST-LAST: the CTIDs the bench may use")
-    ap.add_argument("--lxcpath", default=str(RUN / "lxc"), help="where their LXC configs go (root's alone)")
+    benchlib.add_arguments(ap, "70000-70999", RUN / "lxc")
     ap.add_argument("--calls", type=int, default=9, help="calls of each duty measured")
     args = ap.parse_args()
-    first, last = (int(n) for n in args.ctids.split("-"))
-    ctids = list(range(first, last + 1))
-    lxcpath = Path(args.lxcpath)
-    taken = [c for c in ctids if (lxcpath / str(c)).exists()]
-    if taken:
-        sys.exit(f"CTIDs {taken[:5]}... exist in {lxcpath} already: choose another range")
+    ctids = benchlib.refuse_taken(args)
+    first, last = ctids[0], ctids[-1]
+    lxcpath = args.lxcpath
 
     import django
     django.setup()

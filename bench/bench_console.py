@@ -8,10 +8,12 @@
 2. The keystroke round trip (a key sent until its echo comes back), median and p95, over the N
    consoles at once, next to the same round trip of `lxc-attach` on a PTY with no panel between.
 
-    .venv/bin/python bench/bench_console.py [-n 20] [--keys 50]
+    .venv/bin/python bench/bench_console.py [-n 20] [--keys 50] [--ctid-range 60020-60029] [--lxcpath DIR]
 
-Everything lives in a temporary directory with its own redis-server, database, lxcpath, agent
-and uvicorn; all of it is removed at the end.
+Everything but the lxcpath lives in a temporary directory with its own redis-server, database,
+agent and uvicorn; all of it is removed at the end. It uses the first CTID of the range and
+refuses to start when it is a container of the live panel or has anything under the lxcpath, so
+it runs beside a live panel without touching it.
 """
 from __future__ import annotations
 
@@ -23,19 +25,15 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import benchlib
+
 BASE = Path(__file__).resolve().parent.parent
-RUN = Path(tempfile.mkdtemp(prefix="vzpb-"))
-os.environ.update({
-    "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(RUN / "lxc"), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-    "PANEL_HOST_NAME": "bench", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
-    "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_AGENT_RECONCILE_SECONDS": "3600", "PANEL_WEB_USER": "",
-})
+RUN = benchlib.run_dir("vzpb-")
 sys.path.insert(0, str(BASE))
-CTID = 9899  # cgroups and interfaces are named by CTID machine-wide: one no test uses
+CTID = None  # from --ctid-range: cgroups and interfaces are named by CTID machine-wide
 PROMPT = b"# "
 DSR = b"\x1b[6n"  # busybox's shell asks where the cursor is; a terminal answers
 
@@ -118,7 +116,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=20, help="consoles open at once")
     ap.add_argument("--keys", type=int, default=50, help="keystrokes timed per console")
+    benchlib.add_arguments(ap, "60020-60029", RUN / "lxc")
     args = ap.parse_args()
+    global CTID
+    CTID = benchlib.refuse_taken(args, need=1)[0]
+    lxcpath = args.lxcpath.resolve()
+    benchlib.use_own_panel(RUN, lxcpath, PANEL_WEB_USER="")
 
     import django
     django.setup()
@@ -187,14 +190,15 @@ def main():
         print(f"{'memory per console (agent+children, uvicorn, redis)':46s} {(after - before) / args.n / 2**20:7.2f} MiB"
               f"  (total {before / 2**20:.0f} -> {after / 2**20:.0f} MiB)")
         summary("keystroke round trip, through the panel", times)
-        summary("keystroke round trip, lxc-attach on a PTY", raw_round_trips(RUN / "lxc", args.keys * 4))
+        summary("keystroke round trip, lxc-attach on a PTY", raw_round_trips(lxcpath, args.keys * 4))
     finally:
         for proc in (web, agent):
             if proc:
                 proc.terminate()
                 proc.wait(30)
-        subprocess.run(["lxc-stop", "-n", str(CTID), "-P", str(RUN / "lxc"), "-k"], capture_output=True)
-        subprocess.run(["umount", str(RUN / "lxc" / str(CTID) / "rootfs")], capture_output=True)
+        subprocess.run(["lxc-stop", "-n", str(CTID), "-P", str(lxcpath), "-k"], capture_output=True)
+        subprocess.run(["umount", str(lxcpath / str(CTID) / "rootfs")], capture_output=True)
+        shutil.rmtree(lxcpath / str(CTID), ignore_errors=True)
         redis.terminate()
         shutil.rmtree(RUN, ignore_errors=True)
 

@@ -13,7 +13,13 @@ destination. Printed, each as the median of -n runs, all in the same run:
 
 Targets: panel under 2 s, within 1.5x of (a), and far below (b).
 
-    .venv/bin/python bench/bench_migrate.py [-n 3] [--size-mb 1024]
+    .venv/bin/python bench/bench_migrate.py [-n 3] [--size-mb 1024] [--ctid-range 60010-60019]
+                                            [--lxcpath DIR] [--dest-lxcpath DIR]
+
+The two hosts have the lxcpaths given (the destination's by default in the bench's temporary
+directory). It uses the first CTID of the range, refuses to start when it is a container of the
+live panel or has anything under either lxcpath, and keeps its own database, Redis and agents in
+a temporary directory, so it runs beside a live panel without touching it.
 """
 from __future__ import annotations
 
@@ -23,21 +29,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+import benchlib
+
 BASE = Path(__file__).resolve().parent.parent
-RUN = Path(tempfile.mkdtemp(prefix="vzpb-mig-"))
-os.environ.update({
-    "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(RUN / "a" / "lxc"), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-    "PANEL_DUMP_DIR": str(RUN / "dump"), "PANEL_HOST_NAME": "bench-a", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
-    "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_AGENT_RECONCILE_SECONDS": "3600",
-    "PANEL_SAMPLE_SECONDS": "3600", "PANEL_AGENT_DATA_DIR": str(RUN / "agent-data"),
-})
+RUN = benchlib.run_dir("vzpb-mig-")
 sys.path.insert(0, str(BASE))
-CTID = 9990
 CHURN = "for i in 1 2 3 4 5 6 7 8 9 10; do dd if=/dev/urandom of=/churn$i bs=1M count=1 2>/dev/null; usleep 150000; done"
 
 
@@ -106,7 +106,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--size-mb", type=int, default=1024)
+    benchlib.add_arguments(ap, "60010-60019", RUN / "a" / "lxc")
+    ap.add_argument("--dest-lxcpath", type=Path, default=RUN / "b" / "lxc", help="the destination host's lxcpath")
     args = ap.parse_args()
+    lxcpaths = {"bench-a": args.lxcpath.resolve(), "bench-b": args.dest_lxcpath.resolve()}
+    if lxcpaths["bench-a"] == lxcpaths["bench-b"]:
+        sys.exit("--lxcpath and --dest-lxcpath must differ: two hosts never share an lxcpath")
+    CTID = benchlib.refuse_taken(args, need=1)[0]
+    if taken := benchlib.lxcpath_ctids(lxcpaths["bench-b"], [CTID]):
+        sys.exit(f"refusing to start: {lxcpaths['bench-b']} holds CTID {taken[0]}. Choose another --ctid-range.")
+    benchlib.use_own_panel(RUN, lxcpaths["bench-a"], "bench-a")
 
     import django
     django.setup()
@@ -134,8 +143,8 @@ def main():
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
         hosts = []
         for name in ("bench-a", "bench-b"):
-            (RUN / name[-1] / "lxc").mkdir(parents=True)
-            hosts.append(Host.objects.create(name=name, lxcpath=str(RUN / name[-1] / "lxc"),
+            lxcpaths[name].mkdir(mode=0o700, parents=True, exist_ok=True)
+            hosts.append(Host.objects.create(name=name, lxcpath=str(lxcpaths[name]),
                                              template_dir=str(RUN / "templates"), dump_dir=str(RUN / "dump")))
         for host in hosts:
             env = dict(os.environ, PANEL_HOST_TOKEN=issue_token(None, host))
@@ -199,12 +208,13 @@ def main():
                 agent.wait(20)
             except subprocess.TimeoutExpired:
                 agent.kill()
-        for side in ("a", "b"):
-            lxcpath = RUN / side / "lxc"
+        for lxcpath in lxcpaths.values():  # only what is ours: the lxcpaths may hold other containers
             if lxcpath.is_dir():
                 for entry in lxcpath.iterdir():
-                    subprocess.run(["lxc-stop", "-n", entry.name, "-P", str(lxcpath), "-k"], capture_output=True)
-                    subprocess.run(["umount", "-l", str(entry / "rootfs")], capture_output=True)
+                    if entry.name == str(CTID) or f"-{CTID}-" in entry.name:
+                        subprocess.run(["lxc-stop", "-n", str(CTID), "-P", str(lxcpath), "-k"], capture_output=True)
+                        subprocess.run(["umount", "-l", str(entry / "rootfs")], capture_output=True)
+                        shutil.rmtree(entry, ignore_errors=True)
         redis.terminate()
         shutil.rmtree(RUN, ignore_errors=True)
 

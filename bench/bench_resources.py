@@ -7,10 +7,14 @@
 2. The Resources tab with a week of samples: server time of the page and of the week's
    series.json (target: under 200 ms), against the raw SQL query for the same rows.
 
-    .venv/bin/python bench/bench_resources.py [--counts 20,50] [--rounds 10]
+    .venv/bin/python bench/bench_resources.py [--counts 20,50] [--rounds 10] [--ctid-range 50000-50049]
+                                              [--lxcpath DIR]
 
 Containers here are busybox ones on plain directories (no disk images: 50 images would
-write 3 GB of XFS logs for nothing the sampler measures differently).
+write 3 GB of XFS logs for nothing the sampler measures differently). It uses as many CTIDs of
+the range as the largest count, refuses to start when one of them is a container of the live
+panel or has anything under the lxcpath, and keeps its own database in a temporary directory, so
+it runs beside a live panel without touching it.
 """
 from __future__ import annotations
 
@@ -21,17 +25,14 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import benchlib
+
 BASE = Path(__file__).resolve().parent.parent
-RUN = Path(tempfile.mkdtemp(prefix="vzpb-res-"))
-os.environ.update({
-    "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(RUN / "lxc"), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-    "PANEL_HOST_NAME": "bench", "DJANGO_SETTINGS_MODULE": "panel.settings",
-})
+RUN = benchlib.run_dir("vzpb-res-")
 sys.path.insert(0, str(BASE))
 
 
@@ -39,7 +40,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="20,50")
     ap.add_argument("--rounds", type=int, default=10)
+    benchlib.add_arguments(ap, "50000-50049", RUN / "lxc")
     args = ap.parse_args()
+    counts = [int(n) for n in args.counts.split(",")]
+    ctids = benchlib.refuse_taken(args, need=max(counts))
+    lxcpath = args.lxcpath.resolve()
+    benchlib.use_own_panel(RUN, lxcpath)
 
     import django
     django.setup()
@@ -59,13 +65,13 @@ def main():
     from metrics.sampler import Sampler
 
     template = build_busybox_template(RUN / "templates")
-    host = Host.objects.create(name="bench", lxcpath=str(RUN / "lxc"), template_dir=str(RUN / "templates"))
-    lxc = Lxc(RUN / "lxc")
+    host = Host.objects.create(name="bench", lxcpath=str(lxcpath), template_dir=str(RUN / "templates"))
+    lxc = Lxc(lxcpath)
     started = []
     try:
-        for target in [int(n) for n in args.counts.split(",")]:
+        for target in counts:
             while len(started) < target:
-                ctid = 50000 + len(started)
+                ctid = ctids[len(started)]
                 lxc.create(ContainerSpec(ctid, f"s{ctid}"), template)
                 lxc.start(ctid)
                 Container.objects.create(ctid=ctid, hostname=f"s{ctid}", ostemplate="busybox", host=host,

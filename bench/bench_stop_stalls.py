@@ -2,7 +2,7 @@
 """Stalls of tasks while the agent does its housekeeping (issue 22), run by hand as root (not part
 of `make test`):
 
-    .venv/bin/python bench/bench_stop_stalls.py [--ctids 71000-71999] [--lxcpath DIR] [-n 30]
+    .venv/bin/python bench/bench_stop_stalls.py [--ctid-range 71000-71999] [--lxcpath DIR] [-n 30]
                                                 [--stopped 0] [--cycles 100] [--code CHECKOUT]
 
 With N running busybox containers made through the panel and a real agent (`manage.py agent`)
@@ -20,7 +20,8 @@ weight of a full host. --code runs the agent from another checkout (the same dat
 for example main's, whose housekeeping is a thread of the agent, to compare the two.
 
 Everything but the lxcpath lives in a temporary directory with its own redis-server, database
-and agent; it uses only the CTIDs given, refuses any that exist in the lxcpath already, and
+and agent; it uses only the CTIDs given, refuses any that is a container of the live panel or has
+anything under the lxcpath already (bench/benchlib.py), and
 removes what it made at the end, so it can run beside a live panel without touching it.
 """
 from __future__ import annotations
@@ -31,13 +32,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import benchlib
+
 BASE = Path(__file__).resolve().parent.parent
-RUN = Path(tempfile.mkdtemp(prefix="vzpb-stalls-"))
+RUN = benchlib.run_dir("vzpb-stalls-")
 sys.path.insert(0, str(BASE))
 
 
@@ -53,21 +55,16 @@ def summary(name: str, values: list[float]) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ctids", default="71000-71999", help="FIRST-LAST: the CTIDs the bench may use")
-    ap.add_argument("--lxcpath", default=str(RUN / "lxc"), help="where the containers go (root's alone)")
+    benchlib.add_arguments(ap, "71000-71999", RUN / "lxc")
     ap.add_argument("-n", type=int, default=30, help="running busybox containers")
     ap.add_argument("--stopped", type=int, default=0, help="stopped containers with sample history besides")
     ap.add_argument("--cycles", type=int, default=100, help="panel stop+start cycles (as many raw ones)")
     ap.add_argument("--code", default=str(BASE), help="the checkout whose manage.py runs the agent")
     args = ap.parse_args()
-    first, last = (int(n) for n in args.ctids.split("-"))
-    if args.n < 2 or args.n + args.stopped > last - first + 1:
-        sys.exit("need at least 2 running containers, and as many CTIDs as containers")
-    lxcpath = Path(args.lxcpath)
-    ctids = list(range(first, first + args.n + args.stopped))
-    taken = [c for c in ctids if (lxcpath / str(c)).exists()]
-    if taken:
-        sys.exit(f"CTIDs {taken[:5]}... exist in {lxcpath} already: choose another range")
+    if args.n < 2:
+        sys.exit("need at least 2 running containers")
+    lxcpath = args.lxcpath
+    ctids = benchlib.refuse_taken(args, need=args.n + args.stopped)
     os.environ.update({
         "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(lxcpath), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
         "PANEL_HOST_NAME": "bench-stalls", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",

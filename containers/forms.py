@@ -5,6 +5,7 @@ import shlex
 
 from django import forms
 
+from containers.engine.units import MIN_DISK_MB, disk_too_small
 from hosts.models import Host
 from panel.forms import TypeNameToConfirmForm
 from panel.fields import AsciiIntegerField
@@ -34,7 +35,8 @@ class LimitFields(forms.Form):
     ram_mb = AsciiIntegerField(label="RAM (MiB)", min_value=16, max_value=1 << 22, required=False)
     swap_mb = AsciiIntegerField(label="Swap (MiB)", min_value=0, max_value=1 << 22, required=False)
     cpus = AsciiIntegerField(label="CPUs", min_value=1, max_value=1024, required=False)
-    disk_mb = AsciiIntegerField(label="Disk (MiB)", min_value=300, max_value=1 << 26, required=False)
+    disk_mb = AsciiIntegerField(label="Disk (MiB)", min_value=MIN_DISK_MB, max_value=1 << 26, required=False,
+                                error_messages={"min_value": disk_too_small("The disk")})
 
     CORE = ("ram_mb", "swap_mb", "cpus", "disk_mb")
 

@@ -23,6 +23,7 @@ from tenancy.quotas import check_quota
 
 from .choices import Action, ContainerStatus, refusal
 from .models import Container, OSTemplate
+from containers.engine.units import MIN_DISK_MB, disk_too_small
 from panel.validators import (messages, validate_command, validate_ctid, validate_hostname, validate_name_alias,
                               validate_system_user, whole_number)
 
@@ -32,7 +33,7 @@ LIMIT_FIELDS = ("ram_mb", "ram_barrier_mb", "swap_mb", "cpus", "cpuunits", "cpul
 NULLABLE_LIMITS = ("ram_barrier_mb", "numproc", "disk_soft_mb", "diskinodes_soft")
 LIMIT_RANGES = {
     "ram_mb": (16, 1 << 22), "ram_barrier_mb": (16, 1 << 22), "swap_mb": (0, 1 << 22), "cpus": (1, 1024),
-    "cpuunits": (8, 500000), "cpulimit": (0, 102400), "numproc": (8, 4_000_000), "disk_mb": (300, 1 << 26),
+    "cpuunits": (8, 500000), "cpulimit": (0, 102400), "numproc": (8, 4_000_000), "disk_mb": (MIN_DISK_MB, 1 << 26),
     "disk_soft_mb": (64, 1 << 26), "diskinodes": (1000, 1 << 31), "diskinodes_soft": (1000, 1 << 31),
     "ioprio": (0, 7),
 }
@@ -128,6 +129,8 @@ def validate_limits(limits: dict) -> dict:
         try:
             clean[key] = whole_number(value, key, *LIMIT_RANGES[key])
         except ValidationError as exc:
+            if key == "disk_mb" and exc.code == "range" and whole_number(value, key) < MIN_DISK_MB:
+                raise InvalidRequest(disk_too_small()) from None  # with why, and what the smallest costs
             raise InvalidRequest(messages(exc)) from None
     _check_pairs(clean)
     return clean

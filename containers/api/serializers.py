@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from backups.models import Compression
+from containers.engine.units import MIN_DISK_MB, disk_too_small
 from containers.models import Container, OSTemplate
 from hosts.models import Host
 from panel.fields import AsciiIntegerSerializerField
@@ -62,7 +63,8 @@ class ContainerCreateSerializer(serializers.Serializer):
     ram_mb = AsciiIntegerSerializerField(min_value=16, required=False)
     swap_mb = AsciiIntegerSerializerField(min_value=0, required=False)
     cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
-    disk_mb = AsciiIntegerSerializerField(min_value=300, required=False)
+    disk_mb = AsciiIntegerSerializerField(min_value=MIN_DISK_MB, required=False,
+                                          error_messages={"min_value": disk_too_small()})
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
     # The host's storage pool by name (default: the host's default pool); checked by the service
     # against the pools the caller may use for the tenant.
@@ -86,7 +88,8 @@ class ContainerUpdateSerializer(serializers.Serializer):
     ram_mb = AsciiIntegerSerializerField(min_value=16, required=False)
     swap_mb = AsciiIntegerSerializerField(min_value=0, required=False)
     cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
-    disk_mb = AsciiIntegerSerializerField(min_value=300, required=False)
+    disk_mb = AsciiIntegerSerializerField(min_value=MIN_DISK_MB, required=False,
+                                          error_messages={"min_value": disk_too_small()})
     ram_barrier_mb = AsciiIntegerSerializerField(min_value=16, required=False, allow_null=True)
     cpuunits = AsciiIntegerSerializerField(min_value=8, max_value=500000, required=False)
     cpulimit = AsciiIntegerSerializerField(min_value=0, max_value=102400, required=False)

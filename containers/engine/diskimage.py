@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .commands import CommandError, run
+from .units import MIN_DISK_MB, XFS_LOG_MB, disk_too_small
 
 IMAGE_NAME = "root.img"
 MIB = 1024 * 1024
-MIN_SIZE_MB = 300      # mkfs.xfs refuses smaller filesystems
-LOG_MB = 64            # XFS's internal log (at least 64 MiB): added to the image so the usable space is the limit
+MIN_SIZE_MB = MIN_DISK_MB  # mkfs.xfs refuses smaller filesystems (units.py says what each one costs)
+LOG_MB = XFS_LOG_MB        # XFS's internal log (at least 64 MiB): added to the image so the usable space is the limit
 INODE_BYTES = 512      # XFS v5 inode size
 DEFAULT_MAXPCT = 25
 
@@ -82,7 +83,7 @@ class DiskImage:
         if self.image.exists():
             raise DiskImageError(f"{self.image} exists already")
         if size_mb < MIN_SIZE_MB:
-            raise DiskImageError(f"a container's disk must be at least {MIN_SIZE_MB} MiB (XFS's minimum)")
+            raise DiskImageError(disk_too_small("a container's disk"))
         with open(self.image, "wb") as fh:
             fh.truncate((size_mb + LOG_MB) * MIB)  # sparse: only what is written takes space
         try:

@@ -23,6 +23,23 @@ _FACTORS = {"": None, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 <
 _COUNT = re.compile(r"[0-9]{1,19}", re.ASCII)
 MAX_BYTES = 1 << 62  # past this nothing is a real limit: it is read as unlimited
 
+# The smallest disk quota. A quota is an XFS filesystem of the container's own, in an image on a loop
+# device (engine/diskimage.py), and XFS sets the floor: mkfs.xfs (xfsprogs 5.19 and later; Debian 12
+# has 6.1) refuses a filesystem under 300 MiB ("Filesystem must be larger than 300MB") and gives each
+# one a log of at least 64 MiB, which it writes out in full. The panel adds the log to the image, so
+# a container gets the space it was promised; bench/bench_density.py measures what each one costs.
+MIN_DISK_MB = 300
+XFS_LOG_MB = 64
+DISK_MIN_REASON = (f"a disk quota is an XFS filesystem of the container's own, and XFS makes none smaller than "
+                   f"{MIN_DISK_MB} MiB. Each one costs, before any file is written, about {XFS_LOG_MB + 2} MiB of "
+                   f"real disk (XFS writes out its {XFS_LOG_MB} MiB log), a loop device, a mount and about 1 MiB of "
+                   "kernel memory")
+
+
+def disk_too_small(what: str = "disk_mb") -> str:
+    """Why a disk quota under the minimum is refused, with what the smallest one really costs."""
+    return f"{what} must be at least {MIN_DISK_MB} MiB: {DISK_MIN_REASON}."
+
 
 class BadAmount(ValueError):
     """Not a size or count vzctl would take; the message says what is expected."""

@@ -41,6 +41,8 @@ from .transfer import RSYNC_BASE
 COMPRESSORS = {"zst": ".tar.zst", "gz": ".tar.gz", "none": ".tar"}
 STD_EXCLUDES = ["./tmp/?*", "./var/tmp/?*", "./var/run/?*.pid", "./run/?*.pid"]  # vzdump --stdexcludes
 CHUNK = 1 << 20
+READ_AHEAD = 1 << 17   # what the archive walker reads at once
+WRITE_BATCH = 1 << 17  # what it gathers before writing to tar
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named here for Pythons that lack it
 
 
@@ -117,6 +119,13 @@ def log_path_for(archive: Path) -> Path:
     return archive.with_name(archive.name.split(".tar")[0] + ".log")
 
 
+def _bigger_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a pipe of the default size is only slower
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -183,9 +192,14 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
         log(f"Writing {final.name}" + (f" at most {opts.bwlimit_kbps} KiB/s" if opts.bwlimit_kbps else ""))
         procs: list[subprocess.Popen] = []
         threads: list[threading.Thread] = []
+        hasher = None
         try:
-            with open(partial, "wb", opener=_private_opener) as out:
+            # Read and write: the hasher reads what the tools write through this same open file.
+            with open(partial, "w+b", opener=_private_opener) as out:
                 # The tools write the file themselves: no Python in the data path unless throttling.
+                # The archive is hashed as it grows, from the page cache, never read again after.
+                hasher = FileHasher(out.fileno(), growing=True)
+                hasher.start()
                 tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE if (compressor or opts.bwlimit_kbps) else out,
                                        stderr=subprocess.PIPE)
                 procs.append(tar)
@@ -200,10 +214,7 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     threads.append(feeder)
                     source = os.fdopen(reader, "rb")
                 if compressor:
-                    try:
-                        fcntl.fcntl(source.fileno(), F_SETPIPE_SZ, 1 << 20)  # fewer stalls between tar and zstd
-                    except OSError:
-                        pass
+                    _bigger_pipe(source.fileno())  # fewer stalls between tar and zstd
                     comp = subprocess.Popen(compressor, stdin=source, stdout=out, stderr=subprocess.PIPE)
                     procs.append(comp)
                     source.close()
@@ -218,14 +229,19 @@ def create_archive(rootfs: Path, config_text: str, dump_dir: Path, ctid: int,
                     # tar says "file changed as we read it" (exit 1) for live copies: not a failure.
                     if proc.returncode not in (0, 1) or (proc.returncode == 1 and proc is not tar):
                         errors.append(f"{proc.args[0]} exited with {proc.returncode}: {err}")
+                out.flush()
+                hexdigest = hasher.finish()
             if errors:
                 raise ArchiveError("archiving failed: " + "; ".join(errors))
-            hexdigest = sha256_file(partial)
+            if hasher.error is not None:
+                raise ArchiveError(f"reading {partial} back to hash it failed: {hasher.error.strerror}")
         except BaseException:
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+            if hasher is not None:
+                hasher.finish()
             partial.unlink(missing_ok=True)
             raise
     keep_private(partial, opts.gid)
@@ -282,6 +298,7 @@ PAX_HARMLESS_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
 PAX_GLOBAL_HARMLESS = frozenset({"comment"})
 _PAX_LENGTH = re.compile(rb"([1-9][0-9]{0,8}) ")
 _SPACES = b" \t\n\v\f\r"
+_OCTAL = re.compile(rb"[0-7]+(?=[\0 ])")  # at the start of a field: tar reads it the same way (from_header)
 KEEP, DROP, CONFIG = "keep", "drop", "config"
 
 
@@ -345,14 +362,6 @@ def entry_of(directory: str | os.PathLike, path: str | os.PathLike) -> Path:
     if path.name in ("", ".", "..") or os.path.realpath(path.parent) != os.path.realpath(directory):
         raise ArchiveError(f"{path} is not in {directory}")
     return Path(os.path.realpath(directory)) / path.name
-
-
-def sha256_fd(fd: int) -> str:
-    digest, offset = hashlib.sha256(), 0
-    while block := os.pread(fd, CHUNK, offset):
-        digest.update(block)
-        offset += len(block)
-    return digest.hexdigest()
 
 
 def _reader_argv(magic: bytes) -> list[str]:
@@ -480,6 +489,7 @@ class MemberCheck:
         self.max_bytes, self.max_members = max_bytes, max_members
         # What the tree will hold: symlinks, everything else, and what was left out (each path in one).
         self.symlinks, self.kept, self.left_out = PathSet(), PathSet(), PathSet()
+        self._clear_parent: str | None = None  # a directory none of whose leading paths is a symlink
         self.total = 0      # bytes the kept members take in the tree
         self.members = 0    # every member checked
         self.dropped: dict[str, int] = {}
@@ -524,6 +534,7 @@ class MemberCheck:
                                                                     "size)" if member.sparse else ""))
         if member.issym():
             self.symlinks.add(name)
+            self._clear_parent = None  # the new symlink may lie on that directory's path
         else:
             # GNU tar replaces a symlink with a file or link, but keeps a symlink that leads to a
             # directory when a directory of that name follows: then it stays a symlink here too.
@@ -535,11 +546,15 @@ class MemberCheck:
         return KEEP
 
     def _not_through_symlink(self, name: str, message: str) -> None:
+        parent = name.rpartition("/")[0]
+        if parent == self._clear_parent:
+            return  # members come directory by directory: this one was checked for the member before
         parts = name.split("/")
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
             if prefix in self.symlinks:
                 raise UnsafeArchive(f"{message} {prefix!r}")
+        self._clear_parent = parent
 
     def _config(self, name: str, member: Member) -> str:
         if member.type not in REGULAR_TYPES or member.isdir() or member.sparse:
@@ -571,6 +586,8 @@ def _number(field: bytes, what: str, octal_only: bool = False) -> int:
     """A numeric header field, read exactly as GNU tar reads it (from_header in its list.c), or
     refused: a value tar would read differently, or reject and then skip ahead looking for the
     next header, would let it see members the walker never checked."""
+    if plain := _OCTAL.match(field):  # what GNU tar writes: octal digits, then a NUL or a blank
+        return int(plain.group(), 8)
     if field[:1] == b"\x80" and not octal_only:  # GNU base-256, positive
         value = int.from_bytes(field[1:], "big")
     else:
@@ -695,31 +712,76 @@ class TarWalker:
     differently, data after the end. What is not for the tree never reaches tar: device nodes
     and FIFOs are left out (counted), the archive's configuration is read from the stream
     (`config`) and never written. Headers, names and the configuration are read into Python,
-    each with a size limit; file data goes from pipe to pipe with os.splice, never through Python.
+    each with a size limit; the stream is read ahead and written on in batches of at most
+    READ_AHEAD and WRITE_BATCH bytes, and file data larger than that goes from pipe to pipe with
+    os.splice, never through Python.
     """
 
     def __init__(self, src: int, dst: int, check: MemberCheck):
         self.src, self.dst, self.check = src, dst, check
         self.members = 0  # members passed on
         self.config: tuple[str, bytes] | None = None
+        # Read ahead and write in batches: most members are a header or two and a small file, and a
+        # system call for each block cost more than the checks. Both buffers stay small (what one
+        # read brings, one batch, or one extended header at most); nothing reaches tar before the
+        # member it belongs to passed the checks, and large file data still goes by splice.
+        self._in = bytearray()
+        self._at = 0  # self._in[self._at:] is read from the stream but not yet walked
+        self._out: list[bytes] = []
+        self._out_size = 0
+
+    def _buffered(self) -> int:
+        return len(self._in) - self._at
+
+    def _fill(self, n: int) -> bool:
+        """At least `n` bytes buffered, reading ahead; False if the stream ends first."""
+        if self._at:
+            del self._in[:self._at]
+            self._at = 0
+        while len(self._in) < n:
+            data = os.read(self.src, max(READ_AHEAD, n - len(self._in)))
+            if not data:
+                return False
+            self._in += data
+        return True
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._in[self._at:self._at + n])
+        self._at += n
+        return data
 
     def _read(self, n: int, boundary: bool = False) -> bytes:
-        chunks, left = [], n
-        while left:
-            data = os.read(self.src, left)
-            if not data:
-                raise _EndOfStream("the archive does not add up: it ends " + (
-                    "without an end marker" if boundary and left == n else "in the middle of a member"))
-            chunks.append(data)
-            left -= len(data)
-        return b"".join(chunks)
+        if self._buffered() < n and not self._fill(n):
+            raise _EndOfStream("the archive does not add up: it ends " + (
+                "without an end marker" if boundary and not self._buffered() else "in the middle of a member"))
+        return self._take(n)
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= WRITE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        view = memoryview(b"".join(self._out))
+        self._out, self._out_size = [], 0
         while view:
             view = view[os.write(self.dst, view):]
 
     def _forward(self, n: int) -> None:
+        """Pass on `n` bytes of a member's data: what is buffered, then a small rest read (with the
+        headers after it), a large one spliced from pipe to pipe."""
+        if took := min(n, self._buffered()):
+            self._write(self._take(took))
+            n -= took
+        if not n:
+            return
+        if n <= READ_AHEAD:
+            if not self._fill(n):
+                raise _EndOfStream("the archive does not add up: a member's data is shorter than its header says")
+            self._write(self._take(n))
+            return
+        self._flush()
         while n:
             moved = os.splice(self.src, self.dst, min(n, CHUNK))
             if moved == 0:
@@ -737,6 +799,7 @@ class TarWalker:
                     raise UnsafeArchive("the archive does not add up: an extended header has no member after it")
                 self._trailer()
                 self._write(ZERO_BLOCK * 2)
+                self._flush()
                 return self.members
             _check_header(header)
             kind = header[156:157]
@@ -817,8 +880,8 @@ class TarWalker:
 
     def _trailer(self) -> None:
         """After the end marker: zero padding, a little of it, and nothing else."""
-        seen = 0
-        while data := os.read(self.src, 1 << 16):
+        data, seen = self._take(self._buffered()), 0  # what was read ahead, then the rest of the stream
+        while data:
             seen += len(data)
             if data.count(0) != len(data):
                 raise UnsafeArchive("the archive has data after its end marker: refused (only zero padding may "
@@ -826,6 +889,7 @@ class TarWalker:
             if seen > TRAILER_LIMIT:
                 raise UnsafeArchive(f"the archive has more than {TRAILER_LIMIT // 1024} KiB after its end marker: "
                                     "refused")
+            data = os.read(self.src, 1 << 16)
 
 
 @dataclass
@@ -839,6 +903,7 @@ class ArchiveReport:
     config: tuple[str, bytes] | None  # the archive's own configuration: ("etc/vzdump/pct.conf", its bytes)
     watched: set[str]
     seconds: float
+    sha256: str | None = None         # of the archive file, read in the same pass (when asked for)
 
     def dropped_text(self) -> str:
         return ", ".join(f"{what}: {n}" for what, n in sorted(self.dropped.items()))
@@ -863,15 +928,76 @@ def _said(errors) -> str:
     return "; ".join(line.strip() for line in lines[:5] if line.strip() and "Exiting with failure status" not in line)
 
 
-def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> ArchiveReport:
+def _stop_all(procs: list[subprocess.Popen], hasher: FileHasher | None) -> None:
+    """Kill what still runs and reap it, and let the hasher finish (it reads a file, never blocks)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    if hasher is not None:
+        hasher.finish()
+
+
+class FileHasher(threading.Thread):
+    """SHA-256 of an open file, computed beside whatever else reads or writes it: the restore's
+    decompressor reads the archive, the backup's compressor writes it, and this thread reads the
+    same bytes from the page cache as they come (pread: the file offset the tools share is never
+    moved), so the checksum costs no pass of its own and no Python stage between the tools.
+
+    `growing`: the file is being written; at its end it waits for more until finish() says the
+    writer is done."""
+
+    def __init__(self, fd: int, growing: bool = False):
+        super().__init__(name="archive-hash", daemon=True)
+        self.fd, self.growing = fd, growing
+        self.digest = hashlib.sha256()
+        self.offset = 0
+        self.error: OSError | None = None
+        self.hexdigest: str | None = None
+        self._writer_done = threading.Event()
+
+    def run(self) -> None:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        done = False
+        try:
+            while True:
+                n = os.preadv(self.fd, [buffer], self.offset)
+                if n:
+                    self.digest.update(view[:n])
+                    self.offset += n
+                elif not self.growing or done:
+                    break
+                else:
+                    # At the end of what was written so far: once the writer is done, one more read
+                    # takes what it wrote last.
+                    done = self._writer_done.wait(0.02)
+        except OSError as exc:
+            self.error = exc
+            return
+        self.hexdigest = self.digest.hexdigest()
+
+    def finish(self) -> str | None:
+        """The writer (if any) is done: wait for the digest of the whole file (None on a read error)."""
+        self._writer_done.set()
+        self.join()
+        return self.hexdigest
+
+
+def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log, hashed: bool = False,
+          expected_sha256: str | None = None) -> ArchiveReport:
     """Read `archive` (a path, or an fd from open_archive) through `check`; with `dest`, GNU tar
-    unpacks what passes into it, otherwise nothing is written anywhere. Every process started
-    here is killed if still running and reaped before this returns or raises."""
+    unpacks what passes into it, otherwise nothing is written anywhere. With `hashed` (or an
+    `expected_sha256`) the archive file is hashed in the same pass; a digest other than the one
+    expected fails the walk before tar is let finish. Every process and thread started here is
+    stopped before this returns or raises."""
     started = time.monotonic()
     fd = archive if isinstance(archive, int) else open_archive(archive)
     procs: list[subprocess.Popen] = []
     pipes: list = []
     null = -1
+    hasher = None
+    sha256 = None
     with tempfile.TemporaryFile() as reader_errors, tempfile.TemporaryFile() as tar_errors:
         try:
             argv = _reader_argv(os.pread(fd, 6, 0))
@@ -879,6 +1005,9 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
             reader = subprocess.Popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=reader_errors)
             procs.append(reader)
             pipes.append(reader.stdout)
+            if hashed or expected_sha256:
+                hasher = FileHasher(fd)  # beside the decompressor, from the pages it reads
+                hasher.start()
             tar = None
             if dest is None:
                 null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -911,6 +1040,13 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
                 said = _said(reader_errors)
                 raise UnsafeArchive(f"the archive does not add up: {argv[0]} could not read it to the end"
                                     + (f": {said}" if said else ""))
+            if hasher is not None:
+                sha256 = hasher.finish()
+                if sha256 is None:
+                    raise ArchiveError(f"reading the archive to hash it failed: {hasher.error.strerror}")
+                if expected_sha256 and sha256 != expected_sha256:
+                    # Found before tar may finish: the caller removes what it wrote so far.
+                    raise ArchiveError(f"checksum mismatch: the archive has {sha256}, the backup was {expected_sha256}")
             if tar is not None:
                 tar.stdin.close()
                 if tar.wait() != 0:
@@ -918,11 +1054,18 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
                                        + (_said(tar_errors) or f"tar exited with {tar.returncode}"))
                 if said := _said(tar_errors):
                     log(f"tar: {said}")
+        except ArchiveError as exc:
+            if hasher is None or not expected_sha256 or sha256 is not None:
+                raise
+            # A damaged archive: say that it is not the one backed up, if so, with what reading it found.
+            _stop_all(procs, hasher)
+            actual = hasher.hexdigest
+            if actual is not None and actual != expected_sha256:
+                raise ArchiveError(f"checksum mismatch: the archive has {actual}, the backup was {expected_sha256} "
+                                   f"(reading it: {exc})") from None
+            raise
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+            _stop_all(procs, hasher)
             for pipe in pipes:
                 try:
                     pipe.close()
@@ -933,14 +1076,16 @@ def _walk(archive: Path | int, check: MemberCheck, dest: Path | None, log) -> Ar
             if not isinstance(archive, int):
                 os.close(fd)
     return ArchiveReport(walker.members, check.members, check.total, check.dropped, walker.config, check.watched,
-                         time.monotonic() - started)
+                         time.monotonic() - started, sha256)
 
 
 def safe_extract(archive: Path | int, dest: Path, log=lambda _m: None, max_bytes: int | None = None,
-                 watch: tuple[str, ...] = ()) -> ArchiveReport:
+                 watch: tuple[str, ...] = (), expected_sha256: str | None = None) -> ArchiveReport:
     """Unpack `archive` into `dest` (which must exist and be empty), checking every member first.
-    The configuration (./etc/vzdump/pct.conf or vps.conf) comes back in the report, not in `dest`."""
-    report = _walk(archive, MemberCheck(max_bytes, watch), dest, log)
+    The configuration (./etc/vzdump/pct.conf or vps.conf) comes back in the report, not in `dest`.
+    With `expected_sha256` the file is hashed in the same pass and a mismatch fails the unpacking
+    (what tar wrote by then stays in `dest`, for the caller to remove with it)."""
+    report = _walk(archive, MemberCheck(max_bytes, watch), dest, log, expected_sha256=expected_sha256)
     if report.members == 0:
         raise UnsafeArchive("the archive is empty")
     if report.dropped:
@@ -948,9 +1093,11 @@ def safe_extract(archive: Path | int, dest: Path, log=lambda _m: None, max_bytes
     return report
 
 
-def scan_archive(archive: Path | int, max_bytes: int | None = None, watch: tuple[str, ...] = ()) -> ArchiveReport:
-    """Read the whole archive through the same checks as safe_extract, writing nothing."""
-    return _walk(archive, MemberCheck(max_bytes, watch), None, lambda _m: None)
+def scan_archive(archive: Path | int, max_bytes: int | None = None, watch: tuple[str, ...] = (),
+                 hashed: bool = False, expected_sha256: str | None = None) -> ArchiveReport:
+    """Read the whole archive through the same checks as safe_extract, writing nothing; with
+    `hashed` or `expected_sha256`, hashing the file in the same pass (report.sha256)."""
+    return _walk(archive, MemberCheck(max_bytes, watch), None, lambda _m: None, hashed, expected_sha256)
 
 
 def config_of(report: ArchiveReport) -> tuple[str, str] | None:
@@ -966,14 +1113,11 @@ def verify_archive(archive: Path, expected_sha256: str | None, log=lambda _m: No
     number of members."""
     fd = open_archive(archive)
     try:
-        if expected_sha256:
-            actual = sha256_fd(fd)
-            if actual != expected_sha256:
-                raise ArchiveError(f"checksum mismatch: expected {expected_sha256}, the file has {actual}")
-            log("Checksum matches")
-        report = scan_archive(fd)
+        report = scan_archive(fd, expected_sha256=expected_sha256)  # hashed in the same pass
     finally:
         os.close(fd)
+    if expected_sha256:
+        log("Checksum matches")
     log(f"Read {report.checked} members to the end"
         + (f"; a restore leaves out {report.dropped_text()}" if report.dropped else ""))
     return report.checked

@@ -7,6 +7,7 @@ directly, fast, through safe_extract and scan_archive.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ from backups import services as bs
 from backups.models import Backup
 from containers import services
 from containers.engine.diskimage import DiskImage
-from containers.engine.vzdump import (CONFIG_LIMIT, Member, MemberCheck, PathSet, UnsafeArchive, safe_extract,
-                                      scan_archive, sha256_file)
+from containers.engine.vzdump import (CONFIG_LIMIT, ArchiveError, Member, MemberCheck, PathSet, UnsafeArchive,
+                                      safe_extract, scan_archive, sha256_file)
 from containers.models import Container
 
 from ..conftest import DUMP_DIR, LXCPATH, RUN_DIR, lxc_info_state, wait_task
@@ -403,6 +404,40 @@ def test_failed_create_and_reset_say_why_in_one_line(agent, admin_user, host, te
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.integration
+def test_restore_of_an_archive_that_is_not_the_one_backed_up_leaves_nothing(agent, admin_user, host, base_tree,
+                                                                          template_name):
+    """The checksum is taken while the archive is unpacked (issue 22): a file that reads well but is not
+    the backup, or was cut short, fails the restore with nothing left, and an overwrite keeps the old files."""
+    whole = A.compress(base_tree + A.member("./srv/big", os.urandom(2 * MIB)) + A.end())
+    backup = stored_backup(host, whole, 74120)
+    A.write(Path(backup.path), A.compress(base_tree + A.member("./srv/big", b"not what was backed up") + A.end()))
+    task = restored(backup, admin_user, 74121)
+    assert_refused_cleanly(task, 74121, "checksum mismatch")
+    assert_no_children(agent)
+    Path(backup.path).write_bytes(whole[:len(whole) // 2])
+    task = restored(backup, admin_user, 74122)
+    assert_refused_cleanly(task, 74122, "checksum mismatch")
+    assert "does not add up" in task.error
+    assert_no_children(agent)
+    # Over an existing container: it keeps what it had.
+    task = services.create_container(user=admin_user, ctid=74123, ostemplate=template_name, hostname="keep.test",
+                                     host=host)
+    assert wait_task(task).status == "ok", task.log
+    (LXCPATH / "74123" / "rootfs" / "marker").write_text("old")
+    task = wait_task(bs.restore_backup(backup, admin_user, ctid=74123, force=True, confirm="74123"), 180)
+    assert task.status == "failed" and "checksum mismatch" in task.error and "\n" not in task.error, task.log
+    assert (LXCPATH / "74123" / "rootfs" / "marker").read_text() == "old"
+    assert not (LXCPATH / "74123" / "rootfs" / "srv" / "big").exists()
+    assert [p.name for p in LXCPATH.iterdir() if "74123" in p.name] == ["74123"]
+    # The archive made whole again restores, and its checksum is said to match.
+    Path(backup.path).write_bytes(whole)
+    task = restored(backup, admin_user, 74124)
+    assert task.status == "ok", task.log
+    assert "Checksum matches" in task.log
+    assert (LXCPATH / "74124" / "rootfs" / "srv" / "big").stat().st_size == 2 * MIB
+
+
 # -- the walker's rules, fast: through safe_extract and scan_archive ------------------------------------
 
 def archive_file(tmp_path: Path, data: bytes, compress: str = "none") -> Path:
@@ -599,3 +634,134 @@ def test_member_limit_and_pathset():
         check.check(Member(name, b"0"))
     with pytest.raises(UnsafeArchive, match="more than 3 members"):
         check.check(Member("d", b"0"))
+
+
+# -- the checksum, taken in the same pass as the checks (issue 22) ---------------------------------------
+
+def reads_of(monkeypatch, path: Path) -> list[int]:
+    """The bytes each pread/preadv of the archive file (by any fd of it) returned, in order."""
+    import containers.engine.vzdump as vzdump_module
+    wanted, seen = os.stat(path).st_ino, []
+    real_pread, real_preadv = os.pread, os.preadv
+
+    def ours(fd):
+        return os.fstat(fd).st_ino == wanted
+
+    def pread(fd, n, offset):
+        data = real_pread(fd, n, offset)
+        if ours(fd):
+            seen.append(len(data))
+        return data
+
+    def preadv(fd, buffers, offset):
+        n = real_preadv(fd, buffers, offset)
+        if ours(fd):
+            seen.append(n)
+        return n
+    monkeypatch.setattr(vzdump_module.os, "pread", pread)
+    monkeypatch.setattr(vzdump_module.os, "preadv", preadv)
+    return seen
+
+
+@pytest.mark.parametrize("compress", ["none", "zst", "gz"])
+def test_the_checksum_is_taken_in_the_one_pass_that_checks_and_unpacks(tmp_path, compress, monkeypatch):
+    data = TREE + A.member("./srv/big", os.urandom(3 * MIB)) + A.end()
+    path = archive_file(tmp_path, data, compress)
+    expected = sha256_file(path)
+    seen = reads_of(monkeypatch, path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    report = safe_extract(path, dest, expected_sha256=expected)
+    assert report.sha256 == expected and (dest / "srv" / "big").stat().st_size == 3 * MIB
+    # The panel reads the file once besides the decompressor: its 6 magic bytes, then every byte once for the
+    # hash while the walk runs (no pass of its own before or after).
+    assert seen[0] == 6 and sum(seen[1:]) == path.stat().st_size
+    assert scan_archive(path, hashed=True).sha256 == expected
+    assert scan_archive(path).sha256 is None  # not asked for: the decompressor reads the file itself
+
+
+@pytest.mark.parametrize("compress", ["none", "zst"])
+def test_a_checksum_mismatch_is_found_in_the_same_pass_and_fails_the_unpacking(tmp_path, compress):
+    """An archive that reads well but is not the one backed up (its hash differs) is refused by the walk itself."""
+    path = archive_file(tmp_path, TREE + A.member("./srv/f", b"changed\n") + A.end(), compress)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match=r"^checksum mismatch: the archive has [0-9a-f]{64}, the backup was 0{64}$"):
+        safe_extract(path, dest, expected_sha256="0" * 64)
+    with pytest.raises(ArchiveError, match="checksum mismatch"):
+        scan_archive(path, expected_sha256="0" * 64)
+
+
+def test_a_damaged_or_truncated_archive_with_a_checksum_says_mismatch_and_why(tmp_path):
+    whole = A.compress(TREE + A.member("./srv/big", os.urandom(3 * MIB)) + A.end())
+    expected = hashlib.sha256(whole).hexdigest()
+    for name, data in (("truncated", whole[:len(whole) // 2]),
+                       ("damaged", whole[:len(whole) // 2] + bytes(4096) + whole[len(whole) // 2 + 4096:])):
+        path = A.write(tmp_path / name / "a.tar.zst", whole)
+        dest = tmp_path / name / "dest"
+        dest.mkdir()
+        assert safe_extract(path, dest, expected_sha256=expected).sha256 == expected  # whole, it passes
+        shutil.rmtree(dest)
+        dest.mkdir()
+        path.write_bytes(data)
+        with pytest.raises(ArchiveError, match=r"checksum mismatch: .*\(reading it: the archive does not add up"):
+            safe_extract(path, dest, expected_sha256=expected)
+        with pytest.raises(UnsafeArchive, match="does not add up"):  # without a checksum: the walk's own reason
+            scan_archive(path)
+
+
+def test_a_matching_checksum_lets_no_hostile_member_through(tmp_path):
+    """The hash says the file is the one recorded, not that it is safe: every check still runs."""
+    data = TREE + A.symlink("./srv/x", str(tmp_path / "escaped")) + A.member("./srv/x/owned", b"x") + A.end()
+    path = archive_file(tmp_path, data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchive, match="through the symlink"):
+        safe_extract(path, dest, expected_sha256=sha256_file(path))
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_member_data_of_every_size_around_the_walkers_read_ahead_arrives_whole(tmp_path):
+    """The walker reads ahead and writes in batches, splicing only large data: every size around
+    its buffers unpacks byte for byte, and zero padding read ahead with the last member is still checked."""
+    from containers.engine.vzdump import READ_AHEAD
+    sizes = [0, 1, 511, 512, 513, READ_AHEAD - 513, READ_AHEAD - 1, READ_AHEAD, READ_AHEAD + 1, 3 * MIB + 7]
+    files = {f"./srv/f{size}": os.urandom(size) for size in sizes}
+    data = TREE + b"".join(A.member(name, body) for name, body in files.items())
+    report, dest = unpack(tmp_path, data + A.end(bytes(10 * 512)))
+    assert report.members == 4 + len(sizes)
+    for name, body in files.items():
+        assert (dest / name).read_bytes() == body
+    refused(tmp_path / "junk", data + A.end(bytes(512) + b"x" + bytes(511)), "data after its end marker")
+
+
+def test_a_symlink_in_the_directory_just_checked_is_seen(tmp_path):
+    """The walker remembers the last directory it found free of symlinks; a symlink made in it (or as
+    it) right after is still caught."""
+    for hostile in (A.member("./srv/a", b"x") + A.symlink("./srv/l", str(tmp_path / "escaped"))
+                    + A.member("./srv/l/owned", b"x"),
+                    A.symlink("./srv/d", str(tmp_path / "escaped")) + A.member("./srv/d/owned", b"x"),
+                    A.directory("./srv/e/") + A.member("./srv/e/a", b"x") + A.hardlink("./srv/e/h", "./srv/e/a")
+                    + A.symlink("./srv/e/l", str(tmp_path / "escaped")) + A.hardlink("./srv/e/l/h2", "./srv/e/a")):
+        shutil.rmtree(tmp_path / "dest", ignore_errors=True)
+        refused(tmp_path, TREE + hostile + A.end(), "through the symlink")
+
+
+@pytest.mark.parametrize("compress, bwlimit", [("zst", None), ("gz", None), ("none", None), ("zst", 4096),
+                                               ("none", 4096)])
+def test_a_backup_is_hashed_as_it_is_written(tmp_path, compress, bwlimit):
+    """The digest the backup records is the file's, every byte of it, however the archive was written
+    (the tools write the file, the hasher follows it as it grows)."""
+    from containers.engine.vzdump import ArchiveOptions, create_archive
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    for i in range(40):
+        (root / "srv" / f"f{i}").write_bytes(os.urandom(64 * 1024 * (i % 5)))
+    archive = create_archive(root, "hostname: h\n", tmp_path / "dump", 555,
+                             ArchiveOptions(compress=compress, bwlimit_kbps=bwlimit))
+    assert archive.sha256 == sha256_file(archive.path)
+    assert (tmp_path / "dump" / (archive.path.name + ".sha256")).read_text().split()[0] == archive.sha256
+    assert not list((tmp_path / "dump").glob("*.partial"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert safe_extract(archive.path, dest, expected_sha256=archive.sha256).members == 42  # ., srv and its files
