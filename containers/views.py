@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from panel.forms import ActionForm, form_response, wants_fragment
@@ -38,6 +39,7 @@ def container_list(request):
                                       "statuses": ContainerStatus.choices})
 
 
+@sensitive_post_parameters("root_password", "root_password_confirm")
 @login_required
 @page_for(may_create_containers, "Creating containers")
 def container_create(request):
@@ -48,7 +50,8 @@ def container_create(request):
             hostname=data["hostname"], host=data["host"], name=data["name"],
             onboot=data["onboot"], description=data["description"], start=data["start"],
             tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
-            override_capacity=data.get("override_capacity", False))
+            override_capacity=data.get("override_capacity", False),
+            addresses=data["ipadd"], root_password=data["root_password"], ssh_public_keys=data["ssh_public_keys"])
         messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
         return redirect("task-detail", task.pk)
 

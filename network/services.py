@@ -135,29 +135,38 @@ def add_addresses(ct: Container, user, addresses: list[str], pool: str | None = 
     _check_manage(ct, user)
     if not addresses:
         raise InvalidRequest("Give at least one address (or auto).")
-    added = []
     try:
         with transaction.atomic():
-            check_quota(ct.tenant, ips=len(addresses))
-            for text in addresses:
-                if text == "auto":
-                    chosen = _pool_named(ct, user, pool)
-                    address, from_pool = allocate(chosen), chosen
-                else:
-                    ip, _ = parse_address(text)
-                    address, from_pool = str(ip), _explicit_address(ct, user, ip)
-                if address in added:
-                    raise InvalidRequest(f"{address} is given twice.")
-                try:
-                    with transaction.atomic():
-                        IPAddress.objects.create(address=address, container=ct, pool=from_pool, interface="venet0")
-                except IntegrityError:
-                    raise InvalidRequest(_holder_text(address, user)) from None
-                added.append(address)
+            added = assign_addresses(ct, user, addresses, pool)
             task = _submit_locked(ct, Action.SET, TaskType.CT_NET, user, params={"venet_add": added})
     except IntegrityError:
         raise InvalidRequest("One of the addresses was taken meanwhile; try again.") from None
     return task
+
+
+def assign_addresses(ct: Container, user, addresses: list[str], pool: str | None = None) -> list[str]:
+    """Give `ct` the venet addresses `addresses` ("auto": the next free one of `pool`, or of the
+    first pool its tenant may use), checked for `user` (their tenant's pools only, unless they
+    configure the host's network), free and within the quota. Rows only: the caller queues the
+    task that applies them, in the same transaction (a refusal rolls back every address)."""
+    added: list[str] = []
+    check_quota(ct.tenant, ips=len(addresses))
+    for text in addresses:
+        if text == "auto":
+            chosen = _pool_named(ct, user, pool)
+            address, from_pool = allocate(chosen), chosen
+        else:
+            ip, _ = parse_address(text)
+            address, from_pool = str(ip), _explicit_address(ct, user, ip)
+        if address in added:
+            raise InvalidRequest(f"{address} is given twice.")
+        try:
+            with transaction.atomic():
+                IPAddress.objects.create(address=address, container=ct, pool=from_pool, interface="venet0")
+        except IntegrityError:
+            raise InvalidRequest(_holder_text(address, user)) from None
+        added.append(address)
+    return added
 
 
 @audited("container.ipdel")
