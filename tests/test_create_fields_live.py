@@ -19,6 +19,7 @@ from backups.models import Backup
 from containers import services
 from containers.models import Container, OSTemplate
 from network.models import IPAddress, IPPool
+from panel.shacrypt import sha512_crypt
 
 from .adversarial import archives as A
 from .conftest import DUMP_DIR, LXCPATH, TEMPLATE_DIR, wait_task
@@ -180,3 +181,22 @@ def test_restore_keeps_free_addresses_of_the_tenant_and_says_why_it_drops_the_ot
     ct = Container.objects.get(ctid=9499)
     assert "inet 198.51.100.70/32" in run_in(ct, tadmin, ["ip", "-4", "addr", "show"])["stdout"]
     shutil.rmtree(DUMP_DIR, ignore_errors=True)
+
+
+@pytest.mark.parametrize("tamper,words", [
+    (lambda conn, key: conn.delete(key), "root password was not found"),  # Redis restarted, or a day passed
+    # Redis is writable by the web user: a value that would add a line to /etc/shadow is never written.
+    (lambda conn, key: conn.set(key, sha512_crypt("x") + "\nevil::0:0:99999:7:::"), "SHA-512 crypt hash"),
+    (lambda conn, key: conn.set(key, "$6$salt$short:0:"), "SHA-512 crypt hash"),
+])
+def test_a_lost_or_tampered_password_hash_fails_the_create_and_leaves_nothing(agent_process, admin_user, host,
+                                                                            template_name, redis_conn, tamper,
+                                                                            words):
+    task = services.create_container(user=admin_user, ctid=9493, ostemplate=template_name, hostname="t.test",
+                                     host=host, root_password=PASSWORD, ssh_public_keys=[ED25519])
+    tamper(redis_conn, f"vzpanel:task-secret:{host.name}:{task.pk}")
+    agent_process.start()
+    task = wait_task(task, 120)
+    assert task.status == "failed" and words in task.error and "\n" not in task.error, task.log
+    assert not Container.objects.filter(ctid=9493).exists()
+    assert [p.name for p in LXCPATH.iterdir() if "9493" in p.name] == []
