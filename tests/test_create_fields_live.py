@@ -200,3 +200,23 @@ def test_a_lost_or_tampered_password_hash_fails_the_create_and_leaves_nothing(ag
     assert task.status == "failed" and words in task.error and "\n" not in task.error, task.log
     assert not Container.objects.filter(ctid=9493).exists()
     assert [p.name for p in LXCPATH.iterdir() if "9493" in p.name] == []
+
+
+def test_a_failed_restore_over_a_container_gives_back_the_addresses_it_took(agent, admin_user, host, template_name,
+                                                                            tmp_path, monkeypatch):
+    """The archive fills the disk to the byte, so the restore fails after its addresses were taken:
+    the one the container held stays its own, the one it took for the restore is free again."""
+    from .adversarial import test_archives as T
+    config = A.member("./etc/vzdump/pct.conf", b"addresses: 198.51.100.88 198.51.100.89\n")
+    monkeypatch.setattr(T, "MINIMAL_TREE", T.MINIMAL_TREE + A.directory("./etc/vzdump/") + config)
+    backup = T.stored_backup(host, T.disk_filling_archive(tmp_path, 300), 9478, diskinodes=220000)
+    IPPool.objects.create(name="give-back", network="198.51.100.0/24", ranges="198.51.100.80-198.51.100.89")
+    task = wait_task(services.create_container(user=admin_user, ctid=9479, ostemplate=template_name,
+                                               hostname="g.test", host=host, addresses=["198.51.100.88"],
+                                               limits={"disk_mb": 300, "diskinodes": 220000}), 120)
+    assert task.status == "ok", task.log
+    task = wait_task(backup_services.restore_backup(backup, admin_user, ctid=9479, force=True, confirm="9479"), 180)
+    assert task.status == "failed" and "no space left" in task.error, task.log
+    assert "Address 198.51.100.89: kept" in task.log and "Addresses given back: 198.51.100.89" in task.log
+    assert list(IPAddress.objects.values_list("address", "container__ctid")) == [("198.51.100.88", 9479)]
+    shutil.rmtree(DUMP_DIR, ignore_errors=True)
