@@ -157,9 +157,15 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
         from django.conf import settings
         limits = settings.DEFAULT_LIMITS
         field = Container._meta.get_field
+        if self.fields["plan"].required:  # everyone but administrators and operators takes a plan's limits
+            sizes = [("RAM, swap, CPUs, disk", "the plan's (below)")]
+        else:
+            sizes = [("RAM", f"{limits['ram_mb']} MiB"), ("Swap", f"{limits['swap_mb']} MiB"),
+                     ("CPUs", str(limits["cpus"])),
+                     ("Disk", f"{limits['disk_mb']} MiB ({limits['disk_mb'] / 1024:g} GiB)")]
+            sizes = [(what, value + (" (or the plan's)" if self.plans else "")) for what, value in sizes]
         return [
-            ("RAM", f"{limits['ram_mb']} MiB"), ("Swap", f"{limits['swap_mb']} MiB"),
-            ("CPUs", str(limits["cpus"])), ("Disk", f"{limits['disk_mb']} MiB ({limits['disk_mb'] / 1024:g} GiB)"),
+            *sizes,
             ("Inodes", str(field("diskinodes").default)), ("CPU units", str(field("cpuunits").default)),
             ("CPU limit", "none" if not field("cpulimit").default else f"{field('cpulimit').default} %"),
             ("Processes", "no limit"), ("I/O priority", str(field("ioprio").default)),

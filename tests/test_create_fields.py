@@ -160,8 +160,8 @@ def test_the_create_form_shows_every_default_and_never_echoes_the_password(clien
                                                                           plan):
     client.force_login(admin_user)
     page = client.get("/containers/new/").content.decode()
-    for text in ("512 MiB", "2048 MiB (2 GiB)", "0 MiB", "Inodes", "220000", "CPU units", "1000", "I/O priority",
-                 "the host with the most room", "Root password", "SSH public keys for root", "IP addresses",
+    for text in ("512 MiB (or the plan&#x27;s)", "2048 MiB (2 GiB)", "0 MiB", "Inodes", "220000", "CPU units", "1000",
+                 "I/O priority", "the host with the most room", "Root password", "SSH public keys for root", "IP addresses",
                  "vps.basic", "256 MiB", "Empty: the plan&#x27;s, or 512 without one."):
         assert text in page, text
     resp = client.post("/containers/new/", {"ctid": "9489", "hostname": "f.test", "ostemplate": template_name,

@@ -60,13 +60,16 @@ class ContainerCreateSerializer(serializers.Serializer):
     plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.none(), required=False,
                                         allow_null=True)
     ram_mb = AsciiIntegerSerializerField(min_value=16, required=False,
-                                         help_text="MiB (administrators); default: the plan's, or " + _default("ram_mb"))
+                                         help_text="MiB (administrators); default: the plan's, or "
+                                                   + _default("ram_mb"))
     swap_mb = AsciiIntegerSerializerField(min_value=0, required=False,
-                                          help_text="MiB (administrators); default: the plan's, or " + _default("swap_mb"))
+                                          help_text="MiB (administrators); default: the plan's, or "
+                                                    + _default("swap_mb"))
     cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False,
                                        help_text="(administrators) default: the plan's, or " + _default("cpus"))
     disk_mb = AsciiIntegerSerializerField(min_value=300, required=False,
-                                          help_text="MiB (administrators); default: the plan's, or " + _default("disk_mb"))
+                                          help_text="MiB (administrators); default: the plan's, or "
+                                                    + _default("disk_mb"))
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
     # Issue 18: what vzctl create --ipadd, --userpasswd root:... and --ssh-public-keys give. The
     # service checks them (containers.services.clean_*, network.services.assign_addresses).
