@@ -199,11 +199,13 @@ def restore(task, log):
         raise TaskFailed(f"container {task.ctid} no longer exists")
     overwrite = bool(task.params.get("overwrite"))
     lxc = lxc_for(task.host)
+    addresses: list[dict] = []  # what became of each address of the archive (filled as they are taken)
     try:
-        report, not_restored = _restore_rootfs(task, ct, lxc, overwrite, log)
+        report, not_restored = _restore_rootfs(task, ct, lxc, overwrite, log, addresses)
         fault_point("restore.built")
     except BaseException as exc:
         if overwrite:
+            _give_back_addresses(ct, addresses, log)
             log(f"Container {ct.ctid} keeps its old root filesystem")
         else:
             # Nothing is on disk (build cleans up); free the CTID in the panel too.
@@ -224,10 +226,10 @@ def restore(task, log):
         refresh_state(ct, lxc, known="RUNNING")
         network_up(ct, lxc, log)
     return {"ctid": ct.ctid, "members": report.members, "dropped": report.dropped,
-            "not_restored": not_restored}
+            "not_restored": not_restored, "addresses": addresses}
 
 
-def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport, list[str]]:
+def _restore_rootfs(task, ct, lxc, overwrite: bool, log, addresses: list[dict]) -> tuple[ArchiveReport, list[str]]:
     """Unpack the backup into the container's new root filesystem; a new container also takes
     the DNS settings and addresses of the archive's configuration. Returns the unpacking's report
     and what of that configuration was left out."""
@@ -252,16 +254,23 @@ def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport,
                 log("Checksum matches")
             found["report"] = report
             log(f"Unpacked {report.members} members, {report.bytes // MIB} MiB, in {report.seconds:.1f} s")
-            if overwrite:
-                return None
             config, left_out = _restored_config(report.config, log)
-            found["skipped"] = left_out + _apply_restored_config(ct, task.user, config, log)
+            if overwrite:
+                # Over the same container only its addresses come from the archive (its settings
+                # stay the panel's); those it still holds are kept as they are.
+                found["skipped"] = _restore_archive_addresses(ct, task.user, config, log, addresses)
+                return None
+            found["skipped"] = left_out + _apply_restored_config(ct, task.user, config, log, addresses)
             return spec_for(ct)  # written into the new container with the addresses and DNS it brought
 
         if overwrite:
             if lxc.state(ct.ctid) not in ("STOPPED", "ABSENT"):
                 raise TaskFailed(f"container {ct.ctid} is running; stop it before restoring over it")
             lxc.replace_rootfs(spec_for(ct), populate, log)
+            if any(o.get("new") for o in addresses):  # the configuration and /etc/hosts as the rows are now
+                spec = spec_for(ct)
+                lxc.write_config(spec)
+                lxc.write_identity(spec)
         else:
             lxc.build(spec_for(ct), populate, log)
         return found["report"], found.get("skipped", [])
@@ -269,17 +278,42 @@ def _restore_rootfs(task, ct, lxc, overwrite: bool, log) -> tuple[ArchiveReport,
         os.close(fd)
 
 
-def _apply_restored_config(ct, user, config: dict, log) -> list[str]:
+def _apply_restored_config(ct, user, config: dict, log, addresses: list[dict]) -> list[str]:
     """onboot, DNS and venet addresses from the archive's configuration: the archive's word, so the
     network goes through the checks, pools and quota of vzctl set (network.services.restore_network).
-    Returns what was left out, also logged."""
+    Returns what was left out, also logged; `addresses` gets what became of each address."""
     if config.get("onboot"):
         Container.objects.filter(pk=ct.pk).update(onboot=True)
         ct.onboot = True
-    skipped = restore_network(ct, user, config)
+    skipped = restore_network(ct, user, {**config, "addresses": []})
     for line in skipped:
         log(line)
-    return skipped
+    return skipped + _restore_archive_addresses(ct, user, config, log, addresses)
+
+
+def _restore_archive_addresses(ct, user, config: dict, log, addresses: list[dict]) -> list[str]:
+    """Each venet address of the archive kept (free, or still the container's, and one its tenant
+    may hold) or dropped with the reason (network.services.restore_addresses), one log line each;
+    returns a line per dropped one for the result's not_restored."""
+    from network.services import restore_addresses
+    held_before = set(ct.addresses.values_list("address", flat=True))
+    for outcome in restore_addresses(ct, user, config.get("addresses") or []):
+        outcome["new"] = outcome["kept"] and outcome["address"] not in held_before
+        addresses.append(outcome)
+        log(f"Address {outcome['address']}: {'kept' if outcome['kept'] else 'dropped'} ({outcome['reason']})")
+    if not config.get("addresses"):
+        log("The archive names no addresses")
+    return [f"{o['address']} was not restored: {o['reason']}" for o in addresses if not o["kept"]]
+
+
+def _give_back_addresses(ct, addresses: list[dict], log) -> None:
+    """A restore over a container that failed: the addresses it took for it are free again (those it
+    held before stay its own)."""
+    from network.models import IPAddress
+    taken = [o["address"] for o in addresses if o.get("new")]
+    if taken:
+        IPAddress.objects.filter(container=ct, address__in=taken).delete()
+        log(f"Addresses given back: {', '.join(taken)}")
 
 
 @handler(TaskType.BACKUP_VERIFY)

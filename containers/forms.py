@@ -79,7 +79,61 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
         if not self.admin_limits:
             for key in ("ram_mb", "swap_mb", "cpus", "disk_mb"):
                 del self.fields[key]
+        else:
+            from django.conf import settings
+            for key in ("ram_mb", "swap_mb", "cpus", "disk_mb"):
+                self.fields[key].help_text = f"Empty: the plan's, or {settings.DEFAULT_LIMITS[key]} without one."
+        self.plans = list(self.fields["plan"].queryset)
         self.add_storage_field(user)
+
+    # Addresses, root's password and SSH keys (issue 18): checked by the service's own cleaners, so
+    # the form and the API and vzctl refuse the same things in the same words.
+    ipadd = forms.CharField(label="IP addresses", required=False, max_length=1200, strip=True,
+                            help_text="Routed (venet) addresses, separated by spaces or commas; auto takes the "
+                                      "next free one from the tenant's IP pool. Empty: none.")
+    root_password = forms.CharField(label="Root password", required=False, strip=False, max_length=4096,
+                                    widget=forms.PasswordInput(render_value=False),
+                                    help_text="8 to 256 characters. Empty: the template's (root cannot log in "
+                                              "with a password). Stored only as a hash, inside the container.")
+    root_password_confirm = forms.CharField(label="Repeat the root password", required=False, strip=False,
+                                            max_length=4096, widget=forms.PasswordInput(render_value=False))
+    ssh_public_keys = forms.CharField(label="SSH public keys for root", required=False, max_length=300_000,
+                                      widget=forms.Textarea(attrs={"rows": 3}),
+                                      help_text="One per line, as in authorized_keys (ssh-ed25519 AAAA... comment), "
+                                                "without options.")
+
+    def clean_ipadd(self):
+        from .services import InvalidRequest, clean_create_addresses
+        from network.services import parse_address
+        words = [w for w in self.cleaned_data["ipadd"].replace(",", " ").split() if w]
+        try:
+            for word in words:
+                if word != "auto":
+                    parse_address(word)  # its form; pools and holders are the service's, once placed
+            return clean_create_addresses(words)
+        except InvalidRequest as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_root_password(self):
+        from .services import InvalidRequest, clean_root_password
+        password = self.cleaned_data["root_password"]
+        if password:
+            try:
+                clean_root_password(password)
+            except InvalidRequest as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return password or None
+
+    def clean_ssh_public_keys(self):
+        from .services import InvalidRequest, clean_ssh_public_keys
+        # A textarea: every line is a key; a key with a line break in it is two lines, and the
+        # second (command=..., or anything else) is refused as not a key.
+        lines = [line for line in self.cleaned_data["ssh_public_keys"].replace("\r\n", "\n").split("\n")
+                 if line.strip()]
+        try:
+            return clean_ssh_public_keys(lines) if lines else []
+        except InvalidRequest as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def add_storage_field(self, user):
         """Storage pool (issue 21): the names of the pools the user may create on, on any host; the
@@ -106,6 +160,36 @@ class ContainerCreateForm(TemplateOnHostMixin, LimitFields):
         if name and Container.objects.filter(name=name).exists():
             raise forms.ValidationError(f"The name {name!r} is already in use.")
         return name
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("root_password") or "") != (self.cleaned_data.get("root_password_confirm") or "") \
+                and "root_password" not in self.errors:
+            self.add_error("root_password_confirm", "The two passwords differ.")
+        return data
+
+    def defaults(self) -> list[tuple[str, str]]:
+        """What a container created here gets when a field is left empty and no plan says otherwise:
+        shown on the form, so nothing is a surprise."""
+        from django.conf import settings
+        limits = settings.DEFAULT_LIMITS
+        field = Container._meta.get_field
+        if self.fields["plan"].required:  # everyone but administrators and operators takes a plan's limits
+            sizes = [("RAM, swap, CPUs, disk", "the plan's (below)")]
+        else:
+            sizes = [("RAM", f"{limits['ram_mb']} MiB"), ("Swap", f"{limits['swap_mb']} MiB"),
+                     ("CPUs", str(limits["cpus"])),
+                     ("Disk", f"{limits['disk_mb']} MiB ({limits['disk_mb'] / 1024:g} GiB)")]
+            sizes = [(what, value + (" (or the plan's)" if self.plans else "")) for what, value in sizes]
+        return [
+            *sizes,
+            ("Inodes", str(field("diskinodes").default)), ("CPU units", str(field("cpuunits").default)),
+            ("CPU limit", "none" if not field("cpulimit").default else f"{field('cpulimit').default} %"),
+            ("Processes", "no limit"), ("I/O priority", str(field("ioprio").default)),
+            ("Host", "the host with the most room that has the template"),
+            ("Addresses", "none (auto: the next free one of the tenant's pool)"),
+            ("Root password", "the template's (none set)"), ("Start when the host starts", "no"),
+        ]
 
 
 class ContainerSettingsForm(LimitFields):

@@ -253,7 +253,7 @@ def create(task, log):
         template = find_template(task.host.template_dir, ct.ostemplate)
         if template is None:
             raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
-        lxc.create(spec_for(ct), template, log)
+        lxc.create(spec_for(ct), template, log, customize=_root_credentials(task, ct, log))
         fault_point("create.built")
     except BaseException as exc:
         # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
@@ -273,6 +273,46 @@ def create(task, log):
     else:
         record_state(ct, "STOPPED")
     return {"ctid": ct.ctid, "status": ct.status}
+
+
+# -- a root password and SSH keys given at create time -------------------------------------------
+def _root_credentials(task, ct: Container, log):
+    """What the create writes into the new root filesystem besides the template (issue 18): root's
+    password (the $6$ hash the web process made, taken once from Redis, tasks/secrets.py) and
+    SSH public keys (in the task's params: not secret). None when the create gives neither.
+
+    They are written straight into the unpacked tree while it is still a hidden partial directory,
+    through safefs (never following a link the template may hold at /etc/shadow or /root/.ssh),
+    before the container exists under its CTID and long before anything runs in it: so there is
+    no process to race, nothing needs starting for it (chpasswd through lxc-attach would), and a
+    failure here removes the half-made container like any failed create."""
+    want_password = bool(task.params.get("root_password"))
+    keys = [str(k) for k in task.params.get("ssh_public_keys") or []]
+    if not (want_password or keys):
+        return None
+    hashed = None
+    if want_password:
+        from panel.shacrypt import SHA512_CRYPT_RE
+        from tasks.secrets import HASH_TTL_SECONDS, take_secret
+        hashed = take_secret(task.pk)
+        if hashed is None:
+            raise TaskFailed(f"the root password was not found in Redis (it is kept for {HASH_TTL_SECONDS // 3600} "
+                             "hours, and lost if Redis restarts); create the container again")
+        if not SHA512_CRYPT_RE.fullmatch(hashed):  # Redis is writable by the web user: only a $6$ hash goes in
+            raise TaskFailed("the root password did not reach the agent as a SHA-512 crypt hash; nothing was set")
+
+    def customize(rootfs: Path) -> None:
+        from .engine.lxc import set_shadow_hash
+        with Tree(rootfs) as tree:
+            if hashed is not None:
+                set_shadow_hash(tree, "root", hashed, f"template {ct.ostemplate}",
+                                lastchg=int(timezone.now().timestamp()) // 86400)
+                log("Root password set (a SHA-512 crypt hash in /etc/shadow)")
+            if keys:
+                ssh_path, added = install_ssh_keys(tree, "root", keys, ct.ctid)
+                log(f"{len(added)} SSH public key{'s' if len(added) != 1 else ''} for root "
+                    f"in /{ssh_path}/authorized_keys")
+    return customize
 
 
 @handler(TaskType.CT_START)
@@ -554,19 +594,29 @@ def add_ssh_key(task, log):
     ct = _container(task)
     user, key = task.params["user"], task.params["key"]
     with Tree(lxc_for(task.host).rootfs(ct.ctid)) as tree:
-        uid, gid, home = _passwd_entry(tree, user, ct.ctid)
-        where = tree.resolve(home) if home.strip("/") else None
-        ssh_path = f"{where if where is not None else home.strip('/')}/.ssh"
-        owner = (uid, gid)
-        with tree.subtree(ssh_path, create=0o700, owner=owner) as ssh:
-            ssh.set_owner("", owner, 0o700)
-            current = ssh.read_text("authorized_keys", AUTHORIZED_KEYS_LIMIT, missing_ok=True) or ""
-            present = key in (line.strip() for line in current.splitlines())
-            if not present:
-                text = current + ("\n" if current and not current.endswith("\n") else "") + key + "\n"
-                ssh.write("authorized_keys", text, mode=0o600, owner=owner)
+        ssh_path, added = install_ssh_keys(tree, user, [key], ct.ctid)
+    present = not added
     log(f"SSH key {'already present' if present else 'added'} for {user} (/{ssh_path}/authorized_keys)")
     return {"user": user, "added": not present}
+
+
+def install_ssh_keys(tree: Tree, user: str, keys: list[str], ctid: int) -> tuple[str, list[str]]:
+    """Add `keys` (checked public keys, one line each) to `user`'s ~/.ssh/authorized_keys in the root
+    filesystem `tree`: .ssh 0700 and the file 0600, both the user's. Returns the .ssh path (inside
+    the tree) and the keys that were not there yet."""
+    uid, gid, home = _passwd_entry(tree, user, ctid)
+    where = tree.resolve(home) if home.strip("/") else None
+    ssh_path = f"{where if where is not None else home.strip('/')}/.ssh"
+    owner = (uid, gid)
+    with tree.subtree(ssh_path, create=0o700, owner=owner) as ssh:
+        ssh.set_owner("", owner, 0o700)
+        current = ssh.read_text("authorized_keys", AUTHORIZED_KEYS_LIMIT, missing_ok=True) or ""
+        present = {line.strip() for line in current.splitlines()}
+        added = [key for key in dict.fromkeys(keys) if key not in present]
+        if added:
+            text = current + ("\n" if current and not current.endswith("\n") else "") + "".join(k + "\n" for k in added)
+            ssh.write("authorized_keys", text, mode=0o600, owner=owner)
+    return ssh_path, added
 
 
 PASSWD_LIMIT = 8 << 20

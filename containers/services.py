@@ -11,6 +11,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from accounts import audit
 from accounts.audit import audited
@@ -210,16 +211,108 @@ def _check_plan_ceiling(user, plan, limits: dict, current=None) -> None:
             raise NotAllowed(f"{key} {value} is above the {bound} you may set; ask an administrator.")
 
 
+# -- what a create may bring besides the template: addresses, a root password, SSH keys (issue 18) ---
+MAX_CREATE_ADDRESSES = 16
+MAX_SSH_KEYS = 32
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+# libxcrypt (the crypt(3) of Debian and most distributions) checks passphrases of at most 511 bytes:
+# a longer one could be hashed here but never typed in at the container's login.
+PASSWORD_MAX_BYTES = 511
+
+
+def clean_root_password(password) -> str:
+    """A root password for a new container: 8 to 256 characters (at most 511 bytes in UTF-8), no line
+    break or NUL (a login prompt could not take them). ':' is fine: it is hashed here, never written
+    as it is."""
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidRequest(f"The root password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
+    if any(c in password for c in "\r\n\x00"):
+        raise InvalidRequest("The root password may not contain line breaks or NUL characters.")
+    if len(password.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES:
+        raise InvalidRequest(f"The root password must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8 (what the "
+                             "container's crypt can check).")
+    return password
+
+
+def clean_ssh_public_keys(keys) -> list[str]:
+    """SSH public keys as authorized_keys takes them, one line each: a known type, its base64 blob
+    (which must decode and name the same type) and an optional comment; no options such as
+    command=, no line breaks inside a key (that would be a second line: a key of the tenant's
+    choosing with options of theirs)."""
+    import base64
+    import binascii
+    import unicodedata
+    if isinstance(keys, str) or not isinstance(keys, (list, tuple)):
+        raise InvalidRequest("Give the SSH public keys as a list, one key each.")
+    if len(keys) > MAX_SSH_KEYS:
+        raise InvalidRequest(f"Give at most {MAX_SSH_KEYS} SSH public keys.")
+    clean = []
+    for number, key in enumerate(keys, 1):
+        if not isinstance(key, str) or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in key):
+            raise InvalidRequest(f"SSH key {number} is not one line: give one key per line.")
+        key = key.strip()
+        if not _SSH_KEY_RE.fullmatch(key):
+            raise InvalidRequest(f"SSH key {number} is not an SSH public key (expected e.g. "
+                                 "'ssh-ed25519 AAAA... comment', without options).")
+        kind, blob = key.split(" ", 2)[:2]
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        named = raw[4:4 + int.from_bytes(raw[:4], "big")] if len(raw) > 4 else b""
+        if named != kind.encode():
+            raise InvalidRequest(f"SSH key {number} is damaged: its base64 part is not a {kind} key.")
+        clean.append(key)
+    return list(dict.fromkeys(clean))
+
+
+def clean_create_addresses(addresses) -> list[str]:
+    """vzctl create --ipadd: "auto" or an address, each; checked against pools and holders later,
+    with the container's tenant and host known (network.services.assign_addresses)."""
+    if isinstance(addresses, str) or not isinstance(addresses, (list, tuple)):
+        raise InvalidRequest("Give the addresses as a list (each an address or auto).")
+    if len(addresses) > MAX_CREATE_ADDRESSES:
+        raise InvalidRequest(f"Give at most {MAX_CREATE_ADDRESSES} addresses.")
+    clean = []
+    for text in addresses:
+        text = text.strip() if isinstance(text, str) else ""
+        if not text or len(text) > 64:
+            raise InvalidRequest("Each address is an IPv4 or IPv6 address, or auto.")
+        clean.append(text)
+    return clean
+
+
+def _stash_root_password(task: Task, password: str) -> None:
+    """The root password, hashed here ($6$, SHA-512 crypt), to the agent through a one-shot Redis key:
+    the clear text never leaves this request, and not even the hash goes into the task row."""
+    from redis.exceptions import RedisError
+
+    from panel.shacrypt import sha512_crypt
+    from tasks.secrets import HASH_TTL_SECONDS, stash_secret
+    try:
+        stash_secret(task.pk, sha512_crypt(password), ttl=HASH_TTL_SECONDS)
+    except RedisError as exc:
+        raise InvalidState(f"The task queue (Redis) cannot be reached ({exc}); nothing was created.") from None
+
+
+@sensitive_variables("root_password")
 @audited("container.create", target="tenant")
 def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: Host | None,
                      name: str | None = None, onboot: bool = False, description: str = "",
                      start: bool = False, tenant=None, plan=None, owner=None, limits: dict | None = None,
                      student_class=None, expires_at=None, override_capacity: bool = False,
                      task_type: str = TaskType.CT_CREATE, task_params: dict | None = None,
-                     storage: str | None = None) -> Task:
+                     storage: str | None = None,
+                     addresses: list[str] | None = None, ip_pool: str | None = None,
+                     root_password: str | None = None, ssh_public_keys: list[str] | None = None) -> Task:
     """Register a container in state 'creating' and queue its creation on `host` (None: the panel
     picks one by capacity) or, with task_type CT_RESTORE, its restore from a backup. `storage`: the
-    name of the host's storage pool to make it on (None: the host's default)."""
+    name of the host's storage pool to make it on (None: the host's default).
+
+    `addresses` ("auto" or an address each; `ip_pool` for auto), `root_password` and
+    `ssh_public_keys` (for root) are checked here, all before anything is made: an address outside
+    the tenant's pools or held by another container, a damaged key or a bad password refuses the
+    whole create."""
     from accounts.permissions import creatable_tenants, may_create_without_tenant
     try:
         validate_ctid(ctid)
@@ -228,6 +321,14 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
             validate_name_alias(name)
     except ValidationError as exc:
         raise InvalidRequest(messages(exc)) from None
+    if task_type != TaskType.CT_CREATE and (addresses or root_password or ssh_public_keys):
+        raise InvalidRequest("Addresses, a root password and SSH keys are given when creating from a template.")
+    addresses = clean_create_addresses(addresses) if addresses else []
+    if root_password is not None and root_password != "":
+        clean_root_password(root_password)
+    ssh_public_keys = clean_ssh_public_keys(ssh_public_keys) if ssh_public_keys else []
+    if ip_pool is not None and not isinstance(ip_pool, str):
+        raise InvalidRequest("Name the IP pool for auto addresses.")
     ctid = int(ctid)
     if user is not None:
         if tenant is None and not may_create_without_tenant(user):
@@ -276,10 +377,18 @@ def create_container(*, user, ctid: int, ostemplate: str, hostname: str, host: H
             )
             Container.objects.filter(pk=ct.pk).update(storage=pool)  # its own line: see pool_for_create above
             ct.storage = pool
+            assigned = []
+            if addresses:
+                from network.services import assign_addresses
+                assigned = assign_addresses(ct, user, addresses, ip_pool or None)
+            extra = {k: v for k, v in (("addresses", assigned), ("root_password", bool(root_password)),
+                                       ("ssh_public_keys", ssh_public_keys)) if v}
             task = submit_task(type=task_type, host=host, user=user, container=ct,
                                params={"ostemplate": ostemplate, "hostname": hostname, "start": bool(start),
-                                       **(task_params or {})})
+                                       **(task_params or {}), **extra})
             _lock(ct, task)
+            if root_password:
+                _stash_root_password(task, root_password)
     except IntegrityError:
         if Container.objects.filter(ctid=ctid).exists():
             raise InvalidRequest(f"CTID {ctid} is already in use.") from None

@@ -7,6 +7,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from panel.forms import ActionForm, form_response, wants_fragment
@@ -90,6 +91,7 @@ def manageable_ctids(user):
     return set(manageable_containers(user).values_list("ctid", flat=True))
 
 
+@sensitive_post_parameters("root_password", "root_password_confirm")
 @login_required
 @page_for(may_create_containers, "Creating containers")
 def container_create(request):
@@ -101,7 +103,9 @@ def container_create(request):
             onboot=data["onboot"], description=data["description"], start=data["start"],
             tenant=data.get("tenant"), plan=data.get("plan"), limits=form.limits(),
             override_capacity=data.get("override_capacity", False),
-            storage=data.get("storage") or None)
+            storage=data.get("storage") or None,
+
+            addresses=data["ipadd"], root_password=data["root_password"], ssh_public_keys=data["ssh_public_keys"])
         messages.success(request, f"Task #{task.pk} queued: create container {data['ctid']}.")
         return redirect("task-detail", task.pk)
 

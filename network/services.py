@@ -135,29 +135,38 @@ def add_addresses(ct: Container, user, addresses: list[str], pool: str | None = 
     _check_manage(ct, user)
     if not addresses:
         raise InvalidRequest("Give at least one address (or auto).")
-    added = []
     try:
         with transaction.atomic():
-            check_quota(ct.tenant, ips=len(addresses))
-            for text in addresses:
-                if text == "auto":
-                    chosen = _pool_named(ct, user, pool)
-                    address, from_pool = allocate(chosen), chosen
-                else:
-                    ip, _ = parse_address(text)
-                    address, from_pool = str(ip), _explicit_address(ct, user, ip)
-                if address in added:
-                    raise InvalidRequest(f"{address} is given twice.")
-                try:
-                    with transaction.atomic():
-                        IPAddress.objects.create(address=address, container=ct, pool=from_pool, interface="venet0")
-                except IntegrityError:
-                    raise InvalidRequest(_holder_text(address, user)) from None
-                added.append(address)
+            added = assign_addresses(ct, user, addresses, pool)
             task = _submit_locked(ct, Action.SET, TaskType.CT_NET, user, params={"venet_add": added})
     except IntegrityError:
         raise InvalidRequest("One of the addresses was taken meanwhile; try again.") from None
     return task
+
+
+def assign_addresses(ct: Container, user, addresses: list[str], pool: str | None = None) -> list[str]:
+    """Give `ct` the venet addresses `addresses` ("auto": the next free one of `pool`, or of the
+    first pool its tenant may use), checked for `user` (their tenant's pools only, unless they
+    configure the host's network), free and within the quota. Rows only: the caller queues the
+    task that applies them, in the same transaction (a refusal rolls back every address)."""
+    added: list[str] = []
+    check_quota(ct.tenant, ips=len(addresses))
+    for text in addresses:
+        if text == "auto":
+            chosen = _pool_named(ct, user, pool)
+            address, from_pool = allocate(chosen), chosen
+        else:
+            ip, _ = parse_address(text)
+            address, from_pool = str(ip), _explicit_address(ct, user, ip)
+        if address in added:
+            raise InvalidRequest(f"{address} is given twice.")
+        try:
+            with transaction.atomic():
+                IPAddress.objects.create(address=address, container=ct, pool=from_pool, interface="venet0")
+        except IntegrityError:
+            raise InvalidRequest(_holder_text(address, user)) from None
+        added.append(address)
+    return added
 
 
 @audited("container.ipdel")
@@ -349,9 +358,8 @@ def set_dns(ct: Container, user, nameservers: list[str] | None = None, searchdom
 def restore_network(ct: Container, user, config: dict) -> list[str]:
     """What an archive's configuration says of a restored container's network (venet addresses,
     nameservers, search domain), through the same checks, pools and quota as vzctl set by `user`
-    (the restore's). What cannot be applied is left out; returns one line per thing left out."""
-    from django.db import IntegrityError
-    from tenancy.quotas import QuotaExceeded
+    (the restore's). What cannot be applied is left out; returns one line per thing left out
+    (restore_addresses says what became of each address)."""
     skipped: list[str] = []
     nameservers = []
     for text in list(config.get("nameservers") or [])[:MAX_NAMESERVERS]:
@@ -369,19 +377,65 @@ def restore_network(ct: Container, user, config: dict) -> list[str]:
         Container.objects.filter(pk=ct.pk).update(**dns)
         for key, value in dns.items():
             setattr(ct, key, value)
-    for text in config.get("addresses") or []:
+    found = restore_addresses(ct, user, config.get("addresses") or [])
+    skipped += [f"{o['address']} was not restored: {o['reason']}" for o in found if not o["kept"]]
+    return skipped
+
+
+def _restore_pool(ct: Container, user, ip) -> IPPool | None:
+    """The pool a restored address of `ct` counts in, or a refusal. The restoring user's rules
+    (_explicit_address), and more for administrators restoring a tenant's container: never an
+    address of a pool that tenant may not use (another tenant's, or the administrators' own), so a
+    tenant's restore never takes another tenant's address, whoever runs it."""
+    if not (ct.tenant_id and configures_host_network(user)):
+        return _explicit_address(ct, user, ip)
+    for candidate in pools_for(ct.host):
+        if ip in candidate.net():
+            if candidate.shared or candidate.tenants.filter(pk=ct.tenant_id).exists():
+                return candidate
+            raise NotAllowed(f"{ip} is in IP pool {candidate.name}, which tenant {ct.tenant.slug} may not use.")
+    return None  # outside every pool: an address administrators gave by hand, theirs to give again
+
+
+def restore_addresses(ct: Container, user, addresses: list) -> list[dict]:
+    """The venet addresses of a restored container's archive, each kept if it is free (or already
+    the container's, restoring over it) and its tenant may hold it, or dropped with the reason: in
+    use by another container, outside the tenant's pools, reserved, over the quota, not an address.
+    Returns {"address", "kept", "reason"} for each, in the archive's order."""
+    from django.db import IntegrityError
+    from tenancy.quotas import QuotaExceeded
+    outcomes: list[dict] = []
+    for index, text in enumerate(addresses):
         text = str(text)[:64]
+        if index >= MAX_RESTORED_ADDRESSES:
+            outcomes.append({"address": text, "kept": False,
+                             "reason": f"the archive names more than {MAX_RESTORED_ADDRESSES} addresses."})
+            continue
         try:
             ip, _ = parse_address(text)
+            address = str(ip)
+            if any(o["kept"] and o["address"] == address for o in outcomes):
+                continue  # named twice in the archive
+            if IPAddress.objects.filter(address=address, container=ct).exists():
+                outcomes.append({"address": address, "kept": True, "reason": "the container holds it already"})
+                continue
+            if IPAddress.objects.filter(address=address).exists():
+                raise InvalidRequest(_holder_text(address, user).replace("is already used by", "is in use by"))
             with transaction.atomic():
-                pool = _explicit_address(ct, user, ip)
+                pool = _restore_pool(ct, user, ip)
                 check_quota(ct.tenant, ips=1)
-                IPAddress.objects.create(address=str(ip), container=ct, pool=pool, interface="venet0")
+                IPAddress.objects.create(address=address, container=ct, pool=pool, interface="venet0")
+            outcomes.append({"address": address, "kept": True,
+                             "reason": f"free, in pool {pool.name}" if pool else "free (outside the IP pools)"})
         except IntegrityError:
-            skipped.append(f"{text} was not restored: another container holds it.")
+            outcomes.append({"address": text, "kept": False, "reason": f"{text} was taken by another container "
+                                                                       "meanwhile."})
         except (InvalidRequest, NotAllowed, QuotaExceeded) as exc:
-            skipped.append(f"{text} was not restored: {exc}")
-    return skipped
+            outcomes.append({"address": text, "kept": False, "reason": str(exc)})
+    return outcomes
+
+
+MAX_RESTORED_ADDRESSES = 64  # an archive's word: more than any container is given is not read
 
 
 def create_bridge(host, user, name: str, address: str | None = None):

@@ -11,6 +11,9 @@ from .models import Task
 from .queue import redis_connection
 
 TTL_SECONDS = 600
+# A password already hashed in the web process (a create's root password) may wait longer: a create
+# can sit in its host's queue behind others, and what is kept is no clear text.
+HASH_TTL_SECONDS = 24 * 3600
 
 
 def _key(task_id: int) -> str:
@@ -18,8 +21,8 @@ def _key(task_id: int) -> str:
     return f"vzpanel:task-secret:{host_name}:{task_id}"
 
 
-def stash_secret(task_id: int, value: str) -> None:
-    redis_connection().set(_key(task_id), value.encode(), ex=TTL_SECONDS)
+def stash_secret(task_id: int, value: str, ttl: int = TTL_SECONDS) -> None:
+    redis_connection().set(_key(task_id), value.encode(), ex=ttl)
 
 
 def take_secret(task_id: int) -> str | None:

@@ -53,6 +53,21 @@ def test_object_answers_of_list_routes_are_objects_and_runs_are_not_paged(api_sc
     assert "email" not in api_schema["components"]["schemas"]["User"]["properties"]["email"].get("format", "")
 
 
+def test_create_documents_addresses_password_keys_and_every_default(api_schema):
+    """Issue 18: what a create may bring besides the template, and what it uses when a field is left
+    out, are in the schema; the password is write-only and no answer carries it."""
+    create = api_schema["components"]["schemas"]["ContainerCreate"]["properties"]
+    assert create["root_password"]["writeOnly"] is True and create["root_password"]["maxLength"] == 4096
+    assert create["ipadd"]["type"] == "array" and create["ipadd"]["maxItems"] == 16
+    assert create["ssh_public_keys"]["type"] == "array" and create["ssh_public_keys"]["maxItems"] == 32
+    for name, words in (("ipadd", "auto"), ("ip_pool", "auto"), ("root_password", "SHA-512"),
+                        ("ssh_public_keys", "command="), ("ram_mb", "512"), ("swap_mb", "0"), ("cpus", "1"),
+                        ("disk_mb", "2048"), ("host", "most room")):
+        assert "default" in create[name]["description"].lower() and words in create[name]["description"], name
+    for component in ("Container", "Task"):
+        assert "root_password" not in api_schema["components"]["schemas"][component]["properties"]
+
+
 def test_error_answers_are_documented(api_schema):
     start = api_schema["paths"]["/api/containers/{ctid}/start/"]["post"]["responses"]
     assert {"401", "403", "404", "409"} <= set(start)

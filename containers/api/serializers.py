@@ -44,11 +44,17 @@ class ContainerSerializer(serializers.ModelSerializer):
         return [a.address for a in sorted(ct.addresses.all(), key=lambda a: a.interface != "venet0")]
 
 
+def _default(key: str) -> str:
+    from django.conf import settings
+    return f"{settings.DEFAULT_LIMITS[key]} without one"
+
+
 class ContainerCreateSerializer(serializers.Serializer):
     ctid = AsciiIntegerSerializerField(validators=[_django(validate_ctid)])
     ostemplate = serializers.CharField(max_length=128)
     hostname = serializers.CharField(max_length=253, trim_whitespace=False, validators=[_django(validate_hostname)])
-    host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False)
+    host = serializers.SlugRelatedField(slug_field="name", queryset=Host.objects.all(), required=False,
+                                        help_text="default: the online host with the most room that has the template")
     name = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True,
                                  trim_whitespace=False, validators=[_django(validate_name_alias)])
     onboot = serializers.BooleanField(default=False)
@@ -60,12 +66,40 @@ class ContainerCreateSerializer(serializers.Serializer):
                                           allow_null=True)
     plan = serializers.SlugRelatedField(slug_field="name", queryset=Plan.objects.none(), required=False,
                                         allow_null=True)
-    ram_mb = AsciiIntegerSerializerField(min_value=16, required=False)
-    swap_mb = AsciiIntegerSerializerField(min_value=0, required=False)
-    cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False)
+    ram_mb = AsciiIntegerSerializerField(min_value=16, required=False,
+                                         help_text="MiB (administrators); default: the plan's, or "
+                                                   + _default("ram_mb"))
+    swap_mb = AsciiIntegerSerializerField(min_value=0, required=False,
+                                          help_text="MiB (administrators); default: the plan's, or "
+                                                    + _default("swap_mb"))
+    cpus = AsciiIntegerSerializerField(min_value=1, max_value=1024, required=False,
+                                       help_text="(administrators) default: the plan's, or " + _default("cpus"))
     disk_mb = AsciiIntegerSerializerField(min_value=MIN_DISK_MB, required=False,
-                                          error_messages={"min_value": disk_too_small()})
+                                          error_messages={"min_value": disk_too_small()},
+                                          help_text="MiB (administrators); default: the plan's, or "
+                                                    + _default("disk_mb"))
     override_capacity = serializers.BooleanField(default=False, help_text="administrators only")
+    # Issue 18: what vzctl create --ipadd, --userpasswd root:... and --ssh-public-keys give. The
+    # service checks them (containers.services.clean_*, network.services.assign_addresses).
+    ipadd = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=16, default=list,
+        help_text="Routed (venet) addresses, as vzctl create --ipadd: each an IPv4/IPv6 address or `auto` (the next "
+                  "free address of `ip_pool`, or of the first IP pool the tenant may use). Tenants' people may give "
+                  "only addresses their tenant's pools hand out; an address another container holds is refused. "
+                  "Default: none.")
+    ip_pool = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True, default=None,
+                                    help_text="The IP pool `auto` takes from (default: the first the tenant may use).")
+    root_password = serializers.CharField(
+        write_only=True, required=False, allow_null=True, allow_blank=True, default=None, trim_whitespace=False,
+        max_length=4096, style={"input_type": "password"},
+        help_text="Root's password inside the container, 8 to 256 characters (511 bytes) without line breaks or NUL. Hashed "
+                  "(SHA-512 crypt) before anything is stored; never returned, logged or kept in the task. "
+                  "Default: the template's (none).")
+    ssh_public_keys = serializers.ListField(
+        child=serializers.CharField(max_length=9000, trim_whitespace=False), required=False, max_length=32,
+        default=list,
+        help_text="Public keys for root's ~/.ssh/authorized_keys, one key each ('ssh-ed25519 AAAA... comment'; no "
+                  "options such as command=, no line breaks). Default: none.")
     # The host's storage pool by name (default: the host's default pool); checked by the service
     # against the pools the caller may use for the tenant.
     storage = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True,

@@ -142,6 +142,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
         if host is None and not placeable_hosts(request.user).exists():
             return Response({"host": ["No host is registered."]}, status=400)
         limits = {k: data.pop(k) for k in LIMIT_KEYS if k in data}
+        data["addresses"] = data.pop("ipadd", None) or []
         try:
             task = services.create_container(user=request.user, host=host, limits=limits,
                                              **{k: v for k, v in data.items() if k != "host"})

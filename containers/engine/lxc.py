@@ -277,14 +277,19 @@ class Lxc:
         _atomic_write(self.path(spec.ctid) / "config", self.render_config(spec))
 
     # -- operations ------------------------------------------------------
-    def create(self, spec: ContainerSpec, template: Path, log: Log = _noop) -> None:
-        """Unpack a template into a new container; on any failure nothing is left behind."""
+    def create(self, spec: ContainerSpec, template: Path, log: Log = _noop,
+               customize: Callable[[Path], None] | None = None) -> None:
+        """Unpack a template into a new container; on any failure nothing is left behind.
+        `customize(rootfs)`, if given, runs on the unpacked root filesystem before the container
+        is moved into place (a root password, SSH keys): never started, and removed whole if it fails."""
         if not template.is_file():
             raise LxcError(f"OS template {template} not found")
 
         def unpack(rootfs: Path) -> None:
             log(f"Unpacking {template.name} into {self.path(spec.ctid)}/rootfs")
             _unpack(template, rootfs, log, spec.disk_mb)
+            if customize is not None:
+                customize(rootfs)
         self.build(spec, unpack, log)
         log(f"Container {spec.ctid} created")
 
@@ -592,21 +597,8 @@ class Lxc:
             if "Failed to exec" not in res.stderr and res.returncode != 127:
                 raise LxcError(f"chpasswd failed inside {ctid}: {(res.stderr or res.stdout).strip()}")
         hashed = run(["openssl", "passwd", "-6", "-stdin"], input_text=password + "\n", timeout=30).stdout.strip()
-        with Tree(self.rootfs(ctid)) as tree, tree.subtree("etc") as etc:
-            lines = etc.read_text("shadow", SHADOW_LIMIT).splitlines()
-            found = False
-            for i, line in enumerate(lines):
-                fields = line.split(":")
-                if fields[0] == user and len(fields) >= 2:
-                    fields[1] = hashed
-                    lines[i] = ":".join(fields)
-                    found = True
-            if not found:
-                raise LxcError(f"there is no user {user} in /etc/shadow of container {ctid}")
-            # Keep the file's owner and mode (root:shadow 0640 on Debian), minus any special bits.
-            st = etc.lstat("shadow")
-            mode, owner = (stat.S_IMODE(st.st_mode) & 0o660, (st.st_uid, st.st_gid)) if st else (0o600, None)
-            etc.write("shadow", "\n".join(lines) + "\n", mode=mode, owner=owner)
+        with Tree(self.rootfs(ctid)) as tree:
+            set_shadow_hash(tree, user, hashed, f"container {ctid}")
         return "shadow"
 
     def apply_limits(self, ctid: int, new: Limits, old: Limits | None = None) -> list[str]:
@@ -843,6 +835,31 @@ def _is_busybox_init(rootfs: Path) -> bool:
 HOSTS_MARK = "# vzpanel"
 HOSTS_LIMIT = 8 << 20  # big ad-blocking hosts files are a few MiB; more is not read
 SHADOW_LIMIT = 8 << 20
+
+
+def set_shadow_hash(tree: Tree, user: str, hashed: str, where: str, *, lastchg: int | None = None) -> None:
+    """Put the crypt hash `hashed` as `user`'s password in /etc/shadow of the root filesystem `tree`,
+    without following a link (safefs). `lastchg` (days since 1970), when given, is written as the
+    date of the last change, as chpasswd does. The file keeps its owner and mode."""
+    if any(c in hashed for c in ":\r\n\x00"):  # a field of its own, never more
+        raise LxcError("refusing a password hash with ':' or a line break in it")
+    with tree.subtree("etc") as etc:
+        lines = etc.read_text("shadow", SHADOW_LIMIT).splitlines()
+        found = False
+        for i, line in enumerate(lines):
+            fields = line.split(":")
+            if fields[0] == user and len(fields) >= 2:
+                fields[1] = hashed
+                if lastchg is not None and len(fields) >= 3:
+                    fields[2] = str(int(lastchg))
+                lines[i] = ":".join(fields)
+                found = True
+        if not found:
+            raise LxcError(f"there is no user {user} in /etc/shadow of {where}")
+        # Keep the file's owner and mode (root:shadow 0640 on Debian), minus any special bits.
+        st = etc.lstat("shadow")
+        mode, owner = (stat.S_IMODE(st.st_mode) & 0o660, (st.st_uid, st.st_gid)) if st else (0o600, None)
+        etc.write("shadow", "\n".join(lines) + "\n", mode=mode, owner=owner)
 
 
 def write_identity(rootfs: Path, spec: ContainerSpec) -> None:

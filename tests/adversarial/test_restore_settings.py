@@ -39,4 +39,4 @@ def test_restored_addresses_and_dns_go_through_the_tenants_rules(agent, host, pe
                  "0.0.0.0 was not restored", "junk was not restored", "198.51.100.22 was not restored: Quota",
                  "nameserver not restored: 'fe80::1%eth0'"):
         assert text in left_out, text
-    assert "203.0.113.9 was not restored" in task.log
+    assert "Address 203.0.113.9: dropped (203.0.113.9 is not in an IP pool of tenant acme" in task.log

@@ -1,6 +1,7 @@
 """vzctl for the panel: the OpenVZ verbs, going through the same tasks as the UI and the API.
 
-    vzctl create CTID --ostemplate NAME [--config PLAN] [--hostname H] [--name N]
+    vzctl create CTID --ostemplate NAME [--config PLAN] [--hostname H] [--name N] [--ipadd ADDR|auto]...
+                 [--userpasswd root:PASSWORD] [--ssh-public-keys FILE]
     vzctl start|stop|restart|suspend|resume|mount|umount|destroy|status CTID
     vzctl set CTID [--hostname H] [--ram 1G] [--diskspace 2G:2.2G] ... [--applyconfig PLAN] [--save]
     vzctl exec|exec2 CTID COMMAND [ARGS...]      vzctl runscript CTID FILE
@@ -203,7 +204,16 @@ class Command(BaseCommand):
                        help="plan name (named limits, as vzctl's --config took a sample like vps.basic)")
         p.add_argument("--onboot", type=yes_no, default=False)
         p.add_argument("--description", default="")
-        p.add_argument("--ipadd", action="append", metavar="ADDR|auto", help="routed (venet) addresses, once created")
+        p.add_argument("--ipadd", action="append", metavar="ADDR|auto",
+                       help="a routed (venet) address, or auto: the next free one of the tenant's IP pool (--pool); "
+                            "repeat for more. Checked before anything is made. Default: none")
+        p.add_argument("--pool", help="the IP pool for --ipadd auto (default: the first the tenant may use)")
+        p.add_argument("--userpasswd", metavar="root:PASSWORD",
+                       help="root's password, as vzctl set --userpasswd (root only at create): hashed at once, never "
+                            "stored or logged. root:- reads it from standard input. Default: the template's (none)")
+        p.add_argument("--ssh-public-keys", metavar="FILE",
+                       help="public keys for root's authorized_keys, one per line (as pct create --ssh-public-keys; "
+                            "- for standard input). Default: none")
         p.add_argument("--storage", metavar="POOL", help="the host's storage pool to create it on (default: the "
                                                         "host's default pool; see the host's page)")
         p.add_argument("--override-capacity", action="store_true",
@@ -456,15 +466,52 @@ class Command(BaseCommand):
             plan = visible_plans(user).filter(name=opts["plan"]).first()
             if plan is None:
                 raise CommandError(f"no plan {opts['plan']!r} offered to you")
+        password, keys = self._create_credentials(opts)
         task = services.create_container(
             user=user, ctid=ctid, ostemplate=opts["ostemplate"], host=host,
             hostname=opts["hostname"] or f"ct{ctid}", name=opts["name"], onboot=opts["onboot"],
             description=opts["description"], tenant=tenant, plan=plan, override_capacity=opts["override_capacity"],
-            storage=opts["storage"])
+            storage=opts["storage"],
+            addresses=opts["ipadd"] or [], ip_pool=opts.get("pool"), root_password=password, ssh_public_keys=keys)
+        del password
+        ct = task.container
+        addresses = task.params.get("addresses") or []
+        # Every default it used, said before the wait: nothing about the new container is a surprise.
+        self.stdout.write(f"Creating CT {ct.ctid} on {ct.host.name} from {ct.ostemplate}: RAM {ct.ram_mb} MiB, "
+                          f"swap {ct.swap_mb} MiB, {ct.cpus} CPU{'s' if ct.cpus != 1 else ''}, disk {ct.disk_mb} MiB, "
+                          f"{ct.diskinodes} inodes, cpuunits {ct.cpuunits}, ioprio {ct.ioprio}"
+                          + (f", plan {ct.plan.name}" if ct.plan else "")
+                          + f"; addresses {', '.join(addresses) if addresses else 'none'}"
+                          + f"; root password {'set' if task.params.get('root_password') else 'not set'}"
+                          + f"; {len(keys)} SSH key{'s' if len(keys) != 1 else ''}")
         self._finish(task, opts)
-        if opts["ipadd"]:
-            from network import services as net
-            self._finish(net.add_addresses(task.container, user, opts["ipadd"]), opts)
+
+    def _create_credentials(self, opts) -> tuple[str | None, list[str]]:
+        """vzctl create --userpasswd root:PASSWORD (root:- reads it from standard input) and
+        --ssh-public-keys FILE (- for standard input), read but not checked here: the service does."""
+        password = None
+        if opts.get("userpasswd") is not None:
+            who, sep, password = opts["userpasswd"].partition(":")
+            if not sep or who != "root":
+                raise CommandError("--userpasswd takes root:PASSWORD at create (other users exist only once the "
+                                   "container does: vzctl set --userpasswd USER:PASSWORD). Nothing was created.")
+            if password == "-":
+                password = sys.stdin.readline().rstrip("\n")
+        keys: list[str] = []
+        if opts.get("ssh_public_keys"):
+            name = opts["ssh_public_keys"]
+            if name == "-" and password is not None and opts["userpasswd"] == "root:-":
+                raise CommandError("standard input can give the password or the keys, not both. Nothing was created.")
+            try:
+                if name == "-":
+                    text = sys.stdin.read(1 << 20)
+                else:
+                    with open(name, encoding="utf-8") as fh:
+                        text = fh.read(1 << 20)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"--ssh-public-keys {name}: {exc}. Nothing was created.") from None
+            keys = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        return password, keys
 
     def _console(self, ct, user, verb: str):
         """vzctl enter / console: a console session through the host's agent, as in the browser."""
