@@ -37,7 +37,9 @@ their own did when the panel was restarted.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
+import gc
 import io
 import logging
 import os
@@ -192,7 +194,21 @@ def warm_up() -> None:
     from django.core import checks
     global STARTUP_CHECKS
     STARTUP_CHECKS = checks.run_checks()
+    # Django computes much on first use (the ORM's per-model caches, its query compilers'
+    # paths, translations): one read-only run of the commonest commands, their output dropped,
+    # leaves that done for every fork. Without a database now, the forks do it themselves.
+    from django.core.management import call_command
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for argv in (("vzctl", "status", "1"), ("vzlist", "-a", "-H")):
+                call_command(*argv, stdout=io.StringIO(), stderr=io.StringIO())
+    except Exception as exc:  # noqa: BLE001 - nothing here may stop the server
+        logger.info("warm-up without the commands' first queries: %s", exc)
     forget_connections()
+    # Forks share the server's memory until they write to it; a collection in a fork would write to
+    # every object the server made (each a page copied), so these are left out of collections.
+    gc.collect()
+    gc.freeze()
 
 
 # What the system checks said at the server's start (warm_up); each command is given this answer

@@ -86,12 +86,26 @@ def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool 
     return task
 
 
+# How often wait_for_task reads the task's row: soon at first (a short task, or one whose output
+# stream has just ended, is done within milliseconds, and vzctl exec or vzdump at the shell would
+# otherwise wait up to a whole interval for nothing), then every POLL_MAX seconds.
+POLL_FIRST, POLL_MAX = 0.005, 0.1
+
+
+def poll_intervals():
+    interval = POLL_FIRST
+    while True:
+        yield interval
+        interval = min(interval * 2, POLL_MAX)
+
+
 def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
     """Follow a task until it finishes, printing new log lines as they arrive."""
     out = out or sys.stdout
     printed = 0
     deadline = time.monotonic() + timeout if timeout else None
     warned_offline = False
+    intervals = poll_intervals()
     while True:
         task.refresh_from_db()
         if not quiet and len(task.log) > printed:
@@ -105,4 +119,4 @@ def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: boo
             warned_offline = True
         if deadline and time.monotonic() > deadline:
             raise CommandError(f"task #{task.pk} still {task.status} after {timeout:g} s")
-        time.sleep(0.1)
+        time.sleep(next(intervals))
