@@ -32,9 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-BASE = Path(__file__).resolve().parent.parent
+import benchenv
+
+BASE = benchenv.BASE
 RUN = Path(tempfile.mkdtemp(prefix="vzpb-shell-"))
-sys.path.insert(0, str(BASE))
 
 
 def ms(values: list[float]) -> float:
@@ -70,21 +71,8 @@ def main():
     listed = list(range(first + 3, first + 3 + args.list))
     if (listed[-1] if listed else restore_ctid) > last:
         sys.exit(f"--ctid-range needs {args.list + 3} CTIDs")
-    taken = [c for c in [running_ctid, dump_ctid, restore_ctid, *listed] if (lxcpath / str(c)).exists()]
-    if taken:
-        sys.exit(f"CTIDs {taken[:5]}... exist in {lxcpath} already: choose another range")
-    os.environ.update({
-        "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(lxcpath), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-        "PANEL_HOST_NAME": "bench-shell", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
-        "PANEL_AGENT_DATA_DIR": str(RUN / "agent"), "PANEL_DUMP_DIR": str(RUN / "dump"),
-        "DJANGO_SETTINGS_MODULE": "panel.settings",
-    })
-    for live in ("PANEL_DB_PATH", "PANEL_DATABASE_URL", "PANEL_HOST_TOKEN", "PANEL_HOST_TOKEN_FILE",
-                 "PANEL_CLI_SOCKET"):
-        os.environ.pop(live, None)  # a live panel's are never this bench's
-
-    import django
-    django.setup()
+    benchenv.check_free(lxcpath, [running_ctid, dump_ctid, restore_ctid, *listed])
+    benchenv.isolate(RUN, lxcpath, "bench-shell")
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -94,57 +82,28 @@ def main():
     from containers.engine.templates import template_name
     from containers.models import Container
     from hosts.models import Host
-    from hosts.services import issue_token
     from tasks.models import Task
-    from tasks.redis_server import prepare
-    call_command("migrate", verbosity=0)
 
     env = dict(os.environ)
     sbin = RUN / "sbin"
     subprocess.run(["make", "-s", "-C", str(BASE), "shell-commands", f"SBIN_DIR={sbin}", f"VENV_DIR={sys.prefix}"],
                    check=True, stdout=subprocess.DEVNULL)
-    redis_argv, redis_sock = prepare(RUN, web_group=None, persist=False)
-    redis = subprocess.Popen(redis_argv, stdout=subprocess.DEVNULL)
+    redis = benchenv.start_redis(RUN)
     agent = server = None
     made: list[int] = []
+    wait = benchenv.wait
     try:
-        while not redis_sock.exists():
-            time.sleep(0.02)
-        if not lxcpath.exists():  # enter, not list: a container's root (an unprivileged id) walks through it
-            lxcpath.mkdir(parents=True)
-            lxcpath.chmod(0o711)
+        benchenv.make_lxcpath(lxcpath)
         template = build_busybox_template(RUN / "templates")
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
         call_command("register_host", "bench-shell", verbosity=0, stdout=open(os.devnull, "w"))
         # The listed rows promise their default RAM and disk: room for them, so that restores pass.
         Host.objects.filter(name="bench-shell").update(ram_promise=1000.0, disk_promise=1000.0)
         host = Host.objects.get(name="bench-shell")
-        for ctid in listed:
-            path = lxcpath / str(ctid)
-            (path / "rootfs").mkdir(parents=True)
-            made.append(ctid)
-            (path / "config").write_text(f"lxc.uts.name = {ctid}\nlxc.rootfs.path = dir:{path}/rootfs\n")
-        Container.objects.bulk_create([Container(ctid=c, hostname=f"s{c}.bench", ostemplate="busybox", host=host,
-                                                 status="stopped") for c in listed])
-
-        agent = subprocess.Popen([sys.executable, str(BASE / "manage.py"), "agent", "--host", host.name],
-                                 env={**env, "PANEL_HOST_TOKEN": issue_token(None, host)}, cwd=BASE,
-                                 stdout=open(RUN / "agent.log", "w"), stderr=subprocess.STDOUT)
-        while not Host.objects.get(pk=host.pk).agent_started_at or not host.templates.exists():
-            if agent.poll() is not None:
-                sys.exit(f"the agent exited: {(RUN / 'agent.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        benchenv.define_stopped(lxcpath, listed, host, made)
+        agent = benchenv.start_agent(host, RUN)
         server = subprocess.Popen([sys.executable, str(BASE / "manage.py"), "cliserver"], env=env, cwd=BASE,
                                   stdout=open(RUN / "cliserver.log", "w"), stderr=subprocess.STDOUT)
-
-        def wait(task) -> Task:
-            while True:
-                task.refresh_from_db()
-                if task.status not in ("queued", "running"):
-                    if task.status != "ok":
-                        raise SystemExit(f"task {task.pk} ({task.type}) {task.status}: {task.error}")
-                    return task
-                time.sleep(0.01)
 
         tname = template_name(template.name)
         for ctid, start in ((running_ctid, True), (dump_ctid, False)):
@@ -226,21 +185,9 @@ def main():
         line("vzrestore ARCHIVE CT (at the shell)", ms(r["vzrestore"]), "its task (started -> finished)",
              ms(r["vzrestore_task"]))
     finally:
-        for proc in (server, agent):
-            if proc and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        for ctid in made:  # only what this run made, in a shared lxcpath too
-            path = lxcpath / str(ctid)
-            subprocess.run(["lxc-stop", "-n", str(ctid), "-P", str(lxcpath), "-k"], capture_output=True)
-            for mount in (path / "rootfs",):
-                subprocess.run(["umount", str(mount)], capture_output=True)
-            if not os.path.ismount(path / "rootfs"):
-                shutil.rmtree(path, ignore_errors=True)
+        benchenv.stop(server)
+        benchenv.stop(agent)
+        benchenv.remove_made(lxcpath, made)
         redis.terminate()
         redis.wait()
         shutil.rmtree(RUN, ignore_errors=True)
