@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -185,12 +184,7 @@ def main():
         line("vzrestore ARCHIVE CT (at the shell)", ms(r["vzrestore"]), "its task (started -> finished)",
              ms(r["vzrestore_task"]))
     finally:
-        benchenv.stop(server)
-        benchenv.stop(agent)
-        benchenv.remove_made(lxcpath, made)
-        redis.terminate()
-        redis.wait()
-        shutil.rmtree(RUN, ignore_errors=True)
+        benchenv.tear_down(RUN, lxcpath, made, redis, server, agent)
 
 
 if __name__ == "__main__":

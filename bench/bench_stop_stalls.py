@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -173,11 +172,7 @@ def main():
         print("slowest panel stops (ms @ seconds since the first cycle):",
               ", ".join(f"{s * 1000:.0f} @ {w:.0f}" for s, w in slowest))
     finally:
-        benchenv.stop(agent)
-        benchenv.remove_made(lxcpath, made)
-        redis.terminate()
-        redis.wait()
-        shutil.rmtree(RUN, ignore_errors=True)
+        benchenv.tear_down(RUN, lxcpath, made, redis, agent)
 
 
 if __name__ == "__main__":

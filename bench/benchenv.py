@@ -109,3 +109,13 @@ def remove_made(lxcpath: Path, made: list[int]) -> None:
         subprocess.run(["umount", str(path / "rootfs")], capture_output=True)
         if not os.path.ismount(path / "rootfs"):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def tear_down(run: Path, lxcpath: Path, made: list[int], redis: subprocess.Popen, *procs) -> None:
+    """Stop the bench's processes (its redis last) and remove what it made."""
+    for proc in procs:
+        stop(proc)
+    remove_made(lxcpath, made)
+    redis.terminate()
+    redis.wait()
+    shutil.rmtree(run, ignore_errors=True)
