@@ -86,17 +86,20 @@ def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool 
     return task
 
 
-# How often wait_for_task reads the task's row: soon at first (a short task, or one whose output
-# stream has just ended, is done within milliseconds, and vzctl exec or vzdump at the shell would
-# otherwise wait up to a whole interval for nothing), then every POLL_MAX seconds.
-POLL_FIRST, POLL_MAX = 0.005, 0.1
+# How often wait_for_task reads the task's row: every POLL_FIRST seconds for its first
+# POLL_FIRST_COUNT reads (a short task, or one whose output stream has just ended, is done within
+# milliseconds, and vzctl exec or vzdump at the shell would otherwise wait most of an interval for
+# nothing: a read costs well under a millisecond), then less often, up to every POLL_MAX seconds.
+POLL_FIRST, POLL_FIRST_COUNT, POLL_MAX = 0.005, 20, 0.1
 
 
 def poll_intervals():
+    for _ in range(POLL_FIRST_COUNT):
+        yield POLL_FIRST
     interval = POLL_FIRST
     while True:
-        yield interval
         interval = min(interval * 2, POLL_MAX)
+        yield interval
 
 
 def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
