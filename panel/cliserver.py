@@ -9,11 +9,12 @@ stdlib only, ~10 ms) send it each command; it forks, and the fork runs exactly w
 COMMAND ARGS` runs (ManagementUtility), so permission checks, audit records, messages and exit
 statuses are the command's own.
 
-Per connection (the listening process only accepts, checks and forks, so one slow client holds
-up nothing):
+Per connection (the listening process only accepts, checks and hands over, so one slow client
+holds up nothing):
 1. The caller must be this server's own user (SO_PEERCRED), and at most MAX_SESSIONS commands run
    at once; otherwise it is told "F" (run it yourself) before anything runs.
-2. A session process (forked) reads the request (bounded in size and time): a shell command's
+2. A session process, forked ahead of time (Server: a fork costs tens of milliseconds here), is
+   given the connection and reads the request (bounded in size and time): a shell command's
    name, its arguments, the caller's display variables (cli_client.CLI_PASSED_ENV), its settings
    variables, umask and mount namespace, and its stdin, stdout, stderr and working directory as
    file descriptors. Settings variables or a mount namespace that differ from the server's, or a
@@ -245,12 +246,18 @@ def forget_connections() -> None:
 
 
 class Server:
-    """The listening process: accept, check the caller's user, fork a session, reap sessions."""
+    """The listening process: accept, check the caller's user, hand the connection to a session
+    process, reap sessions.
+
+    A fork of this process costs tens of milliseconds on a loaded host (its ~100 MB of page
+    tables), so the next session is forked ahead of time: a spare that waits for its connection
+    on a socket pair, given to it with SCM_RIGHTS. A command then waits for one fork, its own."""
 
     def __init__(self, path: Path, max_sessions: int = MAX_SESSIONS):
         self.path = path
         self.max_sessions = max_sessions
         self.sessions: set[int] = set()
+        self.spare: tuple[int, socket.socket] | None = None
         self.stopping = False
         self.settings_env = own_settings_env()
         self.namespace = cli_client.mount_namespace()
@@ -261,6 +268,7 @@ class Server:
         inode = self.path.stat().st_ino
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        self._fork_spare(listener)
         logger.info("serving the shell commands at %s", self.path)
         try:
             listener.settimeout(1.0)
@@ -268,9 +276,7 @@ class Server:
                 self._reap()
                 try:
                     conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except InterruptedError:
+                except (TimeoutError, InterruptedError):
                     continue
                 except OSError as exc:
                     if self.stopping:
@@ -279,11 +285,15 @@ class Server:
                     time.sleep(0.1)
                     continue
                 try:
-                    self._take(conn, listener)
+                    self._take(conn)
                 finally:
                     conn.close()
+                if self.spare is None:
+                    self._fork_spare(listener)
         finally:
             listener.close()
+            if self.spare:
+                self.spare[1].close()  # the spare reads the end of its socket pair and exits
             try:
                 if self.path.stat().st_ino == inode:  # ours, not a newer server's
                     self.path.unlink()
@@ -295,15 +305,37 @@ class Server:
         self.stopping = True
 
     def _reap(self) -> None:
-        for pid in list(self.sessions):
+        for pid in list(self.sessions) + ([self.spare[0]] if self.spare else []):
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 done = pid
-            if done:
+            if done and self.spare and pid == self.spare[0]:
+                logger.warning("the spare session process died; forking another")
+                self.spare[1].close()
+                self.spare = None
+            elif done:
                 self.sessions.discard(pid)
 
-    def _take(self, conn: socket.socket, listener: socket.socket) -> None:
+    def _fork_spare(self, listener: socket.socket) -> None:
+        ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 70
+            try:
+                listener.close()
+                ours.close()
+                status = wait_for_connection(its, self.settings_env, self.namespace)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        its.close()
+        self.spare = (pid, ours)
+
+    def _take(self, conn: socket.socket) -> None:
         uid = peer_uid(conn)
         if uid != self.uid:
             # Normally the socket's mode already keeps other users out; this holds if it did not.
@@ -315,19 +347,31 @@ class Server:
             logger.warning("%d commands under way: the caller runs its command itself", len(self.sessions))
             _send(conn, b"F busy\n")
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            status = 70
-            try:
-                listener.close()
-                status = Session(conn, self.settings_env, self.namespace).run()
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(status)
-        self.sessions.add(pid)
+        if self.spare is None:
+            return  # it died just now (logged): the caller sees the connection close and runs its command
+        pid, pair = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(pair, [b"c"], [conn.fileno()])
+        except OSError as exc:
+            logger.warning("could not hand a connection to the spare session: %s", exc)
+        else:
+            self.sessions.add(pid)
+        pair.close()
+
+
+def wait_for_connection(pair: socket.socket, settings_env: dict, namespace: str) -> int:
+    """A spare session: wait for the server to hand over a connection (or to close the pair), serve it."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # the server's own stop is not this command's
+    try:
+        _, fds, _, _ = socket.recv_fds(pair, 1, 1)
+    except OSError:
+        return 0
+    pair.close()
+    if not fds:
+        return 0
+    return Session(socket.socket(fileno=fds[0]), settings_env, namespace).run()
 
 
 def _send(conn: socket.socket, data: bytes) -> None:
