@@ -13,14 +13,14 @@ Per connection (the listening process only accepts, checks and hands over, so on
 holds up nothing):
 1. The caller must be this server's own user (SO_PEERCRED), and at most MAX_SESSIONS commands run
    at once; otherwise it is told "F" (run it yourself) before anything runs.
-2. A session process, forked ahead of time (Server: a fork costs tens of milliseconds here), is
-   given the connection and reads the request (bounded in size and time): a shell command's
+2. A session process, forked ahead of time with its command's process (Server: a fork costs tens
+   of milliseconds here), is given the connection and reads the request (bounded in size and time): a shell command's
    name, its arguments, the caller's display variables (cli_client.CLI_PASSED_ENV), its settings
    variables, umask and mount namespace, and its stdin, stdout, stderr and working directory as
    file descriptors. Settings variables or a mount namespace that differ from the server's, or a
    command that is not a shell command: "F" again, so the caller runs it with its own settings
    and paths, never silently with ours.
-3. The session forks the command's process: a session of its own (setsid: no controlling
+3. The session hands the request to the command's process (fork_worker), which becomes: a session of its own (setsid: no controlling
    terminal, so it reads and sets the caller's terminal without job control getting in the way),
    the caller's descriptors on 0, 1 and 2, fchdir to the caller's directory, its umask and
    display variables, fresh sys.std* objects, no inherited database or Redis connection; then
@@ -78,6 +78,7 @@ class Request:
                  settings_env: dict, fds: list[int]):
         self.command, self.args, self.umask, self.namespace = command, args, umask, namespace
         self.passed_env, self.settings_env, self.fds = passed_env, settings_env, fds
+        self.body = b""  # the request as it came (what a session passes to its worker)
 
 
 def decode_request(body: bytes, fds: list[int]) -> Request:
@@ -364,14 +365,58 @@ def wait_for_connection(pair: socket.socket, settings_env: dict, namespace: str)
     """A spare session: wait for the server to hand over a connection (or to close the pair), serve it."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)  # the server's own stop is not this command's
+    worker = fork_worker(close=[pair])
     try:
-        _, fds, _, _ = socket.recv_fds(pair, 1, 1)
-    except OSError:
-        return 0
-    pair.close()
-    if not fds:
-        return 0
-    return Session(socket.socket(fileno=fds[0]), settings_env, namespace).run()
+        try:
+            _, fds, _, _ = socket.recv_fds(pair, 1, 1)
+        except OSError:
+            fds = []
+        pair.close()
+        if not fds:
+            return 0
+        return Session(socket.socket(fileno=fds[0]), settings_env, namespace, worker).run()
+    finally:
+        worker[1].close()  # unused (no command came): it reads the end and exits
+        try:
+            os.waitpid(worker[0], 0)
+        except ChildProcessError:
+            pass
+
+
+def fork_worker(close: list) -> tuple[int, socket.socket]:
+    """The process a command will run in, forked before its request comes (this fork is the slow
+    part): it waits on a socket pair for the request and the caller's descriptors."""
+    ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            for sock in close:
+                sock.close()
+            request = _receive_request(its)
+            if request is not None:
+                run_command(request, its)  # never returns
+        except BaseException:
+            traceback.print_exc()
+            os._exit(70)
+        os._exit(0)
+    its.close()
+    return pid, ours
+
+
+def _receive_request(pair: socket.socket) -> Request | None:
+    """What the session sends a waiting worker (its own, already checked, request); None at the end."""
+    data, fds, _, _ = socket.recv_fds(pair, 1 << 16, 4)
+    while data and len(data) < 4 + int.from_bytes(data[:4], "big"):
+        chunk = pair.recv(1 << 16)
+        if not chunk:
+            return None
+        data += chunk
+    if not data:
+        return None
+    return decode_request(data[4:], fds)
 
 
 def _send(conn: socket.socket, data: bytes) -> None:
@@ -384,8 +429,9 @@ def _send(conn: socket.socket, data: bytes) -> None:
 class Session:
     """One command: read the request, run it in a fork, pass on signals, report how it ended."""
 
-    def __init__(self, conn: socket.socket, settings_env: dict, namespace: str):
+    def __init__(self, conn: socket.socket, settings_env: dict, namespace: str, worker: tuple[int, socket.socket]):
         self.conn, self.settings_env, self.namespace = conn, settings_env, namespace
+        self.worker = worker  # forked ahead (fork_worker): its pid and socket pair
 
     def run(self) -> int:
         # The server's own stop and Ctrl-C (sent to its process group) are not this command's.
@@ -403,9 +449,10 @@ class Session:
             logger.info("%s: the caller runs it itself (%s)", request.command, why)
             _send(self.conn, b"F " + why.encode() + b"\n")
             return 0
-        pid = os.fork()
-        if pid == 0:
-            run_command(request, self.conn)  # never returns
+        pid, pair = self.worker
+        message = len(request.body).to_bytes(4, "big") + request.body
+        sent = socket.send_fds(pair, [message], request.fds)
+        pair.sendall(message[sent:])
         for fd in request.fds:
             os.close(fd)
         # The command's name only: its arguments may hold a password (vzctl set --userpasswd).
@@ -440,7 +487,9 @@ class Session:
             size = int.from_bytes(data[:4], "big")
             if len(data) != 4 + size:
                 raise RequestError("more than one request")  # signals come only after "R"
-            return decode_request(data[4:], fds)
+            request = decode_request(data[4:], fds)
+            request.body = data[4:]
+            return request
         except BaseException:
             for fd in fds:
                 os.close(fd)

@@ -143,7 +143,10 @@ def test_commands_run_in_the_server_exactly_as_directly(cli_server, admin_user, 
     for argv in cases:
         served, before = cli_server.served(), AuditEvent.objects.count()
         fast = run(client_argv(*argv), cwd=tmp_path)
-        wait_until(lambda: cli_server.served() == served + 1, WAIT, message=f"{argv} to be served")
+        try:
+            wait_until(lambda: cli_server.served() == served + 1, WAIT, message=f"{argv} to be served")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {fast}; the server's log: {cli_server.log()[-3000:]}") from None
         audited_fast, before = AuditEvent.objects.count() - before, AuditEvent.objects.count()
         direct = run(direct_argv(*argv), cwd=tmp_path)
         assert (fast.returncode, fast.stdout, fast.stderr) == (direct.returncode, direct.stdout, direct.stderr), argv
