@@ -28,7 +28,10 @@ run: install setup shell-commands
 
 # OpenVZ's commands on root's PATH: each a two-line wrapper that runs this checkout's
 # `manage.py COMMAND "$@"` with its virtualenv (and ENV_FILE's settings, when given): no second
-# implementation. A file there that is not ours (no marker line) is never overwritten: nothing
+# implementation. The wrapper starts panel/cli_client.py (standard library only, ~10 ms), which
+# hands the command to the panel's command server (manage.py cliserver, started by runpanel and
+# vzpanel-cli.service) so that it does not pay Python's and Django's start-up each time, and runs
+# `manage.py COMMAND` itself when there is no server. A file there that is not ours (no marker line) is never overwritten: nothing
 # is written then. The production install calls this with its own directories:
 #   make shell-commands SBIN_DIR=/usr/local/sbin APP_DIR=/opt/vzpanel/app VENV_DIR=/opt/vzpanel/venv \
 #                       ENV_FILE=/etc/vzpanel/vzpanel.env
@@ -59,7 +62,7 @@ shell-commands:
 	  { echo '#!/bin/sh'; \
 	    echo "$(SHELL_COMMAND_MARK): OpenVZ's $$cmd is the panel's own (make shell-commands writes this; edits are lost)"; \
 	    if [ -n "$(ENV_FILE)" ]; then echo 'set -a; . "$(ENV_FILE)" || exit 1; set +a'; fi; \
-	    echo "exec \"$(VENV_DIR)/bin/python\" \"$(APP_DIR)/manage.py\" $$cmd \"\$$@\""; } > "$$tmp"; \
+	    echo "exec \"$(VENV_DIR)/bin/python\" -I -S \"$(APP_DIR)/panel/cli_client.py\" $$cmd \"\$$@\""; } > "$$tmp"; \
 	  chmod 755 "$$tmp" && mv -f "$$tmp" "$(SBIN_DIR)/$$cmd" || { rm -f "$$tmp"; exit 1; }; \
 	done; \
 	echo "Installed in $(SBIN_DIR): $(SHELL_COMMANDS)"

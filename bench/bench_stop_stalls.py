@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,11 +35,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import benchlib
+import benchlib  # first: it keeps the environment the bench started in, to find the live panel's database
+import benchenv
 
-BASE = Path(__file__).resolve().parent.parent
+BASE = benchenv.BASE
 RUN = benchlib.run_dir("vzpb-stalls-")
-sys.path.insert(0, str(BASE))
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -63,56 +62,33 @@ def main():
     args = ap.parse_args()
     if args.n < 2:
         sys.exit("need at least 2 running containers")
-    lxcpath = args.lxcpath
+    lxcpath = Path(args.lxcpath)
     ctids = benchlib.refuse_taken(args, need=args.n + args.stopped)
-    os.environ.update({
-        "PANEL_VAR_DIR": str(RUN), "PANEL_LXCPATH": str(lxcpath), "PANEL_TEMPLATE_DIR": str(RUN / "templates"),
-        "PANEL_HOST_NAME": "bench-stalls", "REDIS_URL": f"unix://{RUN}/run/redis.sock?db=0",
-        "PANEL_AGENT_DATA_DIR": str(RUN / "agent"), "PANEL_DUMP_DIR": str(RUN / "dump"),
-        "DJANGO_SETTINGS_MODULE": "panel.settings",
-    })
-    for live in ("PANEL_DB_PATH", "PANEL_DATABASE_URL", "PANEL_HOST_TOKEN", "PANEL_HOST_TOKEN_FILE"):
-        os.environ.pop(live, None)  # a live panel's are never this bench's
-
-    import django
-    django.setup()
+    benchenv.isolate(RUN, lxcpath, "bench-stalls")
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.utils import timezone
-    call_command("migrate", verbosity=0)
 
     from containers import services
     from containers.engine.busybox import build_busybox_template
     from containers.engine.templates import template_name
     from containers.models import Container
     from hosts.models import Host
-    from hosts.services import issue_token
     from metrics.models import Sample
-    from tasks.redis_server import prepare
 
-    redis_argv, redis_sock = prepare(RUN, web_group=None, persist=False)
-    redis = subprocess.Popen(redis_argv, stdout=subprocess.DEVNULL)
+    redis = benchenv.start_redis(RUN)
     agent = None
     made: list[int] = []
+    wait = benchenv.wait
     try:
-        while not redis_sock.exists():
-            time.sleep(0.02)
-        if not lxcpath.exists():  # enter, not list: a container's root (an unprivileged id) walks through it
-            lxcpath.mkdir(parents=True)
-            lxcpath.chmod(0o711)
+        benchenv.make_lxcpath(lxcpath)
         template = build_busybox_template(RUN / "templates")
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
         call_command("register_host", "bench-stalls", verbosity=0, stdout=open(os.devnull, "w"))
         host = Host.objects.get(name="bench-stalls")
 
         stopped_ctids = ctids[args.n:]
-        for ctid in stopped_ctids:
-            path = lxcpath / str(ctid)
-            (path / "rootfs").mkdir(parents=True)
-            made.append(ctid)
-            (path / "config").write_text(f"lxc.uts.name = {ctid}\nlxc.rootfs.path = dir:{path}/rootfs\n")
-        Container.objects.bulk_create([Container(ctid=c, hostname=f"s{c}.bench", ostemplate="busybox", host=host,
-                                                 status="stopped") for c in stopped_ctids])
+        benchenv.define_stopped(lxcpath, stopped_ctids, host, made)
         stopped_at, history = timezone.now() - timedelta(minutes=10), []
         for ct in Container.objects.filter(ctid__in=stopped_ctids):
             history += [Sample(container=ct, tier=0, at=stopped_at - timedelta(seconds=10 * k), cpu_pct=1.0,
@@ -121,24 +97,7 @@ def main():
                 Sample.objects.bulk_create(history)
                 history = []
         Sample.objects.bulk_create(history)
-
-        agent_env = dict(os.environ, PANEL_HOST_TOKEN=issue_token(None, host))
-        agent = subprocess.Popen([sys.executable, str(Path(args.code) / "manage.py"), "agent", "--host", host.name],
-                                 env=agent_env, cwd=args.code, stdout=open(RUN / "agent.log", "w"),
-                                 stderr=subprocess.STDOUT)
-        while not Host.objects.get(pk=host.pk).agent_started_at or not host.templates.exists():
-            if agent.poll() is not None:
-                sys.exit(f"the agent exited: {(RUN / 'agent.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-
-        def wait(task) -> None:
-            while True:
-                task.refresh_from_db()
-                if task.status not in ("queued", "running"):
-                    if task.status != "ok":
-                        raise SystemExit(f"task {task.pk} ({task.type}) {task.status}: {task.error}")
-                    return
-                time.sleep(0.01)
+        agent = benchenv.start_agent(host, RUN, Path(args.code))
 
         stale = []
 
@@ -211,22 +170,7 @@ def main():
         print("slowest panel stops (ms @ seconds since the first cycle):",
               ", ".join(f"{s * 1000:.0f} @ {w:.0f}" for s, w in slowest))
     finally:
-        if agent and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(60)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
-        for ctid in made:  # only what this run made, in a shared lxcpath too
-            path = lxcpath / str(ctid)
-            subprocess.run(["lxc-stop", "-n", str(ctid), "-P", str(lxcpath), "-k"], capture_output=True)
-            subprocess.run(["umount", str(path / "rootfs")], capture_output=True)
-            if not os.path.ismount(path / "rootfs"):
-                shutil.rmtree(path, ignore_errors=True)
-        redis.terminate()
-        redis.wait()
-        shutil.rmtree(RUN, ignore_errors=True)
+        benchenv.tear_down(RUN, lxcpath, made, redis, agent)
 
 
 if __name__ == "__main__":

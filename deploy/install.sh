@@ -31,7 +31,7 @@ ETC=/etc/vzpanel
 ENV_FILE=$ETC/vzpanel.env
 STATE=/var/lib/vzpanel
 VAR_DIR=$STATE/panel
-SERVICES="vzpanel-redis.service vzpanel-agent.service vzpanel-scheduler.service vzpanel-web.service vzpanel-consoles.service"
+SERVICES="vzpanel-redis.service vzpanel-agent.service vzpanel-scheduler.service vzpanel-web.service vzpanel-consoles.service vzpanel-cli.service"
 UNITS="vzpanel.target vzpanel-web.socket vzpanel-consoles.socket $SERVICES"
 
 say() { echo "[vzpanel ${SECONDS}s] $*"; }
@@ -235,8 +235,9 @@ start_services() {
         system systemctl start vzpanel.target
     else
         system systemctl start vzpanel-redis.service  # kept running: it runs none of the panel's code
-        system systemctl enable vzpanel-consoles.socket vzpanel-consoles.service  # new in an upgrade
-        system systemctl restart vzpanel-web.service vzpanel-consoles.service vzpanel-scheduler.service
+        system systemctl enable vzpanel-consoles.socket vzpanel-consoles.service vzpanel-cli.service  # new in an upgrade
+        system systemctl restart vzpanel-web.service vzpanel-consoles.service vzpanel-scheduler.service \
+            vzpanel-cli.service
         say "restarting the host agent last: its running tasks get up to PANEL_STOP_GRACE seconds"
         system systemctl restart vzpanel-agent.service
     fi

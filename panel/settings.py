@@ -306,6 +306,9 @@ CONSOLE_MAX_SESSIONS = envint("PANEL_CONSOLE_MAX_SESSIONS", 100)
 # development that port of the page's own host; in production none, nginx passes /ws/ to it.
 CONSOLE_BIND = env("PANEL_CONSOLE_BIND", "127.0.0.1:8001") or "127.0.0.1:8001"
 CONSOLE_BROWSER_PORT = env("PANEL_CONSOLE_BROWSER_PORT", "" if PRODUCTION else CONSOLE_BIND.rpartition(":")[2]) or ""
+# The shell commands' server (manage.py cliserver, panel/cliserver.py) listens here; the wrappers
+# (panel/cli_client.py, which reads no settings) find it the same way: PANEL_CLI_SOCKET, else under VAR_DIR.
+CLI_SOCKET = env("PANEL_CLI_SOCKET", "") or str(VAR_DIR / "cli" / "cli.sock")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -86,12 +86,29 @@ def finish_task(task: Task, out=None, timeout: float | None = None, quiet: bool 
     return task
 
 
+# How often wait_for_task reads the task's row: every POLL_FIRST seconds for its first
+# POLL_FIRST_COUNT reads (a short task, or one whose output stream has just ended, is done within
+# milliseconds, and vzctl exec or vzdump at the shell would otherwise wait most of an interval for
+# nothing: a read costs well under a millisecond), then less often, up to every POLL_MAX seconds.
+POLL_FIRST, POLL_FIRST_COUNT, POLL_MAX = 0.005, 20, 0.1
+
+
+def poll_intervals():
+    for _ in range(POLL_FIRST_COUNT):
+        yield POLL_FIRST
+    interval = POLL_FIRST
+    while True:
+        interval = min(interval * 2, POLL_MAX)
+        yield interval
+
+
 def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: bool = False) -> Task:
     """Follow a task until it finishes, printing new log lines as they arrive."""
     out = out or sys.stdout
     printed = 0
     deadline = time.monotonic() + timeout if timeout else None
     warned_offline = False
+    intervals = poll_intervals()
     while True:
         task.refresh_from_db()
         if not quiet and len(task.log) > printed:
@@ -105,4 +122,4 @@ def wait_for_task(task: Task, out=None, timeout: float | None = None, quiet: boo
             warned_offline = True
         if deadline and time.monotonic() > deadline:
             raise CommandError(f"task #{task.pk} still {task.status} after {timeout:g} s")
-        time.sleep(0.1)
+        time.sleep(next(intervals))

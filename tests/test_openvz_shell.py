@@ -329,7 +329,7 @@ def test_shell_commands_are_thin_wrappers_and_never_replace_what_is_not_ours(tmp
     lines = (tmp_path / "vzrestore").read_text().splitlines()
     assert lines[0] == "#!/bin/sh" and lines[1].startswith("# vzpanel shell command")
     assert lines[2:] == ['set -a; . "/etc/vzpanel/vzpanel.env" || exit 1; set +a',
-                         f'exec "{sys.prefix}/bin/python" "{BASE_DIR}/manage.py" vzrestore "$@"']
+                         f'exec "{sys.prefix}/bin/python" -I -S "{BASE_DIR}/panel/cli_client.py" vzrestore "$@"']
     assert os.stat(tmp_path / "vzctl").st_mode & 0o777 == 0o755
     assert install_shell_commands(tmp_path).returncode == 0  # ours: written again
     (tmp_path / "vzcalc").write_text("#!/bin/sh\necho somebody else's\n")

@@ -26,7 +26,7 @@ INSTALL = REPO / "deploy" / "install.sh"
 UNIT_DIR = REPO / "deploy" / "systemd"
 WEB_USER = "vzpanel"
 SERVICES = ["vzpanel-redis.service", "vzpanel-agent.service", "vzpanel-scheduler.service", "vzpanel-web.service",
-            "vzpanel-consoles.service"]
+            "vzpanel-consoles.service", "vzpanel-cli.service"]
 
 
 def _ensure_web_user() -> bool:
@@ -94,7 +94,7 @@ def test_install_lays_out_code_units_site_and_state(installed):
         assert not (app / left_out).exists(), left_out
     assert not list(app.rglob("*.pyc"))
     # Code that root runs is root's and nobody else may change it.
-    for path in (app, app / "manage.py", app / "hosts/agent.py"):
+    for path in (app, app / "manage.py", app / "hosts/agent.py", app / "panel/cli_client.py"):
         info = path.stat()
         assert (info.st_uid, info.st_gid) == (0, 0) and not info.st_mode & 0o022, path
     assert "django>=5.2" in (root / "opt/vzpanel/requirements.txt").read_text().lower()
@@ -107,7 +107,7 @@ def test_install_lays_out_code_units_site_and_state(installed):
     assert os.access(root / "usr/local/sbin/vzpanel-manage", os.X_OK)
     for command in ("vzctl", "vzlist", "vzdump", "vzrestore", "vzmigrate", "vzcalc", "vzmemcheck"):
         wrapper = (root / "usr/local/sbin" / command).read_text()  # OpenVZ's names, this configuration
-        assert '. "/etc/vzpanel/vzpanel.env"' in wrapper and f"/opt/vzpanel/app/manage.py\" {command} " in wrapper
+        assert '. "/etc/vzpanel/vzpanel.env"' in wrapper and f"/opt/vzpanel/app/panel/cli_client.py\" {command} " in wrapper
     state = root / "var/lib/vzpanel"
     assert stat.S_IMODE(state.stat().st_mode) == 0o755 and state.stat().st_uid == 0
     agent = state / "agent"
@@ -249,6 +249,12 @@ def test_units_key_settings():
     for name in ("vzpanel-web.service", "vzpanel-consoles.service", "vzpanel-scheduler.service"):
         assert units[name]["Service"]["User"] == [WEB_USER] and units[name]["Service"]["Group"] == [WEB_USER]
         assert units[name]["Service"]["NoNewPrivileges"] == ["yes"]
+    cli = units["vzpanel-cli.service"]["Service"]
+    assert "User" not in cli, "the shell commands' server runs them as root, as root typed them"
+    assert cli["ExecStart"][0].endswith("manage.py cliserver")
+    assert cli["KillMode"] == ["process"], "a restart must not end the commands under way"
+    for sandbox in ("PrivateTmp", "ProtectSystem", "ProtectHome", "PrivateMounts", "RootDirectory"):
+        assert sandbox not in cli, f"{sandbox}: a mount namespace of its own makes every caller fall back"
     redis = units["vzpanel-redis.service"]["Service"]
     assert redis["User"] == ["redis"] and redis["ExecStartPre"][0].startswith("+")
     for name, path in (("vzpanel-web.socket", "/run/vzpanel/web.sock"),

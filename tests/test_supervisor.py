@@ -93,7 +93,7 @@ def test_a_dead_process_is_started_again_and_the_rest_keep_serving(panel_env):
     env, base = panel_env
     panel = start_panel(env, base)
     try:
-        for name in ("scheduler", "agent"):
+        for name in ("scheduler", "agent", "cli"):
             before = status(base)[name]["pid"]
             os.kill(before, signal.SIGKILL)
             wait_until(lambda: status(base)[name]["restarts"] == 1 and status(base)[name]["pid"] not in (None, before),

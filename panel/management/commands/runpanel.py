@@ -1,5 +1,5 @@
 """Start the whole panel under one supervisor: redis-server, the host agent, the scheduler, gunicorn
-(pages) and uvicorn (the browser consoles' WebSockets).
+(pages), uvicorn (the browser consoles' WebSockets) and the shell commands' server (cliserver).
 
 A process that dies is started again after a back-off (1 s, doubling to a minute; back to 1 s once
 it has run for a minute) while the others keep serving; each death is logged and written to
@@ -25,8 +25,8 @@ from panel.env import env, envint
 
 
 class Command(BaseCommand):
-    help = ("Run redis-server (unless REDIS_URL is set), the host agent, the scheduler, the web server and "
-            "the consoles' WebSocket server.")
+    help = ("Run redis-server (unless REDIS_URL is set), the host agent, the scheduler, the web server, "
+            "the consoles' WebSocket server and the shell commands' server.")
 
     def handle(self, *args, **opts):
         var = Path(settings.VAR_DIR)
@@ -79,6 +79,10 @@ class Command(BaseCommand):
             agent_env["PANEL_HOST_TOKEN"] = issue_token(None, local)
         spawn("agent", [python, manage, "agent"], env=agent_env)
         spawn("scheduler", [*unprivileged, python, manage, "scheduler"])
+        # The shell commands' server (panel/cliserver.py): as the user who runs the panel, like the
+        # shell commands it serves (root's vzctl is served by a root server, nobody else's); with
+        # the environment runpanel was started with (no agent token), which a caller's must match.
+        spawn("cli", [python, manage, "cliserver"])
         spawn("web", [*unprivileged, python, "-m", "gunicorn", "panel.wsgi:application", "--bind", bind,
                       "--no-control-socket",
                       "--workers", env("PANEL_WEB_WORKERS", "3"), "--access-logfile", "-",
