@@ -48,6 +48,7 @@ logger = logging.getLogger("vzpanel.agent")
 # How long a new agent waits for the panel's agent to make its Redis user (it does so at each heartbeat).
 REDIS_USER_WAIT_SECONDS = 60
 CONSOLIDATE_SECONDS = 60  # samples into the coarser tiers (the finest of them is a minute)
+POOL_REFRESH_SECONDS = 60  # storage pools mounted and their size and use recorded (Agent.refresh_pools)
 
 
 class TokenRejected(Exception):
@@ -227,18 +228,18 @@ class Agent:
         since lxc-ls looked was written back with the state before the task, until the next pass."""
         managed = list(Container.objects.filter(host=self.host))
         seen = self.lxc.list_all()
-        try:  # btrfs pools are not mounted after a reboot: before their containers' bind mounts
-            storage.jobs.refresh_pools(self.host, self.lxc.lxcpath)
-        except Exception as exc:
-            logger.warning("cannot refresh the storage pools: %s", exc)
         mounts = diskimage.read_mount_table()
-        for ct in managed:
-            if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
-                try:  # disk images are not mounted after a host reboot; vzctl umount's stay unmounted
-                    keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)], mounts)
-                except Exception as exc:
-                    logger.warning("cannot %s the disk of CT %s: %s", "unmount" if ct.unmounted else "mount",
-                                   ct.ctid, exc)
+        if any(diskimage.mounted_source(path, mounts) is None for path in self._pool_mountpoints):
+            self.refresh_pools()  # a pool went (a reboot, an umount): back before its containers' mounts
+            mounts = diskimage.read_mount_table()
+        with storage.jobs.pools_from_rows(self.lxc, managed):  # the pools from these rows: no query each
+            for ct in managed:
+                if str(ct.ctid) in seen and ct.status != ContainerStatus.CREATING and not ct.lock_task_id:
+                    try:  # disk images are not mounted after a host reboot; vzctl umount's stay unmounted
+                        keep_mount_as_marked(ct, self.lxc, seen[str(ct.ctid)], mounts)
+                    except Exception as exc:
+                        logger.warning("cannot %s the disk of CT %s: %s", "unmount" if ct.unmounted else "mount",
+                                       ct.ctid, exc)
         observed = []
         for ct in managed:
             # A container that a task holds is that task's to report; creating ones do not exist yet.
@@ -341,11 +342,13 @@ class Agent:
         from metrics.sampler import Sampler
         sampler = Sampler(self.host, self.lxc)
         consolidator = Consolidator(Container.objects.filter(host=self.host))
-        last = {"heartbeat": 0.0, "reconcile": time.monotonic(), "sample": 0.0, "consolidate": time.monotonic()}
-        every = {"heartbeat": settings.AGENT_HEARTBEAT_SECONDS, "reconcile": settings.AGENT_RECONCILE_SECONDS,
-                 "sample": settings.SAMPLE_SECONDS, "consolidate": CONSOLIDATE_SECONDS}
-        duties = {"heartbeat": self.heartbeat, "reconcile": self._reconcile_all, "sample": sampler.round,
-                  "consolidate": lambda: consolidator.run(timezone.now())}
+        now = time.monotonic()
+        last = {"heartbeat": 0.0, "pools": now, "reconcile": now, "sample": 0.0, "consolidate": now}
+        every = {"heartbeat": settings.AGENT_HEARTBEAT_SECONDS, "pools": POOL_REFRESH_SECONDS,
+                 "reconcile": settings.AGENT_RECONCILE_SECONDS, "sample": settings.SAMPLE_SECONDS,
+                 "consolidate": CONSOLIDATE_SECONDS}
+        duties = {"heartbeat": self.heartbeat, "pools": self.refresh_pools, "reconcile": self._reconcile_all,
+                  "sample": sampler.round, "consolidate": lambda: consolidator.run(timezone.now())}
         while not self._stop.wait(0.5):
             for name, duty in duties.items():
                 if time.monotonic() - last[name] < every[name] or self._stop.is_set():
@@ -358,6 +361,17 @@ class Agent:
                 finally:
                     close_old_connections()
         connection.close()
+
+    def refresh_pools(self) -> None:
+        """Mount the btrfs pools (not mounted after a reboot; at start this comes before reconcile
+        mounts their containers) and record each pool's size and use. Once a minute, not in every
+        reconcile: a pool's use changes all the time, and reconcile writes only what changed."""
+        try:
+            self._pool_mountpoints = storage.jobs.refresh_pools(self.host, self.lxc.lxcpath)
+        except Exception as exc:
+            logger.warning("cannot refresh the storage pools: %s", exc)
+
+    _pool_mountpoints: list = []  # the btrfs pools' mountpoints as the last refresh_pools found them
 
     def _reconcile_all(self) -> None:
         from network.jobs import refresh_host_network
@@ -416,6 +430,7 @@ class Agent:
         self.consoles.recover()
         self.consoles.start()
         self.sync_templates()
+        self.refresh_pools()  # before reconcile: a btrfs pool is mounted before its containers are
         self.reconcile()
         self.warn_privileged()
         self.start_onboot()

@@ -51,14 +51,16 @@ class Sampler:
             host_names.setdefault(ct_id, []).append(name)
         mounts = diskimage.read_mount_table()
         sampled = 0
-        for ct in containers:
-            try:
-                self._sample(ct, now, net, mounts, host_names.get(ct.pk))
-                sampled += 1
-            except CgroupError:
-                self.previous.pop(ct.ctid, None)  # stopped meanwhile: the next round starts afresh
-            except Exception:
-                logger.exception("sampling CT %s failed", ct.ctid)
+        from storage.jobs import pools_from_rows
+        with pools_from_rows(self.lxc, containers):  # each container's pool from its row: no query each
+            for ct in containers:
+                try:
+                    self._sample(ct, now, net, mounts, host_names.get(ct.pk))
+                    sampled += 1
+                except CgroupError:
+                    self.previous.pop(ct.ctid, None)  # stopped meanwhile: the next round starts afresh
+                except Exception:
+                    logger.exception("sampling CT %s failed", ct.ctid)
         return sampled
 
     def _sample(self, ct: Container, now, net: dict, mounts: diskimage.MountTable,

@@ -6,6 +6,7 @@ administrator named; a task's parameters only say which row (a pool id, a snapsh
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import transaction
@@ -34,11 +35,18 @@ def engine_pool(row: StoragePool, lxcpath: Path) -> EnginePool:
 
 def storage_resolver(host, lxcpath: Path):
     """storage_of(ctid) for Lxc: the pool of this host's container `ctid` from the database (None for
-    a container the panel does not know, or one without a pool: the image pool it always had)."""
+    a container the panel does not know, or one without a pool: the image pool it always had).
+    `storage_of.remember({ctid: storage_id})`: for a pass over many containers whose rows the caller
+    has just read (reconcile, a sampling round), their pools come from those rows instead of one
+    query each; `remember(None)` ends it (see `pools_from_rows`)."""
     pools: dict[int, EnginePool] = {}
+    known: dict[int, int | None] = {}
 
     def storage_of(ctid: int) -> EnginePool | None:
-        pool_id = Container.objects.filter(host=host, ctid=ctid).values_list("storage_id", flat=True).first()
+        if ctid in known:
+            pool_id = known[ctid]
+        else:
+            pool_id = Container.objects.filter(host=host, ctid=ctid).values_list("storage_id", flat=True).first()
         if pool_id is None:
             return None
         if pool_id not in pools:
@@ -47,12 +55,36 @@ def storage_resolver(host, lxcpath: Path):
                 return None
             pools[pool_id] = engine_pool(row, lxcpath)
         return pools[pool_id]
+
+    def remember(pool_ids: dict[int, int | None] | None) -> None:
+        known.clear()
+        known.update(pool_ids or {})
+    storage_of.remember = remember
     return storage_of
 
 
-def refresh_pools(host, lxcpath: Path) -> None:
-    """Mount the host's btrfs pools (not mounted after a reboot) and write each pool's size and use."""
+@contextmanager
+def pools_from_rows(lxc, rows):
+    """Within the block, `lxc` takes the pools of `rows` (this host's Container rows, just read) from
+    them: a pass over 1000 containers asks no query per container. Outside it, each ask reads the row."""
+    remember = getattr(lxc.storage_of, "remember", None)
+    if remember is None:
+        yield
+        return
+    remember({ct.ctid: ct.storage_id for ct in rows})
+    try:
+        yield
+    finally:
+        remember(None)
+
+
+def refresh_pools(host, lxcpath: Path) -> list[Path]:
+    """Mount the host's btrfs pools (not mounted after a reboot) and write each pool's size and use.
+    Returns the mountpoints of its btrfs pools, for reconcile to see one unmounted without a query."""
+    mountpoints = []
     for row in StoragePool.objects.filter(host=host, status=PoolStatus.READY):
+        if row.type == PoolType.BTRFS:
+            mountpoints.append(row.mountpoint(lxcpath))
         try:
             pool = engine_pool(row, lxcpath)
             pool.ensure_ready()
@@ -62,6 +94,7 @@ def refresh_pools(host, lxcpath: Path) -> None:
             continue
         if space and (space.total_bytes, space.used_bytes) != (row.size_bytes, row.used_bytes):
             StoragePool.objects.filter(pk=row.pk).update(size_bytes=space.total_bytes, used_bytes=space.used_bytes)
+    return mountpoints
 
 
 @handler(TaskType.POOL_CREATE)
