@@ -382,7 +382,7 @@ def _container_in(task, lxc_state: str, what: str) -> tuple[Container, Lxc]:
     put right and the task fails saying the container is not `what`."""
     ct = _container(task)
     lxc = lxc_for(task.host)
-    if lxc.state(ct.ctid) != lxc_state:
+    if not (lxc.is_running(ct.ctid) if lxc_state == "RUNNING" else lxc.state(ct.ctid) == lxc_state):
         refresh_state(ct, lxc)
         raise TaskFailed(f"container {ct.ctid} is not {what}")
     return ct, lxc

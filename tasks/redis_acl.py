@@ -11,9 +11,10 @@
   as a migration's source does. It cannot read, pop or delete another host's queue or jobs, nor
   read another host's secrets.
 - Browser consoles (consoles/relay.py): a host's user alone reaches its host's console keys
-  (`vzpanel:console:h<host id>:*`: pops session ids, reads keystrokes, writes output, and the
-  output of its vzctl exec tasks); the web user (and the CLI) pushes session ids, adds to and
-  reads the streams, and reads nothing else there.
+  (`vzpanel:console:h<host id>:*`: pops session ids, reads keystrokes, writes output, the
+  output of its vzctl exec tasks and the end of its tasks); the web user (and the CLI) pushes
+  session ids, adds to and reads the streams (a cancel announces its task's end), and reads
+  nothing else there.
 No user but the administrator gets an administrative command (ACL, CONFIG, DEBUG, MODULE, FLUSH*,
 KEYS, SCAN, INFO, SHUTDOWN...): every user below gets a list of commands, never a category.
 The commands are what RQ 2 was seen to send (MONITOR) when it enqueues, works, fails and cancels.

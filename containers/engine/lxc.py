@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from . import apparmor
 from .commands import CommandError, CommandResult, OutputCallback, run
-from .cgroups import Cgroup, Limits
+from .cgroups import Cgroup, CgroupError, Limits
 from .faults import fault_point
 from .diskimage import IMAGE_NAME, MIB, DiskImage, DiskUsage, MountTable, mounted_source
 from .safefs import Tree, resolved_name
@@ -185,6 +185,17 @@ class Lxc:
         if res.returncode != 0:
             raise LxcError(res.stderr.strip() or f"lxc-info failed for {ctid}")
         return res.stdout.strip()
+
+    def is_running(self, ctid: int) -> bool:
+        """Whether LXC says RUNNING: from the container's cgroup when that shows it running (a
+        few file reads, where lxc-info is a process of its own: exec waited for it each time),
+        else from lxc-info."""
+        try:
+            if self.exists(ctid) and Cgroup(str(int(ctid))).run_state() == "RUNNING":
+                return True
+        except CgroupError:
+            pass
+        return self.state(ctid) == "RUNNING"
 
     def list_all(self) -> dict[str, str]:
         """Every container in the lxcpath (by name) with its state, as lxc-ls sees them."""
