@@ -98,6 +98,9 @@ def _announce_end(task: Task) -> None:
         logger.info("end of task %s not announced: %s", task.pk, exc)
 
 
+PROGRESS_FIELDS = ["status", "progress", "result", "error", "log", "agent_pid", "started_at", "finished_at"]
+
+
 def wait_for_end(task: Task, timeout: float) -> Task:
     """Wait up to `timeout` seconds for the task to end, without polling: blocked on its end
     stream in Redis (an end announced before the wait began counts too), then the row is read.
@@ -109,7 +112,8 @@ def wait_for_end(task: Task, timeout: float) -> Task:
                                      block=max(1, int(timeout * 1000)))
         except Exception as exc:  # Redis gone: the row says what there is to say
             logger.info("cannot wait for the end of task %s: %s", task.pk, exc)
-    task.refresh_from_db()
+    # What a task's run changes; its host and user stay loaded (the answer names them).
+    task.refresh_from_db(fields=PROGRESS_FIELDS)
     return task
 
 
