@@ -4,7 +4,8 @@
   PANEL_REDIS_ADMIN_PASSWORD_FILE). Only the agents that hold it (the panel machine's) administer ACLs.
 - `vzpanel-web` (web process, scheduler, CLI): puts jobs on any host's queue and removes them
   (append and remove only: it cannot read jobs or pop queues), stashes task secrets (write only),
-  takes the scheduler's lock, lists queued job ids.
+  takes the scheduler's lock, lists queued job ids, takes and gives back a place among the
+  requests waiting for a task's end.
 - `vzpanel-host-NAME` (that host's agent; password: its token): everything RQ's worker needs on its
   own queue, its own jobs (ids `vzpanel-h<host id>-task-<task id>`), its worker and its own task
   secrets; on other hosts' queues only what putting a child task there takes (RPUSH, HSET, SADD),
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from .queue import SCHEDULER_LOCK_KEY, connect, job_prefix
+from .queue import SCHEDULER_LOCK_KEY, WAITERS_KEY, connect, job_prefix
 
 ADMIN_USER = "vzpanel-admin"
 WEB_USER = "vzpanel-web"
@@ -60,6 +61,7 @@ def web_rules() -> list[str]:
             f"(%W~{ALL_JOBS} +hset +del)",                 # enqueue, cancel
             "(%W~rq:queues +sadd)",
             f"(%W~vzpanel:task-secret:* %W~{SCHEDULER_LOCK_KEY} +set)",
+            f"(~{WAITERS_KEY} +zadd +zrem +zremrangebyscore +zcard)",  # the places to wait for a task's end
             f"(%W~{CONSOLE_PREFIX}* +rpush +xadd +expire)",    # ask for a console, type into it
             f"(%R~{CONSOLE_PREFIX}* +xread +exists)"]          # read its output, is its agent there
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -12,7 +15,7 @@ from rq.job import Job
 
 from .choices import ACTIVE_STATES, TaskStatus
 from .models import Task
-from .queue import RUNNER, host_queue, job_id_for, redis_connection
+from .queue import RUNNER, WAITERS_KEY, host_queue, job_id_for, redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -98,18 +101,41 @@ def _announce_end(task: Task) -> None:
         logger.info("end of task %s not announced: %s", task.pk, exc)
 
 
+def _take_waiting_place(conn, timeout: float) -> str | None:
+    """A place among the requests waiting for a task's end, or None when all are taken. Places of
+    waiters that died mid-wait expire with their timeout (plus a margin)."""
+    now = time.time()
+    place = secrets.token_hex(8)
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(WAITERS_KEY, "-inf", now)
+        pipe.zadd(WAITERS_KEY, {place: now + timeout + 5})
+        pipe.zcard(WAITERS_KEY)
+        waiting = pipe.execute()[-1]
+    if waiting > settings.API_WAITERS:
+        conn.zrem(WAITERS_KEY, place)
+        return None
+    return place
+
+
 PROGRESS_FIELDS = ["status", "progress", "result", "error", "log", "agent_pid", "started_at", "finished_at"]
 
 
 def wait_for_end(task: Task, timeout: float) -> Task:
     """Wait up to `timeout` seconds for the task to end, without polling: blocked on its end
     stream in Redis (an end announced before the wait began counts too), then the row is read.
-    Returns the task as its row says, ended or not."""
+    At most settings.API_WAITERS callers wait at once across the panel (each holds a web worker);
+    past that it does not wait. Returns the task as its row says, ended or not."""
     from consoles.relay import task_end_key
     if task.status in ACTIVE_STATES and task.host_id is not None and timeout > 0:
         try:
-            redis_connection().xread({task_end_key(task.host_id, task.pk): "0-0"}, count=1,
-                                     block=max(1, int(timeout * 1000)))
+            conn = redis_connection()
+            place = _take_waiting_place(conn, timeout)
+            if place:
+                try:
+                    conn.xread({task_end_key(task.host_id, task.pk): "0-0"}, count=1,
+                               block=max(1, int(timeout * 1000)))
+                finally:
+                    conn.zrem(WAITERS_KEY, place)
         except Exception as exc:  # Redis gone: the row says what there is to say
             logger.info("cannot wait for the end of task %s: %s", task.pk, exc)
     # What a task's run changes; its host and user stay loaded (the answer names them).

@@ -145,6 +145,25 @@ def test_the_web_side_announces_and_waits_with_its_own_redis_user_and_no_more(re
         web.delete(key)
 
 
+def test_only_so_many_requests_wait_at_once_and_each_gives_its_place_back(redis_conn, locked_ct, settings):
+    """A waiting request holds a web worker: past PANEL_API_WAITERS the answer comes at once."""
+    from tasks.queue import WAITERS_KEY
+    from tasks.services import _take_waiting_place
+    settings.API_WAITERS = 1
+    web = redis_connection()
+    first = _take_waiting_place(web, 20)
+    assert first and _take_waiting_place(web, 20) is None
+    _, task = locked_ct
+    assert wait_for_end(task, 20).status == "queued"  # no place: it did not wait (and took none)
+    assert redis_conn.zrange(WAITERS_KEY, 0, -1) == [first.encode()]
+    web.zrem(WAITERS_KEY, first)
+    assert wait_for_end(task, 0.2).status == "queued"  # it waited, and gave its place back
+    assert redis_conn.zcard(WAITERS_KEY) == 0
+    # A place whose waiter died mid-wait is free once its time is over.
+    redis_conn.zadd(WAITERS_KEY, {"dead-worker": 1})
+    assert _take_waiting_place(web, 20)
+
+
 # -- the API's exec, waiting -----------------------------------------------------------------------
 @pytest.fixture
 def api(admin_user):
@@ -220,3 +239,29 @@ def test_exec_in_a_container_stopped_or_frozen_behind_the_panel_is_refused_and_t
     assert task.status == "failed" and "is not running" in task.error
     running_ct.refresh_from_db()
     assert running_ct.status == "stopped"
+
+
+# -- create and start ------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_a_start_that_lxc_cannot_complete_still_fails_without_lxc_wait(agent, host, admin_user, template_name):
+    """lxc-start -d itself says whether the container reached RUNNING; the panel no longer asks lxc-wait."""
+    ctid = CTID + 1
+    task = wait_task(services.create_container(user=admin_user, ctid=ctid, ostemplate=template_name,
+                                               hostname="noinit.test", host=host))
+    assert task.status == "ok", task.log
+    init = LXCPATH / str(ctid) / "rootfs" / "sbin" / "init"
+    init.unlink()
+    init.write_text("not a program\n")  # init cannot be run: LXC reports ABORTING, not RUNNING
+    ct = Container.objects.get(ctid=ctid)
+    task = wait_task(services.start_container(ct, admin_user))
+    assert task.status == "failed" and "RUNNING" in task.error
+    assert lxc_info_state(ctid) == "STOPPED"
+    ct.refresh_from_db()
+    assert ct.status == "stopped" and ct.lock_task is None
+    # Put right, it starts, and LXC says RUNNING the moment the task has ended.
+    init.unlink()
+    init.symlink_to("/bin/busybox")
+    assert wait_task(services.start_container(ct, admin_user)).status == "ok"
+    assert lxc_info_state(ctid) == "RUNNING"
+    ct.refresh_from_db()
+    assert ct.status == "running" and ct.nproc
