@@ -68,11 +68,11 @@ def main():
     from hosts.models import Host
     from tasks.services import submit_task
 
-    redis = start_redis(RUN)
-    agent = None
+    redis = agent = None
     lxc = Lxc(lxcpath)
     base = ["-P", str(lxcpath)]
     try:
+        redis = start_redis(RUN)
         template = build_busybox_template(RUN / "templates")
         tname = template_name(template.name)
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")

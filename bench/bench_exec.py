@@ -111,9 +111,9 @@ def main():
     from hosts.models import Host
     from tasks.models import Task
 
-    redis = start_redis(RUN)
-    agent = web = None
+    redis = agent = web = None
     try:
+        redis = start_redis(RUN)
         template = build_busybox_template(RUN / "templates")
         user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
         _, key = create_token(user, "bench")
