@@ -11,6 +11,14 @@ import time
 from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from benchlib import start_redis  # noqa: E402,F401  (the benches here call benchenv.start_redis)
+
+
+def start_agent(host, run: Path, code: Path = BASE):
+    """benchlib.start_agent, with this module's argument order."""
+    return benchlib.start_agent(host, code, run)
 # A live panel's settings, never a bench's.
 LIVE_VARIABLES = ("PANEL_DB_PATH", "PANEL_DATABASE_URL", "PANEL_HOST_TOKEN", "PANEL_HOST_TOKEN_FILE",
                   "PANEL_CLI_SOCKET")
@@ -39,15 +47,6 @@ def isolate(run: Path, lxcpath: Path, host_name: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def start_redis(run: Path) -> subprocess.Popen:
-    from tasks.redis_server import prepare
-    argv, sock = prepare(run, web_group=None, persist=False)
-    redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    while not sock.exists():
-        time.sleep(0.02)
-    return redis
-
-
 def make_lxcpath(lxcpath: Path) -> None:
     if not lxcpath.exists():  # enter, not list: a container's root (an unprivileged id) walks through it
         lxcpath.mkdir(parents=True)
@@ -64,20 +63,6 @@ def define_stopped(lxcpath: Path, ctids: list[int], host, made: list[int]) -> No
         (path / "config").write_text(f"lxc.uts.name = {ctid}\nlxc.rootfs.path = dir:{path}/rootfs\n")
     Container.objects.bulk_create([Container(ctid=c, hostname=f"s{c}.bench", ostemplate="busybox", host=host,
                                              status="stopped") for c in ctids])
-
-
-def start_agent(host, run: Path, code: Path = BASE) -> subprocess.Popen:
-    """`manage.py agent` of checkout `code` for `host`, once it has started and listed its templates."""
-    from hosts.models import Host
-    from hosts.services import issue_token
-    agent = subprocess.Popen([sys.executable, str(code / "manage.py"), "agent", "--host", host.name],
-                             env=dict(os.environ, PANEL_HOST_TOKEN=issue_token(None, host)), cwd=code,
-                             stdout=open(run / "agent.log", "w"), stderr=subprocess.STDOUT)
-    while not Host.objects.get(pk=host.pk).agent_started_at or not host.templates.exists():
-        if agent.poll() is not None:
-            sys.exit(f"the agent exited: {(run / 'agent.log').read_text()[-2000:]}")
-        time.sleep(0.1)
-    return agent
 
 
 def wait(task):

@@ -17,8 +17,11 @@ import atexit
 import os
 import shutil
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -146,3 +149,75 @@ def refuse_taken(args, need: int | None = None) -> list[int]:
 
 def _few(ctids: list[int]) -> str:
     return ", ".join(map(str, ctids[:5])) + (f" and {len(ctids) - 5} more" if len(ctids) > 5 else "")
+
+
+# -- a panel of the bench's own: its redis-server and agent, and the removal of what it made -------
+def percentile(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(round(p * (len(sorted_values) - 1))))]
+
+
+def summary(name: str, values: list[float], width: int = 46) -> float:
+    """One line: median, p95 and min in milliseconds; returns the median (ms)."""
+    ms = sorted(v * 1000 for v in values)
+    median = statistics.median(ms)
+    print(f"{name:{width}s} median {median:7.1f} ms  p95 {percentile(ms, 0.95):7.1f}  min {ms[0]:7.1f}  "
+          f"(n={len(ms)})")
+    return median
+
+
+def claim_ctids(lxcpath: Path, ctids: list[int]) -> None:
+    """Refuse to run when any of the CTIDs is taken in the lxcpath (by a live panel, another run);
+    make the lxcpath if it is not there yet."""
+    taken = [c for c in ctids if (lxcpath / str(c)).exists()]
+    if taken:
+        sys.exit(f"CTIDs {taken[:5]}... exist in {lxcpath} already: choose another range")
+    if not lxcpath.exists():  # enter, not list: a container's root (an unprivileged id) walks through it
+        lxcpath.mkdir(parents=True)
+        lxcpath.chmod(0o711)
+
+
+def start_redis(run: Path) -> subprocess.Popen:
+    """redis-server with the panel's users, as `make run` starts it (Django must be set up)."""
+    from tasks.redis_server import prepare
+    argv, sock = prepare(run, web_group=None, persist=False)
+    redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    while not sock.exists():
+        time.sleep(0.02)
+    return redis
+
+
+def start_agent(host, code: Path, run: Path) -> subprocess.Popen:
+    """`manage.py agent` of checkout `code` for `host`, once it serves (recovery, reconcile done)."""
+    from hosts.models import Host
+    from hosts.services import issue_token
+    agent = subprocess.Popen([sys.executable, str(code / "manage.py"), "agent", "--host", host.name],
+                             env=dict(os.environ, PANEL_HOST_TOKEN=issue_token(None, host)), cwd=code,
+                             stdout=open(run / "agent.log", "w"), stderr=subprocess.STDOUT)
+    while not Host.objects.get(pk=host.pk).agent_started_at or not host.templates.exists():
+        if agent.poll() is not None:
+            sys.exit(f"the agent exited: {(run / 'agent.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    return agent
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 60) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def remove_containers(lxcpath: Path, ctids) -> None:
+    """Stop and remove what a run made under these CTIDs, and nothing else in a shared lxcpath."""
+    for ctid in ctids:
+        for path in [lxcpath / str(ctid), *lxcpath.glob(f".vzpanel-partial-{ctid}-*")]:
+            if not path.exists():
+                continue
+            subprocess.run(["lxc-stop", "-n", str(ctid), "-P", str(lxcpath), "-k"], capture_output=True)
+            subprocess.run(["umount", str(path / "rootfs")], capture_output=True)
+            if not os.path.ismount(path / "rootfs"):
+                shutil.rmtree(path, ignore_errors=True)

@@ -11,6 +11,8 @@ Every key of a session is named by its host's id and the session's id, under
 - `...:t<task id>:out`: a stream, agent -> vzctl exec: a command's standard output (DATA) and
   error (ERROR_DATA) as it writes them, then CLOSE (reason "exit N"). Read only by the CLI of the
   user who ran the command; the task's log and result keep what the page shows.
+- `...:t<task id>:end`: a stream, whoever finishes a task -> whoever waits for its end (the API's
+  exec with `wait`): one entry once the task's final row is committed (tasks.services).
 Plain Python (no Django): both sides and the tests use it.
 """
 from __future__ import annotations
@@ -45,6 +47,11 @@ def session_key(host_id: int, session_id: int, kind: str) -> str:
 def task_output_key(host_id: int, task_id: int) -> str:
     """The stream of a vzctl exec task's output (the host's agent writes it, the CLI reads it)."""
     return f"{host_prefix(host_id)}t{int(task_id)}:out"
+
+
+def task_end_key(host_id: int, task_id: int) -> str:
+    """The stream that says a task of that host has ended (tasks.services.finish_task writes it)."""
+    return f"{host_prefix(host_id)}t{int(task_id)}:end"
 
 
 def parse_session_id(raw: bytes) -> int | None:

@@ -60,9 +60,10 @@ def limits_for(values) -> Limits:
                   ioprio=get("ioprio"))
 
 
-def spec_for(ct: Container) -> ContainerSpec:
+def spec_for(ct: Container, net=None) -> ContainerSpec:
+    """`net`: the container's network (network.jobs.network_of), when the caller has it already."""
     from network.jobs import network_of
-    net = network_of(ct)
+    net = network_of(ct) if net is None else net
     return ContainerSpec(ctid=ct.ctid, hostname=ct.hostname, onboot=ct.onboot, limits=limits_for(ct),
                          net_lines=net.lxc_lines(ct.ctid), addresses=tuple(net.venet),
                          nameservers=tuple(ct.nameservers or ()), searchdomain=ct.searchdomain,
@@ -91,7 +92,10 @@ def record_states(observed: list[tuple[Container, str, int | None]]) -> int:
         if fields:
             changed.setdefault(tuple(sorted(fields)), []).append(ct)
     for names, rows in changed.items():
-        Container.objects.bulk_update(rows, names)
+        if len(rows) == 1:  # a task's own container: a plain UPDATE, not bulk_update's CASE per field
+            Container.objects.filter(pk=rows[0].pk).update(**{name: getattr(rows[0], name) for name in names})
+        else:
+            Container.objects.bulk_update(rows, names)
     return sum(len(rows) for rows in changed.values())
 
 
@@ -102,10 +106,11 @@ def refresh_state(ct: Container, lxc: Lxc, known: str | None = None) -> str:
     return state
 
 
-def network_up(ct: Container, lxc: Lxc, log) -> None:
-    """Addresses and routes of a container that has just started (the host side through netlink)."""
+def network_up(ct: Container, lxc: Lxc, log, net=None) -> None:
+    """Addresses and routes of a container that has just started (the host side through netlink).
+    `net`: its network as the caller read it for the config, not read again."""
     from network.jobs import bring_up, network_of
-    net = network_of(ct)
+    net = network_of(ct) if net is None else net
     if not (net.venet or net.veths):
         return  # nothing to configure: spare the lxc-info call that finds the init pid
     for line in bring_up(ct, lxc.init_pid(ct.ctid)):
@@ -247,13 +252,15 @@ def umount(task, log):
 
 @handler(TaskType.CT_CREATE)
 def create(task, log):
+    from network.jobs import network_of
     ct = _container(task)
     lxc = lxc_for(task.host)
     try:
         template = find_template(task.host.template_dir, ct.ostemplate)
         if template is None:
             raise TaskFailed(f"OS template {ct.ostemplate!r} is not in {task.host.template_dir}")
-        lxc.create(spec_for(ct), template, log, customize=_root_credentials(task, ct, log))
+        net = network_of(ct)
+        lxc.create(spec_for(ct, net), template, log, customize=_root_credentials(task, ct, log))
         fault_point("create.built")
     except BaseException as exc:
         # Nothing is left on disk (Lxc.create cleans up); free the CTID in the panel too.
@@ -269,7 +276,7 @@ def create(task, log):
             refresh_state(ct, lxc)  # created but not running: the row says what LXC says
             raise
         refresh_state(ct, lxc, known="RUNNING")
-        network_up(ct, lxc, log)
+        network_up(ct, lxc, log, net)
     else:
         record_state(ct, "STOPPED")
     return {"ctid": ct.ctid, "status": ct.status}
@@ -326,7 +333,9 @@ def start(task, log):
         log(f"Mounting the root filesystem of {ct.ctid} (it was unmounted with vzctl umount)")
         _mark_unmounted(ct, False)
     lxc.ensure_mounted(ct.ctid)  # before the identity files are written into it
-    spec = spec_for(ct)
+    from network.jobs import network_of
+    net = network_of(ct)
+    spec = spec_for(ct, net)
     lxc.write_config(spec)  # the panel's settings are the truth, as CTID.conf is for vzctl
     lxc.write_identity(spec)
     log(f"Starting container {ct.ctid}")
@@ -335,8 +344,8 @@ def start(task, log):
     except BaseException:
         refresh_state(ct, lxc)
         raise
-    refresh_state(ct, lxc, known="RUNNING")  # lxc-wait has just said so
-    network_up(ct, lxc, log)
+    refresh_state(ct, lxc, known="RUNNING")  # lxc-start -d has just said so
+    network_up(ct, lxc, log, net)
     log(f"Container {ct.ctid} is running")
     return {"status": ct.status}
 
@@ -427,7 +436,7 @@ def _container_in(task, lxc_state: str, what: str) -> tuple[Container, Lxc]:
     put right and the task fails saying the container is not `what`."""
     ct = _container(task)
     lxc = lxc_for(task.host)
-    if lxc.state(ct.ctid) != lxc_state:
+    if not (lxc.is_running(ct.ctid) if lxc_state == "RUNNING" else lxc.state(ct.ctid) == lxc_state):
         refresh_state(ct, lxc)
         raise TaskFailed(f"container {ct.ctid} is not {what}")
     return ct, lxc

@@ -23,6 +23,9 @@ SERIALIZER = JSONSerializer
 # The only function an agent runs; its one argument is a task id.
 RUNNER = "tasks.runner.run_task"
 SCHEDULER_LOCK_KEY = "vzpanel:scheduler:pass"
+# The requests waiting for a task's end (tasks.services.wait_for_end): a sorted set of request
+# tokens by the time each gives up, so that a worker killed mid-wait frees its place.
+WAITERS_KEY = "vzpanel:task-waiters"
 # The panel needs Redis 7 (ACL selectors). Told so, RQ does not ask the server with INFO, an
 # administrative command that no panel user but the administrator may run.
 REDIS_VERSION = (7, 0, 0)

@@ -4,16 +4,18 @@
   PANEL_REDIS_ADMIN_PASSWORD_FILE). Only the agents that hold it (the panel machine's) administer ACLs.
 - `vzpanel-web` (web process, scheduler, CLI): puts jobs on any host's queue and removes them
   (append and remove only: it cannot read jobs or pop queues), stashes task secrets (write only),
-  takes the scheduler's lock, lists queued job ids.
+  takes the scheduler's lock, lists queued job ids, takes and gives back a place among the
+  requests waiting for a task's end.
 - `vzpanel-host-NAME` (that host's agent; password: its token): everything RQ's worker needs on its
   own queue, its own jobs (ids `vzpanel-h<host id>-task-<task id>`), its worker and its own task
   secrets; on other hosts' queues only what putting a child task there takes (RPUSH, HSET, SADD),
   as a migration's source does. It cannot read, pop or delete another host's queue or jobs, nor
   read another host's secrets.
 - Browser consoles (consoles/relay.py): a host's user alone reaches its host's console keys
-  (`vzpanel:console:h<host id>:*`: pops session ids, reads keystrokes, writes output, and the
-  output of its vzctl exec tasks); the web user (and the CLI) pushes session ids, adds to and
-  reads the streams, and reads nothing else there.
+  (`vzpanel:console:h<host id>:*`: pops session ids, reads keystrokes, writes output, the
+  output of its vzctl exec tasks and the end of its tasks); the web user (and the CLI) pushes
+  session ids, adds to and reads the streams (a cancel announces its task's end), and reads
+  nothing else there.
 No user but the administrator gets an administrative command (ACL, CONFIG, DEBUG, MODULE, FLUSH*,
 KEYS, SCAN, INFO, SHUTDOWN...): every user below gets a list of commands, never a category.
 The commands are what RQ 2 was seen to send (MONITOR) when it enqueues, works, fails and cancels.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from .queue import SCHEDULER_LOCK_KEY, connect, job_prefix
+from .queue import SCHEDULER_LOCK_KEY, WAITERS_KEY, connect, job_prefix
 
 ADMIN_USER = "vzpanel-admin"
 WEB_USER = "vzpanel-web"
@@ -59,6 +61,7 @@ def web_rules() -> list[str]:
             f"(%W~{ALL_JOBS} +hset +del)",                 # enqueue, cancel
             "(%W~rq:queues +sadd)",
             f"(%W~vzpanel:task-secret:* %W~{SCHEDULER_LOCK_KEY} +set)",
+            f"(~{WAITERS_KEY} +zadd +zrem +zremrangebyscore +zcard)",  # the places to wait for a task's end
             f"(%W~{CONSOLE_PREFIX}* +rpush +xadd +expire)",    # ask for a console, type into it
             f"(%R~{CONSOLE_PREFIX}* +xread +exists)"]          # read its output, is its agent there
 

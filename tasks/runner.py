@@ -68,12 +68,17 @@ class TaskLog:
 
     def flush(self) -> None:
         with self.lock:
+            self.task.write_log(self.take())
+
+    def take(self) -> str:
+        """The lines not written yet, for the caller to write (the task's final UPDATE)."""
+        with self.lock:
             if self.timer is not None and self.timer is not threading.current_thread():
                 self.timer.cancel()
             self.timer = None
             text, self.pending = "".join(self.pending), []
-            self.task.write_log(text)
             self.last_flush = time.monotonic()
+            return text
 
 
 if TYPE_CHECKING:
@@ -147,19 +152,17 @@ def _execute(task: Task) -> str:
             raise TaskFailed(f"this agent does not know task type {task.type!r}")
         result = handler(task, log)
     except EXPECTED_ERRORS as exc:
-        log.flush()
-        finish_task(task, TaskStatus.FAILED, error=str(exc))
+        finish_task(task, TaskStatus.FAILED, error=str(exc), log_text=log.take())
         return "failed"
     except Exception as exc:
         # A bug, not a message for the user: one line for them, the traceback for the agent's log.
         logger.exception("task %s (%s) failed unexpectedly", task.pk, task.type)
-        log.flush()
         detail = " ".join(str(exc).split())[:300]
         finish_task(task, TaskStatus.FAILED, error=f"internal error in the agent: {type(exc).__name__}: {detail}; "
-                                                   "details in the agent's log")
+                                                   "details in the agent's log", log_text=log.take())
         return "failed"
     finally:
         close_old_connections()
-    log.flush()
-    finish_task(task, TaskStatus.OK, result=result)
+    # The last lines and the outcome in one write.
+    finish_task(task, TaskStatus.OK, result=result, log_text=log.take())
     return "ok"

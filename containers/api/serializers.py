@@ -140,10 +140,19 @@ class ContainerUpdateSerializer(serializers.Serializer):
         return value or None
 
 
+# Seconds an exec request may wait for its command's end: below gunicorn's worker timeout (30 s),
+# which would kill a sync worker kept longer.
+MAX_EXEC_WAIT = 20
+
+
 class ExecSerializer(serializers.Serializer):
     command = serializers.ListField(child=serializers.CharField(max_length=8192, trim_whitespace=False),
                                     min_length=1, max_length=1024)
     timeout = AsciiIntegerSerializerField(min_value=1, max_value=3600, default=60)
+    wait = AsciiIntegerSerializerField(
+        min_value=0, max_value=MAX_EXEC_WAIT, default=0,
+        help_text="Seconds to wait for the command to end: 200 with the ended task (its result has the exit "
+                  "code and output) if it ended by then, else 202 as without (0, the default: 202 at once).")
 
 
 class DestroySerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from containers.models import OSTemplate
 from panel.filters import SEARCH_MAX
 from panel.schema import EMPTY_MEANS_ANY, text_filter
 from tasks.api.serializers import TaskAcceptedSerializer, TaskSerializer
-from tasks.services import TaskError
+from tasks.services import TaskError, wait_for_end
 
 from backups.services import backup_container
 
@@ -33,10 +33,10 @@ def _sorts() -> list[str]:
 SORTS = _sorts()
 
 
-def accepted(request, task):
+def accepted(request, task, answer_status=status.HTTP_202_ACCEPTED):
     url = reverse("api-task-detail", args=[task.pk], request=request)
     data = TaskSerializer(task, context={"request": request}).data
-    return Response({"task": data, "task_url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+    return Response({"task": data, "task_url": url}, status=answer_status, headers={"Location": url})
 
 
 def refused(exc: TaskError):
@@ -209,7 +209,7 @@ class ContainerViewSet(viewsets.GenericViewSet):
     def umount(self, request, ctid=None):
         return self._action(request, services.umount_container)
 
-    @extend_schema(request=ExecSerializer, responses={202: TaskAcceptedSerializer})
+    @extend_schema(request=ExecSerializer, responses={200: TaskAcceptedSerializer, 202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"], url_path="exec")
     def exec_command(self, request, ctid=None):
         ct = self.get_object()
@@ -220,6 +220,12 @@ class ContainerViewSet(viewsets.GenericViewSet):
                                               ser.validated_data["timeout"])
         except TaskError as exc:
             return refused(exc)
+        if ser.validated_data["wait"]:
+            # Blocked on the task's end in Redis, not polling; the client gets the exit status in
+            # this answer instead of asking for the task again and again.
+            task = wait_for_end(task, ser.validated_data["wait"])
+            if not task.is_active:
+                return accepted(request, task, status.HTTP_200_OK)
         return accepted(request, task)
 
 
