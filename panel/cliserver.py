@@ -150,21 +150,38 @@ def refusal(request: Request, settings_env: dict, namespace: str) -> str | None:
 
 
 def prepare_socket(path: Path) -> socket.socket:
-    """Listen at `path`: its directory made (or fixed) 0700 and this user's, the socket 0600."""
+    """Listen at `path`: its directory made (or fixed) 0700 and this user's, the socket 0600.
+
+    The directory is opened once, without following a link, and everything after is done through
+    that descriptor: its parent (VAR_DIR, root:vzpanel 0770 in production) lets the web user's group
+    rename what is in it, so a name checked and then used again could by then be a link, and root
+    would change the mode of (or bind its socket in) a directory of the web user's choosing."""
     directory = path.parent
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()})")
-    os.chmod(directory, 0o700)
-    path.unlink(missing_ok=True)  # a server that died left it
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
     try:
-        listener.bind(str(path))
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()}): {exc}") from None
+    try:
+        if os.fstat(dir_fd).st_uid != os.geteuid():
+            raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()})")
+        os.fchmod(dir_fd, 0o700)
+        try:
+            os.unlink(path.name, dir_fd=dir_fd)  # a server that died left it
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is made 0600: no chmod by name after
+        try:
+            # Through the held descriptor: the socket lands in this directory whatever its name is now.
+            listener.bind(f"/proc/self/fd/{dir_fd}/{path.name}")
+        except BaseException:
+            listener.close()
+            raise
+        finally:
+            os.umask(old)
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        os.close(dir_fd)
     listener.listen(64)
     return listener
 
