@@ -384,17 +384,24 @@ def restore_network(ct: Container, user, config: dict) -> list[str]:
 
 def _restore_pool(ct: Container, user, ip) -> IPPool | None:
     """The pool a restored address of `ct` counts in, or a refusal. The restoring user's rules
-    (_explicit_address), and more for administrators restoring a tenant's container: never an
-    address of a pool that tenant may not use (another tenant's, or the administrators' own), so a
-    tenant's restore never takes another tenant's address, whoever runs it."""
+    (_explicit_address), and more for administrators restoring a tenant's container: the archive is
+    the tenant's word (an upload, say), so only what the tenant's own pools hand out, as vzctl set
+    --ipadd by the tenant would take: never another tenant's or the administrators' pool, never a
+    pool's gateway, network or broadcast address, never an address outside every pool (the host
+    answers ARP for a container's address on its own network: the LAN's router, another server).
+    An administrator gives those by hand (vzctl set --ipadd) after the restore."""
     if not (ct.tenant_id and configures_host_network(user)):
         return _explicit_address(ct, user, ip)
     for candidate in pools_for(ct.host):
         if ip in candidate.net():
-            if candidate.shared or candidate.tenants.filter(pk=ct.tenant_id).exists():
-                return candidate
-            raise NotAllowed(f"{ip} is in IP pool {candidate.name}, which tenant {ct.tenant.slug} may not use.")
-    return None  # outside every pool: an address administrators gave by hand, theirs to give again
+            if not (candidate.shared or candidate.tenants.filter(pk=ct.tenant_id).exists()):
+                raise NotAllowed(f"{ip} is in IP pool {candidate.name}, which tenant {ct.tenant.slug} may not use.")
+            if not candidate.offers(ip):
+                raise NotAllowed(f"{ip} is reserved in pool {candidate.name} (its gateway, network or broadcast "
+                                 "address, or outside its ranges); an administrator gives it by hand.")
+            return candidate
+    raise NotAllowed(f"{ip} is not in an IP pool of tenant {ct.tenant.slug}: an archive's address outside the "
+                     "pools is not restored; an administrator gives it by hand (vzctl set --ipadd).")
 
 
 def restore_addresses(ct: Container, user, addresses: list) -> list[dict]:

@@ -17,8 +17,8 @@ holds up nothing):
    of milliseconds here), is given the connection and reads the request (bounded in size and time): a shell command's
    name, its arguments, the caller's display variables (cli_client.CLI_PASSED_ENV), its settings
    variables, umask and mount namespace, and its stdin, stdout, stderr and working directory as
-   file descriptors. Settings variables or a mount namespace that differ from the server's, or a
-   command that is not a shell command: "F" again, so the caller runs it with its own settings
+   file descriptors. Settings variables or a mount namespace that differ from the server's, a
+   --settings or --pythonpath option, or a command that is not a shell command: "F" again, so the caller runs it with its own settings
    and paths, never silently with ours.
 3. The session hands the request to the command's process (fork_worker), which becomes: a session of its own (setsid: no controlling
    terminal, so it reads and sets the caller's terminal without job control getting in the way),
@@ -63,6 +63,8 @@ MAX_SESSIONS = 32          # commands at once; more callers run their command th
 MAX_REQUEST = 4 << 20      # bytes: arguments of any length Linux allows (2 MiB) and their environment
 REQUEST_SECONDS = 10       # to send the request, once connected
 HANGUP_GRACE = 30          # seconds a command has after SIGHUP (its caller went) before SIGKILL
+# ManagementUtility's own options, read before Django is set up (exactly these names: no abbreviation).
+SETTINGS_OPTIONS = frozenset({"--settings", "--pythonpath"})
 RELAYED_SIGNALS = frozenset(int(s) for s in cli_client.FORWARDED_SIGNALS)
 PR_SET_PDEATHSIG = 1
 
@@ -144,27 +146,49 @@ def refusal(request: Request, settings_env: dict, namespace: str) -> str | None:
         return f"{request.command} is not a shell command of the panel"
     if request.settings_env != settings_env:
         return "the caller's settings variables differ from the server's"
+    chosen = next((a for a in request.args if a.split("=", 1)[0] in SETTINGS_OPTIONS), None)
+    if chosen is not None:
+        # manage.py reads these before the settings; a fork has ours loaded already and would act on
+        # our database (and import from the server's path) whatever the caller named.
+        return f"{chosen.split('=', 1)[0]} chooses the settings, which the server has loaded already"
     if request.namespace != namespace:
         return "the caller sees another filesystem (mount namespace or root)"
     return None
 
 
 def prepare_socket(path: Path) -> socket.socket:
-    """Listen at `path`: its directory made (or fixed) 0700 and this user's, the socket 0600."""
+    """Listen at `path`: its directory made (or fixed) 0700 and this user's, the socket 0600.
+
+    The directory is opened once, without following a link, and everything after is done through
+    that descriptor: its parent (VAR_DIR, root:vzpanel 0770 in production) lets the web user's group
+    rename what is in it, so a name checked and then used again could by then be a link, and root
+    would change the mode of (or bind its socket in) a directory of the web user's choosing."""
     directory = path.parent
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()})")
-    os.chmod(directory, 0o700)
-    path.unlink(missing_ok=True)  # a server that died left it
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
     try:
-        listener.bind(str(path))
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()}): {exc}") from None
+    try:
+        if os.fstat(dir_fd).st_uid != os.geteuid():
+            raise RuntimeError(f"{directory} is not a directory of this user ({os.geteuid()})")
+        os.fchmod(dir_fd, 0o700)
+        try:
+            os.unlink(path.name, dir_fd=dir_fd)  # a server that died left it
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is made 0600: no chmod by name after
+        try:
+            # Through the held descriptor: the socket lands in this directory whatever its name is now.
+            listener.bind(f"/proc/self/fd/{dir_fd}/{path.name}")
+        except BaseException:
+            listener.close()
+            raise
+        finally:
+            os.umask(old)
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        os.close(dir_fd)
     listener.listen(64)
     return listener
 

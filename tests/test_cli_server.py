@@ -352,3 +352,25 @@ def test_vzctl_enter_on_a_terminal_through_the_server(running_ct, cli_server):
         assert "vzctl: running as pid" in cli_server.log()
     finally:
         shell.close()
+
+
+def test_settings_or_pythonpath_options_are_never_run_with_the_servers_settings(cli_server, admin_user, host,
+                                                                                 tmp_path):
+    """manage.py's --settings and --pythonpath choose the settings (another database) and where modules
+    are imported from; a fork whose settings are loaded already would take neither and act on the
+    server's database instead. Such a command is refused, so the caller runs it itself, as asked."""
+    Container.objects.create(ctid=9802, hostname="row.example", ostemplate="busybox", host=host, status="stopped")
+    (tmp_path / "elsewhere_settings.py").write_text("raise SystemExit('the caller settings were read')\n")
+    for options in (["--settings=nosuch_settings_module"], ["--settings", "nosuch_settings_module"],
+                    [f"--pythonpath={tmp_path}", "--settings=elsewhere_settings"]):
+        argv = ("vzctl", *options, "set", "9802", "--description", "changed")
+        fast = run(client_argv(*argv), cwd=tmp_path)
+        direct = run(direct_argv(*argv), cwd=tmp_path)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (direct.returncode, direct.stdout, direct.stderr), argv
+        assert fast.returncode != 0, fast
+        assert Container.objects.get(ctid=9802).description == "", argv  # the server's database: untouched
+    assert cli_server.served() == 0, cli_server.log()
+    request = cliserver.decode_request(raw_request("vzctl", ["status", "--pythonpath", "/tmp", "1"],
+                                                   os.environ)[4:], [5, 6, 7, 8])
+    assert "--pythonpath" in cliserver.refusal(request, cli_client.settings_env(os.environ),
+                                               cli_client.mount_namespace())

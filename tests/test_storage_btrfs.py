@@ -190,6 +190,30 @@ def test_a_container_cannot_make_subvolumes_that_escape_its_quota(lxc, btrfs_poo
     assert sh(lxc, 9857, "echo x > /f && sync /f && echo ok").stdout.strip() == "ok"
 
 
+IOCTL_SOURCE = Path(__file__).with_name("btrfs_ioctl.c")
+
+
+def test_the_subvolume_filter_holds_with_high_bits_in_the_ioctl_request(lxc, btrfs_pool, busybox_template,  # noqa: F811
+                                                                         tmp_path):
+    """The kernel reads ioctl's request as 32 bits; a filter comparing all 64 lets a request with a bit
+    above them pass, and the kernel then makes the subvolume the filter was meant to refuse: one outside
+    the container's qgroup, so its disk quota would not hold."""
+    program = tmp_path / "btrfs_ioctl"
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(program), str(IOCTL_SOURCE)], check=True, capture_output=True)
+    make(lxc, busybox_template, 9859, disk_mb=64, start=False)
+    inside = lxc.rootfs(9859) / "btrfs_ioctl"
+    inside.write_bytes(program.read_bytes())
+    inside.chmod(0o755)
+    lxc.start(9859)
+    for how in ("plain", "high"):
+        res = lxc.attach(9859, ["/btrfs_ioctl", "/", f"escape-{how}", how], timeout=60)
+        assert res.returncode != 0 and "errno=1" in res.stdout, (how, res)
+        assert not (lxc.rootfs(9859) / f"escape-{how}").exists(), how
+    listing = subprocess.run(["btrfs", "subvolume", "list", str(btrfs_pool.mountpoint)], capture_output=True,
+                             text=True, check=True).stdout
+    assert [line.split()[-1] for line in listing.splitlines()] == ["ct/9859"]
+
+
 def test_reset_to_template_builds_a_new_subvolume_and_keeps_the_limit(lxc, btrfs_pool, busybox_template):  # noqa: F811
     make(lxc, busybox_template, 9858, disk_mb=64, start=False)
     (lxc.rootfs(9858) / "marker").write_text("old files\n")

@@ -75,7 +75,9 @@ SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 # btrfs lets any user make a subvolume or snapshot in a directory they may write; one made inside a
 # container's subvolume has a qgroup of its own, outside the container's limit (its disk quota would
 # not hold): the four ioctls that make them (BTRFS_IOC_SNAP_CREATE, SUBVOL_CREATE, SNAP_CREATE_V2,
-# SUBVOL_CREATE_V2) are refused with EPERM.
+# SUBVOL_CREATE_V2) are refused with EPERM. The kernel reads an ioctl's request as 32 bits while the
+# filter sees the whole 64-bit register: the request is compared under the mask 0xffffffff, else the same
+# request with any bit above 31 set would pass the filter and still make the subvolume.
 SECCOMP_PROFILE = """2
 denylist
 reject_force_umount
@@ -88,10 +90,10 @@ delete_module errno 1
 keyctl errno 38
 add_key errno 38
 request_key errno 38
-ioctl errno 1 [1,0x50009401,SCMP_CMP_EQ]
-ioctl errno 1 [1,0x5000940e,SCMP_CMP_EQ]
-ioctl errno 1 [1,0x50009417,SCMP_CMP_EQ]
-ioctl errno 1 [1,0x50009418,SCMP_CMP_EQ]
+ioctl errno 1 [1,0x50009401,SCMP_CMP_MASKED_EQ,0xffffffff]
+ioctl errno 1 [1,0x5000940e,SCMP_CMP_MASKED_EQ,0xffffffff]
+ioctl errno 1 [1,0x50009417,SCMP_CMP_MASKED_EQ,0xffffffff]
+ioctl errno 1 [1,0x50009418,SCMP_CMP_MASKED_EQ,0xffffffff]
 """
 SECCOMP_NAME = ".vzpanel.seccomp"  # in the lxcpath, which is root's alone
 
