@@ -47,6 +47,9 @@ QUOTA_FIELDS = {
 }
 
 
+DEFAULT_MAX_SNAPSHOTS = 5  # per tenant; see Tenant.max_snapshots
+
+
 class Tenant(models.Model):
     """An organisation, a class, a customer: members, containers and quotas."""
 
@@ -62,7 +65,11 @@ class Tenant(models.Model):
     max_ips = models.PositiveIntegerField(null=True, blank=True)
     max_backups = models.PositiveIntegerField(null=True, blank=True)
     max_backup_mb = models.PositiveIntegerField(null=True, blank=True)
-    max_snapshots = models.PositiveIntegerField(null=True, blank=True)
+    # Finite by default, unlike the others: on btrfs each snapshot keeps up to the container's disk
+    # limit of space outside that limit (its own qgroup), so an unlimited count would let one tenant
+    # fill a shared pool by snapshotting, deleting and writing again. Empty: no limit (an administrator's
+    # choice for a tenant they trust).
+    max_snapshots = models.PositiveIntegerField(null=True, blank=True, default=DEFAULT_MAX_SNAPSHOTS)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -169,3 +169,12 @@ def test_raising_a_limit_past_capacity_is_refused(people, student_ct, host):
     services.update_container(student_ct, admin, override_capacity=True, ram_mb=2048)
     student_ct.refresh_from_db()
     assert student_ct.ram_mb == 2048
+
+
+def test_a_new_tenant_may_keep_five_snapshots_unless_an_administrator_says_otherwise(db):
+    # Each btrfs snapshot holds space outside the container's disk limit: an unlimited default would
+    # let one tenant fill a shared pool by snapshotting, deleting and writing again.
+    from tenancy.models import DEFAULT_MAX_SNAPSHOTS, Tenant
+    assert DEFAULT_MAX_SNAPSHOTS == 5
+    assert Tenant.objects.create(slug="snappy", name="Snappy").max_snapshots == 5
+    assert Tenant.objects.create(slug="trusted", name="Trusted", max_snapshots=None).max_snapshots is None
