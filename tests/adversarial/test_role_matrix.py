@@ -59,6 +59,14 @@ RULES = {
     # containers
     "container-list": always(200), "container-create": page(CREATORS), "container-detail": obj(SEES_CT),
     "container-series": obj(SEES_CT), "container-beancounters": obj(SEES_CT),
+    # the CTID's earlier containers' tasks: seen where the current container or one of its tasks is
+    "container-history": obj(SEES_CT),
+    # storage pools (administrators, on the host page) and snapshots (the container page's tab)
+    "pool-add": POST_ONLY, "pool-default": POST_ONLY, "container-snapshot": POST_ONLY,
+    "container-snapshot-action": POST_ONLY,
+    "api-ct-snapshots-list": obj(SEES_CT),
+    # a snapshot is deleted (DELETE) or switched to (POST), never read alone: GET is 405 for everyone
+    "api-ct-snapshots-detail": POST_ONLY, "api-ct-snapshots-switch": POST_ONLY,
     "container-backup-prune": obj(SEES_CT),
     **{name: POST_ONLY for name in ("container-settings", "container-exec", "container-destroy", "container-reset",
                                     "container-migrate", "container-password", "container-sshkey",
