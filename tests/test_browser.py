@@ -64,7 +64,7 @@ def test_login_create_start_and_see_running(page, live_server, agent, host, admi
     assert Container.objects.get(ctid=9201).status == "running"
 
     page.click("nav >> text=Containers")
-    row = page.wait_for_selector("tr[data-ctid='9201']")
+    row = page.wait_for_selector("#container-table tr[data-key='9201']")
     assert "running" in row.inner_text() and "browser.test" in row.inner_text()
 
 
@@ -80,8 +80,8 @@ def test_student_sees_only_their_container_starts_it_and_sets_root_password(
 
     log_in(page, live_server.url, "student", "student-pass-123")
     page.click("nav >> text=Containers")
-    page.wait_for_selector("tr[data-ctid='9301']")
-    assert page.query_selector("tr[data-ctid='9302']") is None  # the peer's container is not shown
+    page.wait_for_selector("#container-table tr[data-key='9301']")
+    assert page.query_selector("#container-table tr[data-key='9302']") is None  # the peer's container is not shown
     assert page.goto(f"{live_server.url}/containers/9302/").status == 404
 
     page.goto(f"{live_server.url}/containers/9301/")
