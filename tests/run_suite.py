@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""`make test`: the whole suite in three pytest processes at once, each with its own run
+"""`make test`: the whole suite in four pytest processes at once, each with its own run
 directory, redis-server and agents (tests/settings.py), so that the machine's idle time while
 containers start, Debian builds and VMs boot is used:
 
-- the main lane: every test except those marked `vm`, `own_lane` or `alone`, on SQLite, reported
-  as it runs;
+- the main lane: every test except those marked `vm`, `own_lane` or `alone` and the pages and
+  contracts below, on SQLite, reported as it runs;
+- pages and contracts without containers (marked `browser` or `contract`, not `integration`):
+  Chromium pages and the API/form contracts, CPU-bound while the main lane mostly waits on LXC;
 - the own lane: tests marked `own_lane`, long and mostly waiting (a Debian template build,
   backups and crash recovery), with CTIDs no other test uses;
 - the database-touching tests again on a real PostgreSQL (tests/with_postgres.py).
@@ -32,9 +34,14 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 SYSCTLS = [Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/conf/all/forwarding")]
 PYTEST = [sys.executable, "-m", "pytest"]
+PAGES_AND_CONTRACTS = "(browser or contract) and not integration and not own_lane and not alone and not vm"
 SIDE_LANES = {
     "own lane (Debian template build, backups, crash recovery)":
         [*PYTEST, "-q", "-p", "no:cacheprovider", "-m", "own_lane and not vm"],
+    # Pages in Chromium and the API/form contracts that need no container: CPU in this process while
+    # the main lane mostly waits on LXC (they took about 6 of its 30 minutes).
+    "pages and contracts without containers":
+        [*PYTEST, "-q", "-p", "no:cacheprovider", "-m", PAGES_AND_CONTRACTS],
     "database-touching tests on PostgreSQL":
         [sys.executable, str(BASE_DIR / "tests" / "with_postgres.py"), "-q", "-p", "no:cacheprovider",
          "-m", "not integration and not browser and not contract and not alone"],
@@ -52,7 +59,8 @@ def main() -> int:
             with open(log, "w") as out:
                 side[name] = (subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT),
                               log)
-        main_rc = subprocess.call([*PYTEST, "-m", "not own_lane and not alone and not vm", *sys.argv[1:]], cwd=BASE_DIR,
+        main_rc = subprocess.call([*PYTEST, "-m", f"not own_lane and not alone and not vm and not ({PAGES_AND_CONTRACTS})",
+                                   *sys.argv[1:]], cwd=BASE_DIR,
                                   env=env)
         failed = [] if main_rc == 0 else ["main lane"]
         for name, (proc, log) in side.items():
